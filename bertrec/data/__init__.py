@@ -1,0 +1,1 @@
+"""The data layer: raw logs -> canonical events -> cleaned events -> sequences -> splits."""
