@@ -1,0 +1,132 @@
+"""Recipe arguments: dataclasses parsed by ``HfArgumentParser``, a YAML file first, then the command line.
+
+``--config file.yaml`` sets defaults for any field; every field can still be overridden on the command line.
+Unknown keys in the YAML file and unknown flags are errors (a typo must not silently train the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="synthetic", metadata={"help": "A log file (csv/tsv/parquet/jsonl) or 'synthetic' "
+                                                        "for the built-in shop log."})  # fmt: skip
+    format: str | None = field(default=None, metadata={"help": "File format if the extension does not say it."})
+    user_column: str = field(default="user_id", metadata={"help": "Column holding user ids."})
+    item_column: str = field(default="item_id", metadata={"help": "Column holding item ids."})
+    action_column: str | None = field(default=None, metadata={"help": "Column holding actions (default: 'action' "
+                                                              "if present)."})  # fmt: skip
+    timestamp_column: str | None = field(default=None, metadata={"help": "Column holding times (default: "
+                                                                 "'timestamp' if present)."})  # fmt: skip
+    timestamp_unit: str = field(default="auto", metadata={"help": "auto, s or ms for numeric timestamps."})
+    synthetic_users: int | None = field(default=None, metadata={"help": "Users in the synthetic log (default: "
+                                                                "the built-in size)."})  # fmt: skip
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic log."})
+    drop_duplicates: bool = field(default=True, metadata={"help": "Drop exact duplicate events."})
+    collapse_repeats: bool = field(default=False, metadata={"help": "Drop an event repeating the previous one "
+                                                            "(same item and action)."})  # fmt: skip
+    min_user_events: int = field(default=3, metadata={"help": "Drop users with fewer events (counted)."})
+    min_item_events: int = field(default=1, metadata={"help": "Drop items with fewer events (counted)."})
+    k_core: bool = field(default=False, metadata={"help": "Repeat the user/item minimums until they all hold."})
+    keep_actions: list[str] | None = field(default=None, metadata={"help": "Keep only these actions."})
+    rename_actions: list[str] | None = field(default=None, metadata={"help": "Renames as old=new, e.g. 0=click."})
+    session_gap_seconds: float | None = field(default=None, metadata={"help": "Treat each session (split at this "
+                                                                      "inactivity gap) as a user."})  # fmt: skip
+    split: str = field(default="leave_one_out", metadata={"help": "leave_one_out or temporal."})
+    valid_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for validation."})
+    test_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for test."})
+
+
+@dataclass
+class TokenizerArguments:
+    layout: str = field(default="time action item", metadata={"help": "Tokens per event: 'item', 'action item' or "
+                                                              "'time action item'."})  # fmt: skip
+    max_events: int = field(default=50, metadata={"help": "Model input length in events (whatever the layout)."})
+    min_item_count: int = field(default=1, metadata={"help": "Items rarer in training map to the unknown item."})
+    time_boundaries: list[float] | None = field(default=None, metadata={"help": "Gap bucket boundaries in seconds "
+                                                                        "(default: log-spaced 1 s to 180 days)."})  # fmt: skip
+    tokenizer_dir: str | None = field(default=None, metadata={"help": "Use this saved tokenizer instead of "
+                                                              "building one from the training split."})  # fmt: skip
+
+
+@dataclass
+class ModelArguments:
+    model_type: str = field(default="bert", metadata={"help": "bert (masked events), gpt2 or llama (next event)."})
+    hidden_size: int = field(default=64, metadata={"help": "Hidden size."})
+    num_layers: int = field(default=2, metadata={"help": "Transformer layers."})
+    num_heads: int = field(default=2, metadata={"help": "Attention heads."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "Feed-forward size (default 4x hidden)."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout everywhere."})
+    mask_prob: float = field(default=0.2, metadata={"help": "Masked events: share of events masked."})
+    mask_action_prob: float = field(default=0.5, metadata={"help": "Masked events: share whose action is masked too."})
+    loss: str = field(default="full", metadata={"help": "full (softmax over all items) or sampled."})
+    num_negatives: int = field(default=1024, metadata={"help": "Sampled loss: uniform negatives per batch."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
+
+
+@dataclass
+class EvalArguments:
+    metric_ks: list[int] = field(default_factory=lambda: [10, 50], metadata={"help": "Cut-offs K for metrics."})
+    exclude_seen: bool = field(default=False, metadata={"help": "Remove the user's history items from rankings."})
+
+
+class ConfigError(ValueError):
+    """A YAML config or flag that does not match any argument."""
+
+
+def parse_args(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
+    """Parse ``[--config file.yaml] [--field value ...]`` into one instance per dataclass."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_path, argv = _pop_config(argv)
+    parser = HfArgumentParser(dataclass_types)
+    if config_path is not None:
+        parser.set_defaults(**_read_config(config_path, dataclass_types))
+    return tuple(parser.parse_args_into_dataclasses(args=argv))
+
+
+def _pop_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    for i, token in enumerate(argv):
+        if token == "--config":
+            if i + 1 >= len(argv):
+                raise ConfigError("--config needs a YAML file path")
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if token.startswith("--config="):
+            return token.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None, argv
+
+
+def _read_config(path: str, dataclass_types: tuple[type, ...]) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must be a mapping of argument names to values, got {type(values).__name__}")
+    known = [f.name for cls in dataclass_types for f in dataclasses.fields(cls)]
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        hints = [f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, known, 1)) else
+                 repr(key) for key in unknown]  # fmt: skip
+        raise ConfigError(f"{path}: unknown keys {', '.join(hints)}; valid keys are the recipe's --flags")
+    return values
+
+
+def resolved_config(*instances: Any) -> dict[str, Any]:
+    """All fields of all argument instances as one flat mapping (what is saved beside the model)."""
+    merged: dict[str, Any] = {}
+    for instance in instances:
+        merged.update(dataclasses.asdict(instance))
+    return merged

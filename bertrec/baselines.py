@@ -1,0 +1,58 @@
+"""Non-neural baselines reported beside every model: most popular, and item-to-item transitions (Markov).
+
+Both score from training sequences only, in the tokenizer's item index space, and plug into
+``evaluation.evaluate_scorer`` like a model does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+
+from bertrec.evaluation import EvalBatch, ScoreFn
+from bertrec.tokenization import EventTokenizer
+
+
+def item_counts(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> np.ndarray:
+    """Training events per vocabulary item."""
+    index = tokenizer.item_indices(train_sequences["item_id"].explode())
+    return np.bincount(index[index >= 0], minlength=tokenizer.num_items).astype(np.float64)
+
+
+def popularity_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> ScoreFn:
+    """Every user gets the training popularity ranking."""
+    counts = torch.as_tensor(item_counts(tokenizer, train_sequences), dtype=torch.float32)
+
+    def score(batch: EvalBatch) -> torch.Tensor:
+        return counts.expand(len(batch.targets), -1).clone()
+
+    return score
+
+
+def markov_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> ScoreFn:
+    """First-order transitions: how often each item followed the user's last item in training sequences.
+
+    Popularity, scaled below one transition, breaks ties, so users whose last item has few successors still
+    get a sensible ranking instead of a block of ties.
+    """
+    counts = item_counts(tokenizer, train_sequences)
+    tie_break = torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
+    items = tokenizer.item_indices(train_sequences["item_id"].explode())
+    lengths = train_sequences["item_id"].list.len().to_numpy()
+    same_user = np.repeat(np.arange(len(lengths)), lengths)
+    follows = (same_user[1:] == same_user[:-1]) & (items[1:] >= 0) & (items[:-1] >= 0)
+    pairs = pl.DataFrame({"prev": items[:-1][follows], "next": items[1:][follows]})
+    pairs = pairs.group_by(["prev", "next"]).len().sort("prev")
+    prev, successors, weights = (pairs[c].to_numpy() for c in ("prev", "next", "len"))
+    starts = np.searchsorted(prev, np.arange(tokenizer.num_items + 1))
+
+    def score(batch: EvalBatch) -> torch.Tensor:
+        scores = tie_break.expand(len(batch.targets), -1).clone()
+        for row, last in enumerate(batch.last_item.tolist()):
+            if last >= 0:
+                begin, end = starts[last], starts[last + 1]
+                scores[row, successors[begin:end]] += torch.as_tensor(weights[begin:end], dtype=torch.float32)
+        return scores
+
+    return score

@@ -1,0 +1,33 @@
+"""``bertrec <recipe> [--flags]``: the recipes of ``recipes/`` for users who installed the package only.
+
+Multi-process runs go through accelerate as usual: ``accelerate launch -m bertrec.cli pretrain ...``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+RECIPES = {
+    "pretrain": "Pretrain a masked-event or next-event model (built-in synthetic data by default).",
+    "prepare": "Clean and split a log into Parquet files with a cleaning report.",
+    "evaluate": "Evaluate a saved model on a prepared split.",
+    "build_tokenizer_assets": "Rebuild the built-in dataset's tokenizer (tokenizer_assets/).",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in RECIPES:
+        width = max(map(len, RECIPES))
+        lines = [f"  {name.ljust(width)}  {text}" for name, text in RECIPES.items()]
+        print("usage: bertrec <recipe> [--config file.yaml] [--flag value ...]\n\nrecipes:\n" + "\n".join(lines))
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"\nunknown recipe {argv[0]!r}", file=sys.stderr)
+            raise SystemExit(2)
+        return
+    importlib.import_module(f"bertrec.recipes.{argv[0]}").main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Batches for the two objectives.
+
+Token ``t`` of an encoded sequence belongs to field ``t % tokens_per_event`` of its event (sequences always
+start on an event boundary), and the item is the last field of every layout. Labels are item indices
+(``-100`` elsewhere) placed at the position whose hidden state must predict the item:
+
+* masked events: the item's own position, whose input is ``[MASK]``;
+* next event: the position just before the event's action (the time token of that event, or the previous
+  event's item), which has not seen the event's action; and, when the layout has actions, also the action
+  position itself, which trains the action-conditioned prompt (``... <t_now> <a:buy>``) that later tasks use.
+
+Randomness comes from an explicit ``torch.Generator`` so a resumed run masks exactly like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """The id ranges and field order the collators need, detached from the tokenizer object."""
+
+    tokens_per_event: int
+    has_action: bool
+    has_time: bool
+    item_offset: int
+    num_items: int
+    pad_id: int
+    mask_id: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> TokenLayout:
+        fields = tokenizer.spec.fields
+        return cls(len(fields), "action" in fields, "time" in fields, tokenizer.item_offset, tokenizer.num_items,
+                   tokenizer.pad_id, tokenizer.mask_id)  # fmt: skip
+
+    def item_index(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Item index of item tokens, ``IGNORE`` for anything else (padding, unknown item)."""
+        index = token_ids - self.item_offset
+        return torch.where((index >= 0) & (index < self.num_items), index, torch.full_like(index, IGNORE))
+
+
+def pad_sequences(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token id arrays to the longest in the batch (right padding keeps stock position ids)."""
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, tokens in enumerate(sequences):
+        input_ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        attention_mask[row, : len(tokens)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def next_event_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    """Labels for next-event training: every event after the first is supervised (see module docstring)."""
+    per_event = layout.tokens_per_event
+    labels = torch.full_like(input_ids, IGNORE)
+    item_positions = torch.arange(2 * per_event - 1, input_ids.shape[1], per_event, device=input_ids.device)
+    targets = layout.item_index(input_ids[:, item_positions])
+    targets = torch.where(attention_mask[:, item_positions].bool(), targets, torch.full_like(targets, IGNORE))
+    unconditioned = item_positions - (2 if layout.has_time else per_event)
+    labels[:, unconditioned] = targets
+    if layout.has_action:
+        labels[:, item_positions - 1] = targets
+    return labels
+
+
+def mask_events(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    layout: TokenLayout,
+    *,
+    mask_prob: float,
+    mask_action_prob: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked-event corruption: returns ``(masked_input_ids, labels)``.
+
+    Each real event is chosen with ``mask_prob`` (at least one per sequence); its item becomes ``[MASK]`` and is
+    the label, and its action is masked too with ``mask_action_prob`` so the model also learns to predict an
+    item whose action is unknown, which is the unconditioned prompt at inference. Time tokens stay visible:
+    the gap to the predicted event is known at prediction time.
+    """
+    per_event = layout.tokens_per_event
+    item_positions = torch.arange(per_event - 1, input_ids.shape[1], per_event)
+    real = attention_mask[:, item_positions].bool()
+    chosen = (torch.rand(real.shape, generator=generator) < mask_prob) & real
+    # at least one masked event per sequence: pick a random real event where none was chosen
+    none = ~chosen.any(dim=1) & real.any(dim=1)
+    if none.any():
+        lengths = real.sum(dim=1)
+        pick = (torch.rand(len(lengths), generator=generator) * lengths).long().clamp(max=lengths - 1)
+        chosen[none, pick[none]] = True
+    targets = layout.item_index(input_ids[:, item_positions])
+    masked_ids = input_ids.clone()
+    labels = torch.full_like(input_ids, IGNORE)
+    labels[:, item_positions] = torch.where(chosen, targets, torch.full_like(targets, IGNORE))
+    masked_ids[:, item_positions] = torch.where(chosen, layout.mask_id, input_ids[:, item_positions])
+    if layout.has_action:
+        action_positions = item_positions - 1
+        hide_action = chosen & (torch.rand(real.shape, generator=generator) < mask_action_prob)
+        masked_ids[:, action_positions] = torch.where(hide_action, layout.mask_id, input_ids[:, action_positions])
+    assert_targets_hidden(masked_ids, labels, layout)
+    return masked_ids, labels
+
+
+def assert_targets_hidden(masked_ids: torch.Tensor, labels: torch.Tensor, layout: TokenLayout) -> None:
+    """Leakage guard: a masked-event label must never sit on a position whose input shows the target."""
+    labelled = labels != IGNORE
+    if bool((masked_ids[labelled] != layout.mask_id).any()):
+        raise AssertionError("leakage: a masked-event target is visible in the input at its own position")

@@ -1,0 +1,128 @@
+"""Train/validation/test splits over sequences, with a leakage check that runs on every split.
+
+Training data is a sequences frame (see ``sequences.py``). Evaluation data is an *examples* frame: one row per
+user with the history the model may see (the same list columns as a sequence) and the target event in
+``target_item_id``, ``target_action``, ``target_timestamp``, ``target_event_index``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
+
+TARGET_COLUMNS = tuple(f"target_{c}" for c in SEQUENCE_LIST_COLUMNS)
+
+
+class LeakageError(AssertionError):
+    """An evaluation target is visible in data the model sees before it is asked to predict it."""
+
+
+@dataclass
+class Split:
+    train: pl.DataFrame
+    valid: pl.DataFrame
+    test: pl.DataFrame
+    stats: dict[str, int | float | str] = field(default_factory=dict)
+
+
+def _examples(sequences: pl.DataFrame, history_end: pl.Expr) -> pl.DataFrame:
+    """Rows whose target is the event at ``history_end`` and whose history is every event before it."""
+    lists = [pl.col(c).list.head(history_end) for c in SEQUENCE_LIST_COLUMNS]
+    targets = [pl.col(c).list.get(history_end).alias(f"target_{c}") for c in SEQUENCE_LIST_COLUMNS]
+    return sequences.select(["user_id", *lists, *targets])
+
+
+def leave_one_out(sequences: pl.DataFrame) -> Split:
+    """Last event of each user -> test, second-last -> validation, the rest -> training.
+
+    Users with fewer than 3 events cannot be validated and tested; their whole sequence goes to training (it
+    holds no evaluation target, so nothing leaks) and the count is reported.
+    """
+    n = pl.col("item_id").list.len()
+    evaluable = sequences.filter(n >= 3)
+    train_only = sequences.filter(n < 3)
+    train = pl.concat(
+        [evaluable.with_columns([pl.col(c).list.head(n - 2) for c in SEQUENCE_LIST_COLUMNS]), train_only]
+    )
+    split = Split(
+        train=train,
+        valid=_examples(evaluable, n - 2),
+        test=_examples(evaluable, n - 1),
+        stats={"protocol": "leave_one_out", "evaluated_users": evaluable.height, "train_only_users": train_only.height},
+    )
+    check_no_leakage(split)
+    return split
+
+
+def temporal_split(sequences: pl.DataFrame, *, valid_fraction: float = 0.1, test_fraction: float = 0.1) -> Split:
+    """Global temporal split: two cut-off times at quantiles of all event times.
+
+    Training sees only events before the validation cut-off. Each user's first event in the validation
+    period is a validation target, their first event after the test cut-off a test target; the history is
+    every earlier event of that user. Users with no earlier event (new users) are counted, not evaluated.
+    """
+    if not 0 < valid_fraction < 1 or not 0 < test_fraction < 1 or valid_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"valid_fraction={valid_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum below 1"
+        )
+    times = sequences["timestamp"].explode()
+    if times.null_count() == times.len():
+        raise ValueError("a temporal split needs timestamps, but this log has none; use leave_one_out")
+    test_start = times.quantile(1 - test_fraction, "nearest")
+    valid_start = times.quantile(1 - test_fraction - valid_fraction, "nearest")
+    ts = pl.col("timestamp")
+    before_valid = ts.list.eval((pl.element() < valid_start).sum()).list.first()
+    before_test = ts.list.eval((pl.element() < test_start).sum()).list.first()
+    n = pl.col("item_id").list.len()
+    counted = sequences.with_columns(before_valid=before_valid, before_test=before_test, n=n)
+    train = counted.filter(pl.col("before_valid") > 0).with_columns(
+        [pl.col(c).list.head(pl.col("before_valid")) for c in SEQUENCE_LIST_COLUMNS]
+    )
+    in_valid = pl.col("before_test") > pl.col("before_valid")
+    valid = _examples(counted.filter(in_valid & (pl.col("before_valid") > 0)), pl.col("before_valid"))
+    test_rows = counted.filter((pl.col("n") > pl.col("before_test")) & (pl.col("before_test") > 0))
+    test = _examples(test_rows, pl.col("before_test"))
+    split = Split(
+        train=train.select(sequences.columns),
+        valid=valid,
+        test=test,
+        stats={
+            "protocol": "temporal",
+            "valid_start": float(valid_start),
+            "test_start": float(test_start),
+            "new_users_skipped_valid": counted.filter(in_valid & (pl.col("before_valid") == 0)).height,
+            "new_users_skipped_test": counted.filter(
+                (pl.col("n") > pl.col("before_test")) & (pl.col("before_test") == 0)
+            ).height,
+        },
+    )
+    check_no_leakage(split)
+    return split
+
+
+def check_no_leakage(split: Split) -> None:
+    """Raise ``LeakageError`` if a test target event is visible in training or validation, or a validation
+    target in training, or any target in its own history. Events are identified by ``event_index`` (not item
+    id: users legitimately revisit items)."""
+
+    def events_of(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        values = frame[column].explode() if frame[column].dtype == pl.List else frame[column]
+        return values.drop_nulls().alias("event_index").to_frame()
+
+    train_events = events_of(split.train, "event_index")
+    valid_visible = pl.concat(
+        [train_events, events_of(split.valid, "event_index"), events_of(split.valid, "target_event_index")]
+    )
+    for name, examples, visible in (("validation", split.valid, train_events), ("test", split.test, valid_visible)):
+        leaked = events_of(examples, "target_event_index").join(visible, on="event_index", how="semi")
+        if leaked.height:
+            raise LeakageError(
+                f"{leaked.height} {name} target events (event_index e.g. {leaked['event_index'].head(5).to_list()}) "
+                "are visible in data the model sees earlier; the split is leaky and its metrics would be inflated"
+            )
+        own = examples.filter(pl.col("event_index").list.contains(pl.col("target_event_index")))
+        if own.height:
+            raise LeakageError(f"{own.height} {name} targets appear in their own history (user {own['user_id'][0]})")

@@ -1,0 +1,163 @@
+"""Full-catalogue ranking evaluation of models and baselines on an examples frame.
+
+Every example is scored against every item in the vocabulary, batched on the device. The prompt follows the
+training objective: the history (its most recent ``max_events - 1`` events) plus, where the layout has them,
+the current-time bucket (in offline evaluation the target's timestamp stands for "now") and the masked slots.
+The target's action is never in the prompt unless ``action`` conditions the task explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+from bertrec.collators import pad_sequences
+from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
+from bertrec.metrics import metrics_from_ranks, pessimistic_ranks
+from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective
+from bertrec.tokenization import EventTokenizer, action_token
+
+ScoreFn = Callable[["EvalBatch"], torch.Tensor]
+
+
+@dataclass
+class EvalBatch:
+    """What a scorer may look at: prompts, the last known history item, the items to exclude as seen."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    last_item: torch.Tensor  # item index of the last history event, -1 if unknown
+    seen_rows: torch.Tensor  # (row, item index) pairs of every known history item
+    targets: torch.Tensor
+
+
+def encode_prompts(
+    tokenizer: EventTokenizer, examples: pl.DataFrame, objective: str, action: str | None = None
+) -> list[np.ndarray]:
+    """Token ids of each example's prompt: truncated history + the slots for the event to predict."""
+    spec = tokenizer.spec
+    history = tokenizer.encode_sequences(examples.select(SEQUENCE_LIST_COLUMNS), max_events=spec.max_events - 1)
+    slots: list[np.ndarray] = []
+    if "time" in spec.fields:
+        last_time = examples["timestamp"].list.last().to_numpy().astype(np.float64)
+        gaps = examples["target_timestamp"].to_numpy().astype(np.float64) - last_time
+        slots.append(tokenizer.time_bucket_ids(gaps))
+    n = examples.height
+    if "action" in spec.fields and (action is not None or objective == "masked"):
+        action_id = tokenizer.mask_id if action is None else tokenizer.token_id(action_token(action))
+        slots.append(np.full(n, action_id))
+    if objective == "masked":
+        slots.append(np.full(n, tokenizer.mask_id))
+    prompt = np.stack(slots, axis=1) if slots else np.zeros((n, 0), dtype=np.int64)
+    return [np.concatenate([h, p]) for h, p in zip(history, prompt)]
+
+
+def _batches(
+    tokenizer: EventTokenizer, examples: pl.DataFrame, prompts: list[np.ndarray], batch_size: int
+) -> Iterator[EvalBatch]:
+    targets = tokenizer.item_indices(examples["target_item_id"])
+    last_items = tokenizer.item_indices(examples["item_id"].list.last())
+    lengths = examples["item_id"].list.len().to_numpy()
+    history_items = tokenizer.item_indices(examples["item_id"].explode())
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for start in range(0, examples.height, batch_size):
+        stop = min(start + batch_size, examples.height)
+        padded = pad_sequences(prompts[start:stop], tokenizer.pad_id)
+        seen = history_items[offsets[start] : offsets[stop]]
+        rows = np.repeat(np.arange(stop - start), lengths[start:stop])
+        known = seen >= 0
+        yield EvalBatch(
+            input_ids=padded["input_ids"],
+            attention_mask=padded["attention_mask"],
+            last_item=torch.as_tensor(last_items[start:stop]),
+            seen_rows=torch.as_tensor(np.stack([rows[known], seen[known]])),
+            targets=torch.as_tensor(targets[start:stop]),
+        )
+
+
+def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:
+    """Item scores at each prompt's last position, from the model's own head (equal to its stock logits)."""
+
+    @torch.no_grad()
+    def score(batch: EvalBatch) -> torch.Tensor:
+        input_ids, attention_mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+        hidden = backbone_hidden(model, input_ids, attention_mask)
+        last = attention_mask.sum(dim=1) - 1
+        features = head_features(model, hidden[torch.arange(len(last), device=device), last])
+        return item_logits(model, features, tokenizer.item_offset, tokenizer.num_items).float()
+
+    return score
+
+
+def evaluate_scorer(
+    score: ScoreFn,
+    tokenizer: EventTokenizer,
+    examples: pl.DataFrame,
+    *,
+    objective: str = "next",
+    ks: tuple[int, ...] = (10,),
+    exclude_seen: bool = False,
+    batch_size: int = 256,
+    action: str | None = None,
+    accelerator=None,
+    desc: str = "evaluate",
+) -> dict:
+    """Rank every example's target among all items with ``score`` and return metrics plus miss counts.
+
+    With ``exclude_seen`` the user's history items are removed from the ranking; a target the user has seen
+    before then cannot be recommended and counts as a miss (reported as ``repeat_targets_excluded``).
+    Under ``accelerate`` each process scores its shard and ranks are gathered without duplicates.
+    """
+    if examples.height == 0:
+        raise ValueError("no examples to evaluate: the split is empty (too few events per user?)")
+    is_main = accelerator is None or accelerator.is_main_process
+    if accelerator is not None and accelerator.num_processes > 1:
+        shard = np.array_split(np.arange(examples.height), accelerator.num_processes)[accelerator.process_index]
+        examples = examples[shard]
+    prompts = encode_prompts(tokenizer, examples, objective, action)
+    all_ranks, unknown, repeats = [], 0, 0
+    for batch in tqdm(_batches(tokenizer, examples, prompts, batch_size), desc=desc, disable=not is_main,
+                      total=-(-examples.height // batch_size), leave=False):  # fmt: skip
+        scores = score(batch)
+        if exclude_seen:
+            seen = batch.seen_rows.to(scores.device)
+            targets_of_seen = batch.targets[seen[0].cpu()].to(scores.device)
+            repeats += int(torch.unique(seen[0][seen[1] == targets_of_seen]).numel())
+            scores = scores.index_put((seen[0], seen[1]), torch.tensor(float("-inf"), device=scores.device))
+        unknown += int((batch.targets < 0).sum())
+        all_ranks.append(pessimistic_ranks(scores, batch.targets.to(scores.device)))
+    ranks = torch.cat(all_ranks)
+    counts = torch.tensor([unknown, repeats], device=ranks.device)
+    if accelerator is not None and accelerator.num_processes > 1:
+        ranks = _gather_ragged(accelerator, ranks)
+        counts = accelerator.reduce(counts, reduction="sum")
+    metrics = metrics_from_ranks(ranks.cpu(), ks)
+    metrics["unknown_targets"] = int(counts[0])
+    if exclude_seen:
+        metrics["repeat_targets_excluded"] = int(counts[1])
+    return metrics
+
+
+def _gather_ragged(accelerator, values: torch.Tensor) -> torch.Tensor:
+    """Gather per-process tensors of different lengths (shards differ by at most one example)."""
+    padded = accelerator.pad_across_processes(values, dim=0, pad_index=-1.0)
+    lengths = accelerator.gather(torch.tensor([values.numel()], device=values.device))
+    gathered = accelerator.gather(padded).reshape(accelerator.num_processes, -1)
+    return torch.cat([gathered[i, : int(n)] for i, n in enumerate(lengths)])
+
+
+def evaluate_model(model, tokenizer: EventTokenizer, examples: pl.DataFrame, **kwargs) -> dict:
+    """``evaluate_scorer`` with the model's own scores; the model is put in eval mode and restored."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return evaluate_scorer(model_scorer(model, tokenizer, device), tokenizer, examples,
+                               objective=model_objective(model), **kwargs)  # fmt: skip
+    finally:
+        model.train(was_training)

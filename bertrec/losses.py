@@ -1,0 +1,69 @@
+"""Item losses at labelled positions: full-softmax cross-entropy, or sampled softmax for large catalogues."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+
+from bertrec.modeling import backbone_hidden, head_features, item_logits
+
+
+def full_softmax_loss(
+    model: PreTrainedModel, features: torch.Tensor, targets: torch.Tensor, item_offset: int, num_items: int
+) -> torch.Tensor:
+    """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``."""
+    return F.cross_entropy(item_logits(model, features, item_offset, num_items).float(), targets)
+
+
+def sampled_softmax_loss(
+    model: PreTrainedModel,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    item_offset: int,
+    item_log_frequency: torch.Tensor,
+    num_uniform: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Softmax over the batch's targets plus ``num_uniform`` uniform items, with logQ correction.
+
+    Candidates are deduplicated, so an in-batch positive is never also counted as a negative. Each candidate's
+    logit is reduced by the log of its expected count in the candidate set (in-batch items arrive with their
+    training frequency, uniform ones with 1/num_items), which makes the sampled loss an unbiased stand-in for
+    the full softmax in expectation instead of punishing popular items.
+    """
+    num_items = item_log_frequency.numel()
+    uniform = torch.randint(num_items, (num_uniform,), generator=generator).to(targets.device)
+    candidates, inverse = torch.unique(torch.cat([targets, uniform]), return_inverse=True)
+    labels = inverse[: targets.numel()]
+    expected = targets.numel() * item_log_frequency[candidates].exp() + num_uniform / num_items
+    logits = item_logits(model, features, item_offset, num_items, items=candidates).float()
+    return F.cross_entropy(logits - expected.log(), labels)
+
+
+class ItemLoss(torch.nn.Module):
+    """Wraps a stock model so one ``forward`` returns the item loss at labelled positions.
+
+    Distributed wrappers (DDP, FSDP) synchronise gradients only through the wrapped module's ``forward``; the
+    loss needs the backbone and head called separately, so the whole computation lives in this forward.
+    """
+
+    def __init__(self, model: PreTrainedModel, *, item_offset: int, num_items: int,
+                 item_log_frequency: torch.Tensor | None = None, num_uniform_negatives: int = 0):  # fmt: skip
+        super().__init__()
+        self.model = model
+        self.item_offset, self.num_items = item_offset, num_items
+        self.num_uniform_negatives = num_uniform_negatives
+        sampled = item_log_frequency is not None
+        self.register_buffer("item_log_frequency", item_log_frequency if sampled else torch.zeros(0), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+        hidden = backbone_hidden(self.model, input_ids, attention_mask)
+        labelled = labels != -100
+        features = head_features(self.model, hidden[labelled])
+        targets = labels[labelled]
+        if self.item_log_frequency.numel():
+            return sampled_softmax_loss(self.model, features, targets, self.item_offset, self.item_log_frequency,
+                                        self.num_uniform_negatives, generator)  # fmt: skip
+        return full_softmax_loss(self.model, features, targets, self.item_offset, self.num_items)

@@ -1,0 +1,112 @@
+"""Build stock ``transformers`` models and score item tokens with their own output head.
+
+Nothing is registered with the Auto classes and nothing needs remote code: a bertrec model *is* a
+``BertForMaskedLM`` or a ``GPT2LMHeadModel`` / ``LlamaForCausalLM``. Scoring calls the backbone and the head
+separately so logits are computed only at the positions that need them (``BertForMaskedLM`` has no
+``logits_to_keep``), and only the item rows of the output matrix are used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
+
+# objective, and how each architecture names the generic sizes that its config does not map itself
+ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
+    "bert": (
+        "masked",
+        {"intermediate_size": "intermediate_size", "dropout": "hidden_dropout_prob",
+         "attention_dropout": "attention_probs_dropout_prob"},
+    ),
+    "gpt2": (
+        "next",
+        {"intermediate_size": "n_inner", "dropout": "resid_pdrop", "attention_dropout": "attn_pdrop",
+         "embedding_dropout": "embd_pdrop"},
+    ),
+    "llama": ("next", {"intermediate_size": "intermediate_size", "attention_dropout": "attention_dropout"}),
+}  # fmt: skip
+OBJECTIVES = ("masked", "next")
+
+
+def objective_for(model_type: str) -> str:
+    if model_type not in ARCHITECTURES:
+        raise ValueError(f"model_type {model_type!r} is not supported; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[model_type][0]
+
+
+def build_model(
+    *,
+    model_type: str,
+    vocab_size: int,
+    max_positions: int,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int | None = None,
+    dropout: float = 0.1,
+    pad_token_id: int = 0,
+    attn_implementation: str = "sdpa",
+) -> PreTrainedModel:
+    """A freshly initialised stock model; masked-LM architectures train masked events, causal ones next events."""
+    objective = objective_for(model_type)
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
+    names = ARCHITECTURES[model_type][1]
+    sizes = {
+        "intermediate_size": intermediate_size or 4 * hidden_size,
+        "dropout": dropout,
+        "attention_dropout": dropout,
+        "embedding_dropout": dropout,
+    }
+    extra = {names[key]: value for key, value in sizes.items() if key in names}
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        max_position_embeddings=max_positions,
+        pad_token_id=pad_token_id,
+        bos_token_id=None,
+        eos_token_id=None,
+        tie_word_embeddings=True,
+        **extra,
+    )
+    if model_type == "llama":
+        config.num_key_value_heads = num_heads
+        config.head_dim = hidden_size // num_heads
+    auto = AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
+    return auto.from_config(config, attn_implementation=attn_implementation)
+
+
+def model_objective(model: PreTrainedModel) -> str:
+    return objective_for(model.config.model_type)
+
+
+def backbone_hidden(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Last hidden states ``[batch, seq, hidden]`` from the backbone, without the vocabulary projection."""
+    return model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def head_features(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    """What the output layer multiplies: BERT's prediction transform, or the hidden state for causal models."""
+    if model_objective(model) == "masked":
+        return model.cls.predictions.transform(hidden)
+    return hidden
+
+
+def item_logits(
+    model: PreTrainedModel, features: torch.Tensor, item_offset: int, num_items: int, items: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logits of item tokens from head features: all items, or only the item indices in ``items``.
+
+    All-item scores run the model's own output layer and slice the item columns, so they equal the stock
+    model's logits at the item token ids bit for bit; a subset (sampled softmax) gathers rows first.
+    """
+    output = model.get_output_embeddings()
+    if items is None:
+        return output(features)[..., item_offset : item_offset + num_items]
+    rows = items + item_offset
+    bias = output.bias[rows] if getattr(output, "bias", None) is not None else None
+    return F.linear(features, output.weight[rows], bias)

@@ -1,0 +1,126 @@
+"""Steps the recipes share: data preparation, tokenizer, logging, saving the output folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from bertrec.atomic import atomic_write_text
+from bertrec.data.cleaning import CleaningConfig, CleaningReport, clean_events
+from bertrec.data.readers import read_events
+from bertrec.data.schema import ColumnMapping
+from bertrec.data.sequences import add_sessions, build_sequences
+from bertrec.data.splits import Split, leave_one_out, temporal_split
+from bertrec.data.synthetic import SyntheticShopConfig, generate_shop_log
+from bertrec.tokenization import EventTokenizer
+
+logger = logging.getLogger("bertrec")
+CONFIG_FILE = "bertrec_config.yaml"
+REPORT_FILE = "cleaning_report.json"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class PreparedData:
+    split: Split
+    report: CleaningReport
+
+
+def setup_logging(is_main_process: bool) -> None:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if is_main_process else logging.WARNING,
+    )
+
+
+def load_events(data_args) -> pl.DataFrame:
+    """The raw log as canonical events: a file, or the built-in synthetic shop log."""
+    if data_args.dataset == "synthetic":
+        config = SyntheticShopConfig(seed=data_args.synthetic_seed)
+        if data_args.synthetic_users is not None:
+            config.n_users = data_args.synthetic_users
+        return generate_shop_log(config)
+    columns = ColumnMapping(user=data_args.user_column, item=data_args.item_column,
+                            action=data_args.action_column, timestamp=data_args.timestamp_column)  # fmt: skip
+    return read_events(data_args.dataset, columns=columns, format=data_args.format,
+                       timestamp_unit=data_args.timestamp_unit)  # fmt: skip
+
+
+def prepare_data(data_args) -> PreparedData:
+    """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made."""
+    events = load_events(data_args)
+    renames = dict(pair.split("=", 1) for pair in data_args.rename_actions or [])
+    cleaning = CleaningConfig(
+        drop_duplicates=data_args.drop_duplicates,
+        collapse_consecutive_repeats=data_args.collapse_repeats,
+        min_user_events=data_args.min_user_events,
+        min_item_events=data_args.min_item_events,
+        k_core=data_args.k_core,
+        keep_actions=data_args.keep_actions,
+        rename_actions=renames or None,
+    )
+    events, report = clean_events(events, cleaning)
+    if events.height == 0:
+        raise ValueError(f"no events left after cleaning; the report says what was dropped:\n{report.summary()}")
+    key = "user_id"
+    if data_args.session_gap_seconds:
+        events, key = add_sessions(events, data_args.session_gap_seconds), "session_id"
+    sequences = build_sequences(events, key=key)
+    if data_args.split == "leave_one_out":
+        split = leave_one_out(sequences)
+    elif data_args.split == "temporal":
+        split = temporal_split(sequences, valid_fraction=data_args.valid_fraction, test_fraction=data_args.test_fraction)
+    else:
+        raise ValueError(f"unknown split {data_args.split!r}; use leave_one_out or temporal")
+    if split.valid.height == 0 or split.test.height == 0:
+        raise ValueError(f"the {data_args.split} split left no validation or test users ({split.stats}); "
+                         "lower the cleaning minimums or provide longer histories")  # fmt: skip
+    logger.info("data: %s", report.summary().replace("\n", "; "))
+    logger.info("split: %s", split.stats)
+    return PreparedData(split, report)
+
+
+def make_tokenizer(tokenizer_args, split: Split) -> EventTokenizer:
+    if tokenizer_args.tokenizer_dir:
+        return EventTokenizer.load(tokenizer_args.tokenizer_dir)
+    return EventTokenizer.build(split.train, layout=tokenizer_args.layout, max_events=tokenizer_args.max_events,
+                                min_item_count=tokenizer_args.min_item_count,
+                                time_boundaries=tokenizer_args.time_boundaries)  # fmt: skip
+
+
+def save_output(output_dir: str, *, model, tokenizer: EventTokenizer, config: dict[str, Any],
+                report: CleaningReport | None, metrics: dict) -> None:  # fmt: skip
+    """Write the standard HF folder (model + tokenizer), resolved config, cleaning report, then metrics last.
+
+    Files are written in a temp folder and moved in, so a kill leaves no half-written model file behind;
+    ``metrics.json`` goes last and marks the folder as complete.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
+        model.save_pretrained(temp)
+        tokenizer.save(temp)
+        for name in os.listdir(temp):
+            shutil.move(os.path.join(temp, name), out / name)
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    if report is not None:
+        report.save(out / REPORT_FILE)
+    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+
+
+def format_metrics_table(rows: dict[str, dict], keys: list[str]) -> str:
+    """A small aligned text table: one row per model, one column per metric."""
+    width = max(len(name) for name in rows) + 2
+    lines = ["".ljust(width) + "".join(k.rjust(10) for k in keys)]
+    for name, metrics in rows.items():
+        lines.append(name.ljust(width) + "".join(f"{metrics.get(k, float('nan')):10.4f}" for k in keys))
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""The event tokenizer: one vocabulary for special, action, time-bucket and item tokens.
+
+It is saved as a standard Hugging Face tokenizer folder (a ``tokenizers`` WordLevel model behind
+``PreTrainedTokenizerFast``), so downstream code encodes the text form of a history with plain
+``AutoTokenizer`` and never needs bertrec. bertrec itself encodes in bulk with vectorised id lookups that give
+the same ids (tested), and keeps the layout and time-bucket boundaries in ``event_tokenizer.json`` beside it.
+
+Vocabulary order keeps ids stable and item ids contiguous: specials, actions, time buckets, items (most
+frequent first, ties by id string).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from bertrec.atomic import atomic_write_text
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+UNK_ITEM = "[UNK_ITEM]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK, UNK_ITEM)
+FIRST_EVENT_BUCKET = "<t:start>"
+LAYOUTS = {"item": ("item",), "action item": ("action", "item"), "time action item": ("time", "action", "item")}
+SPEC_FILE = "event_tokenizer.json"
+
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+DEFAULT_TIME_BOUNDARIES = (
+    1.0, 5.0, 15.0, 30.0, _MINUTE, 2 * _MINUTE, 5 * _MINUTE, 10 * _MINUTE, 30 * _MINUTE, _HOUR, 3 * _HOUR,
+    6 * _HOUR, 12 * _HOUR, _DAY, 2 * _DAY, 4 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY, 90 * _DAY, 180 * _DAY,
+)  # fmt: skip
+
+
+_ESCAPES = str.maketrans({"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", "[": "%5B", "]": "%5D"})
+
+
+def _escape(raw_id: str) -> str:
+    """Percent-escape what would break the text form: whitespace (the token separator), and brackets, which
+    could spell a special token such as ``[MASK]`` inside an id."""
+    return raw_id.translate(_ESCAPES)
+
+
+def item_token(item_id: str) -> str:
+    return f"<i:{_escape(item_id)}>"
+
+
+def action_token(action: str) -> str:
+    return f"<a:{_escape(action)}>"
+
+
+def time_token(bucket: int) -> str:
+    return f"<t:{bucket}>"
+
+
+@dataclass
+class EventTokenizerSpec:
+    """What the vocabulary alone cannot say: how events become tokens."""
+
+    layout: str
+    time_boundaries: list[float]
+    actions: list[str]
+    items: list[str]
+    max_events: int
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return LAYOUTS[self.layout]
+
+    @property
+    def tokens_per_event(self) -> int:
+        return len(self.fields)
+
+
+class EventTokenizer:
+    """Maps events to token ids; wraps the ``PreTrainedTokenizerFast`` that is saved for downstream use."""
+
+    def __init__(self, spec: EventTokenizerSpec):
+        if spec.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {spec.layout!r}; choose one of {sorted(LAYOUTS)}")
+        if list(spec.time_boundaries) != sorted(set(spec.time_boundaries)) or not spec.time_boundaries:
+            raise ValueError(f"time_boundaries must be strictly increasing seconds, got {spec.time_boundaries}")
+        self.spec = spec
+        vocab = list(SPECIAL_TOKENS) + [action_token(a) for a in spec.actions]
+        vocab += [FIRST_EVENT_BUCKET] + [time_token(b) for b in range(len(spec.time_boundaries) + 1)]
+        self.item_offset = len(vocab)
+        vocab += [item_token(i) for i in spec.items]
+        self.vocab = {token: index for index, token in enumerate(vocab)}
+        if len(self.vocab) != len(vocab):
+            raise ValueError("two items or actions map to the same token; item and action ids must be distinct")
+        self.action_offset = len(SPECIAL_TOKENS)
+        self.first_bucket_id = self.vocab[FIRST_EVENT_BUCKET]
+        self._item_lookup = pl.DataFrame(
+            {"item_id": spec.items, "item_index": np.arange(len(spec.items), dtype=np.int64)}
+        )
+        self._action_lookup = {a: self.action_offset + i for i, a in enumerate(spec.actions)}
+
+    # ids -------------------------------------------------------------------------------------------------
+    @property
+    def num_items(self) -> int:
+        return len(self.spec.items)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def token_id(self, token: str) -> int:
+        return self.vocab[token]
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab[PAD]
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab[MASK]
+
+    @property
+    def unk_item_id(self) -> int:
+        return self.vocab[UNK_ITEM]
+
+    def item_indices(self, item_ids: pl.Series) -> np.ndarray:
+        """Index of each raw item id in the item vocabulary (0-based), -1 for items never seen in training."""
+        frame = item_ids.alias("item_id").to_frame().with_row_index("_row")
+        joined = frame.join(self._item_lookup, on="item_id", how="left").sort("_row")
+        return joined["item_index"].fill_null(-1).to_numpy()
+
+    def action_ids(self, actions: pl.Series) -> np.ndarray:
+        unk = self.vocab[UNK]
+        return actions.replace_strict(self._action_lookup, default=unk, return_dtype=pl.Int64).to_numpy()
+
+    def time_bucket_ids(self, gaps: np.ndarray) -> np.ndarray:
+        """Bucket ids for gaps in seconds since the previous event; NaN (no previous event) -> ``<t:start>``."""
+        buckets = np.searchsorted(np.asarray(self.spec.time_boundaries), np.maximum(gaps, 0.0), side="right")
+        ids = self.first_bucket_id + 1 + buckets
+        return np.where(np.isnan(gaps), self.first_bucket_id, ids)
+
+    # bulk encoding -----------------------------------------------------------------------------------------
+    def event_token_ids(self, sequences: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of every event of every sequence, as ``[n_events, tokens_per_event]`` plus the per-sequence
+        event counts; events keep the sequence order (flattened lists)."""
+        lengths = sequences["item_id"].list.len().to_numpy().astype(np.int64)
+        columns = []
+        for field_name in self.spec.fields:
+            if field_name == "item":
+                index = self.item_indices(sequences["item_id"].explode())
+                columns.append(np.where(index >= 0, index + self.item_offset, self.unk_item_id))
+            elif field_name == "action":
+                columns.append(self.action_ids(sequences["action"].explode()))
+            else:
+                columns.append(self.time_bucket_ids(_gaps(sequences["timestamp"])))
+        return np.stack(columns, axis=1).astype(np.int64), lengths
+
+    def encode_sequences(self, sequences: pl.DataFrame, max_events: int | None = None) -> list[np.ndarray]:
+        """Token ids per sequence, each truncated to its most recent ``max_events`` events."""
+        max_events = max_events or self.spec.max_events
+        tokens, lengths = self.event_token_ids(sequences)
+        ends = np.cumsum(lengths)
+        starts = np.maximum(ends - lengths, ends - max_events)
+        return [tokens[s:e].reshape(-1) for s, e in zip(starts, ends)]
+
+    def encode_training_windows(self, sequences: pl.DataFrame, min_events: int = 1) -> list[np.ndarray]:
+        """Token ids of consecutive windows of at most ``max_events`` events, cut from each sequence's end.
+
+        Long histories become several training examples instead of losing everything but their tail; windows
+        shorter than ``min_events`` (2 for next-event training, which needs a previous event) are dropped.
+        """
+        tokens, lengths = self.event_token_ids(sequences)
+        per_event, window = self.spec.tokens_per_event, self.spec.max_events
+        flat = tokens.reshape(-1)
+        ends = np.cumsum(lengths)
+        windows = []
+        for first, end in zip(ends - lengths, ends):
+            for stop in range(end, first, -window):
+                start = max(stop - window, first)
+                if stop - start >= min_events:
+                    windows.append(flat[start * per_event : stop * per_event])
+        return windows
+
+    # text form (for humans and for plain AutoTokenizer) ----------------------------------------------------
+    def history_to_text(self, items: Sequence[str], actions: Sequence[str], timestamps: Sequence[float]) -> str:
+        """The text form of a history, e.g. ``"<t:start> <a:view> <i:sku42> <t:3> <a:cart> <i:sku42>"``."""
+        frame = pl.DataFrame(
+            {"item_id": [list(items)], "action": [list(actions)], "timestamp": [list(map(float, timestamps))]},
+            schema={"item_id": pl.List(pl.String), "action": pl.List(pl.String), "timestamp": pl.List(pl.Float64)},
+        )
+        ids, _ = self.event_token_ids(frame)
+        inverse = self.inverse_vocab
+        return " ".join(inverse[i] for i in ids.reshape(-1))
+
+    @property
+    def inverse_vocab(self) -> list[str]:
+        inverse = [""] * len(self.vocab)
+        for token, index in self.vocab.items():
+            inverse[index] = token
+        return inverse
+
+    def hf_tokenizer(self) -> PreTrainedTokenizerFast:
+        model = Tokenizer(models.WordLevel(vocab=self.vocab, unk_token=UNK))
+        model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return PreTrainedTokenizerFast(
+            tokenizer_object=model,
+            pad_token=PAD,
+            unk_token=UNK,
+            cls_token=CLS,
+            sep_token=SEP,
+            mask_token=MASK,
+            model_max_length=self.spec.max_events * self.spec.tokens_per_event,
+        )
+
+    # persistence -------------------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write the HF tokenizer files and ``event_tokenizer.json``.
+
+        ``tokenizer_class`` is forced to ``PreTrainedTokenizerFast``: transformers 5 writes its own backend
+        name, which transformers 4 cannot load.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.hf_tokenizer().save_pretrained(directory)
+        config_path = directory / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config.pop("backend", None)
+        atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(directory / SPEC_FILE, json.dumps(asdict(self.spec), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> EventTokenizer:
+        path = Path(directory) / SPEC_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: {directory} is not a bertrec tokenizer folder (build one with "
+                "EventTokenizer.build or the pretrain recipe)"
+            )
+        try:
+            spec = EventTokenizerSpec(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ValueError(f"{path} is corrupted or from an incompatible version: {error}") from error
+        return cls(spec)
+
+    @classmethod
+    def build(
+        cls,
+        train_sequences: pl.DataFrame,
+        *,
+        layout: str = "time action item",
+        time_boundaries: Sequence[float] | None = None,
+        min_item_count: int = 1,
+        max_events: int = 50,
+    ) -> EventTokenizer:
+        """Build the vocabulary from training sequences only, so no validation/test-only item gets a token."""
+        if "time" in LAYOUTS.get(layout, ()) and train_sequences["timestamp"].explode().null_count() > 0:
+            raise ValueError(
+                f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
+                "use layout 'action item' or 'item', or drop rows without a time"
+            )
+        events = train_sequences.select(pl.col("item_id").explode(), pl.col("action").explode())
+        counts = events.group_by("item_id").len().filter(pl.col("len") >= min_item_count)
+        items = counts.sort(["len", "item_id"], descending=[True, False])["item_id"].to_list()
+        actions = sorted(events["action"].unique().drop_nulls().to_list())
+        boundaries = [float(b) for b in (time_boundaries or DEFAULT_TIME_BOUNDARIES)]
+        return cls(EventTokenizerSpec(layout, boundaries, actions, items, max_events))
+
+
+def _gaps(timestamps: pl.Series) -> np.ndarray:
+    """Seconds since the previous event within each list; NaN for each list's first event or missing times."""
+    gaps = timestamps.list.eval(pl.element().diff()).explode().cast(pl.Float64).fill_null(float("nan"))
+    return gaps.to_numpy()

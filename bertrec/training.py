@@ -1,0 +1,229 @@
+"""The one explicit accelerate training loop: accumulate, clip, schedule, evaluate, checkpoint, resume.
+
+Determinism is by construction rather than by restoring hidden RNG state: the epoch's data order, each step's
+masking and each step's dropout are seeded from ``(seed, epoch)`` / ``(seed, step)``. A run killed and resumed
+from a checkpoint therefore replays exactly what the uninterrupted run would have done. Trainer state (step,
+epoch, early-stopping counters, evaluation history) is JSON; model, optimizer and scheduler go through
+``Accelerator.save_state``. Checkpoint folders are written under a temp name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from bertrec.atomic import atomic_directory, atomic_write_text
+from bertrec.collators import TokenLayout, mask_events, next_event_labels, pad_sequences
+
+logger = logging.getLogger(__name__)
+STATE_FILE = "trainer_state.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str = field(default="outputs/pretrain", metadata={"help": "Where the model, metrics and checkpoints go."})
+    seed: int = field(default=42, metadata={"help": "Seed for initialisation, data order, masking and dropout."})
+    num_epochs: int = field(default=30, metadata={"help": "Maximum training epochs."})
+    batch_size: int = field(default=128, metadata={"help": "Sequences per step per process (before accumulation)."})
+    eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps of linear warmup."})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name after warmup."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 disables."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)."})
+    eval_every_epochs: int = field(default=1, metadata={"help": "Validate (and checkpoint) every N epochs."})
+    early_stopping_patience: int = field(default=5, metadata={"help": "Stop after N evaluations without a better "
+                                                              "validation NDCG@10; 0 disables."})  # fmt: skip
+    checkpoint_every_steps: int = field(default=0, metadata={"help": "Also checkpoint every N optimizer steps."})
+    save_total_limit: int = field(default=2, metadata={"help": "Step checkpoints to keep."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
+    report_to: str = field(default="none", metadata={"help": "accelerate tracker: none, tensorboard, wandb, ..."})
+    logging_steps: int = field(default=50, metadata={"help": "Log the training loss every N optimizer steps."})
+
+
+@dataclass
+class Objective:
+    """How a batch becomes (inputs, labels): the collator side of masked-event or next-event training."""
+
+    name: str
+    layout: TokenLayout
+    mask_prob: float = 0.2
+    mask_action_prob: float = 0.5
+
+    def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.name == "masked":
+            return mask_events(batch["input_ids"], batch["attention_mask"], self.layout, mask_prob=self.mask_prob,
+                               mask_action_prob=self.mask_action_prob, generator=generator)  # fmt: skip
+        return batch["input_ids"], next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout)
+
+
+def epoch_batches(num_sequences: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+    """This process's batches for one epoch: a seeded permutation cut into global batches, one slice per process."""
+    order = np.random.default_rng([seed, epoch]).permutation(num_sequences)
+    global_size = batch_size * world
+    batches = [order[start : start + global_size] for start in range(0, num_sequences, global_size)]
+    return [np.array_split(b, world)[rank] for b in batches if len(b) >= world]
+
+
+def _seed_for(seed: int, *parts: int) -> int:
+    return int(np.random.default_rng([seed, *parts]).integers(2**62))
+
+
+def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def latest_checkpoint(checkpoint_root: Path) -> Path | None:
+    steps = [(int(m.group(1)), p) for p in checkpoint_root.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    complete = [(s, p) for s, p in steps if (p / STATE_FILE).is_file()]
+    return max(complete)[1] if complete else None
+
+
+def train(
+    accelerator,
+    loss_module: torch.nn.Module,
+    train_sequences: Sequence[np.ndarray],
+    objective: Objective,
+    evaluate: Callable[[], dict],
+    args: TrainingArguments,
+    selection_metric: str = "ndcg@10",
+) -> dict:
+    """Train ``loss_module`` (an ``ItemLoss``) and leave the best validation weights loaded in it.
+
+    ``evaluate`` returns validation metrics for the current weights. Returns the trainer state (history of
+    validation metrics, best step and value).
+    """
+    checkpoint_root = Path(args.output_dir) / "checkpoints"
+    rank, world = accelerator.process_index, accelerator.num_processes
+    steps_per_epoch = math.ceil(len(epoch_batches(len(train_sequences), args.batch_size, args.seed, 0, rank, world))
+                                / args.gradient_accumulation_steps)  # fmt: skip
+    total_steps = steps_per_epoch * args.num_epochs
+    optimizer = torch.optim.AdamW(_decay_groups(loss_module, args.weight_decay), lr=args.learning_rate)
+    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)  # fmt: skip
+    # the scheduler is a pure function of the step: kept out of accelerate (which would step it once per
+    # process) and fast-forwarded on resume instead of being unpickled
+    loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+    state = {"global_step": 0, "epoch": 0, "micro_step_in_epoch": 0, "best_metric": -1.0, "best_step": -1,
+             "bad_evaluations": 0, "history": []}  # fmt: skip
+    resume = args.resume_from_checkpoint
+    if resume:
+        path = latest_checkpoint(checkpoint_root) if resume == "latest" else Path(resume)
+        if path is None:
+            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh", checkpoint_root)
+        else:
+            state = _load_checkpoint(accelerator, path)
+            for _ in range(state["global_step"]):
+                scheduler.step()
+            logger.info("resumed from %s at step %d", path, state["global_step"])
+    progress = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_local_main_process)
+    stop = False
+    while state["epoch"] < args.num_epochs and not stop:
+        batches = epoch_batches(len(train_sequences), args.batch_size, args.seed, state["epoch"], rank, world)
+        for micro, indices in enumerate(batches):
+            if micro < state["micro_step_in_epoch"]:
+                continue
+            step = state["global_step"]
+            torch.manual_seed(_seed_for(args.seed, step, micro, rank))  # dropout
+            generator = torch.Generator().manual_seed(_seed_for(args.seed, step, micro, rank, 1))
+            batch = pad_sequences([train_sequences[i] for i in indices], objective.layout.pad_id)
+            input_ids, labels = objective.inputs_and_labels(batch, generator)
+            sync = (micro + 1) % args.gradient_accumulation_steps == 0 or micro == len(batches) - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(loss_module):
+                loss = loss_module(input_ids.to(accelerator.device), batch["attention_mask"].to(accelerator.device),
+                                   labels.to(accelerator.device), generator)  # fmt: skip
+                accelerator.backward(loss / args.gradient_accumulation_steps)
+            state["micro_step_in_epoch"] = micro + 1
+            if not sync:
+                continue
+            if args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(loss_module.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            state["global_step"] += 1
+            progress.update(1)
+            if state["global_step"] % args.logging_steps == 0:
+                accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=state["global_step"])
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+            if args.checkpoint_every_steps and state["global_step"] % args.checkpoint_every_steps == 0:
+                _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
+        state["epoch"] += 1
+        state["micro_step_in_epoch"] = 0
+        if state["epoch"] % args.eval_every_epochs == 0 or state["epoch"] == args.num_epochs:
+            stop = _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric)
+            _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
+    progress.close()
+    best = checkpoint_root / BEST_DIR / "model.safetensors"
+    if best.is_file():
+        accelerator.unwrap_model(loss_module).model.load_state_dict(load_file(best), strict=False)
+    accelerator.wait_for_everyone()
+    return state
+
+
+def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric) -> bool:
+    """Evaluate, keep the best weights, update early stopping; returns True when training should stop."""
+    metrics = evaluate()
+    value = metrics[selection_metric]
+    state["history"].append({"epoch": state["epoch"], "step": state["global_step"], **metrics})
+    accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state["global_step"])
+    logger.info("epoch %d step %d validation %s=%.4f", state["epoch"], state["global_step"], selection_metric, value)
+    if value > state["best_metric"]:
+        state.update(best_metric=value, best_step=state["global_step"], bad_evaluations=0)
+        if accelerator.is_main_process:
+            with atomic_directory(checkpoint_root / BEST_DIR) as folder:
+                accelerator.unwrap_model(loss_module).model.save_pretrained(folder)
+        accelerator.wait_for_everyone()
+        return False
+    state["bad_evaluations"] += 1
+    return bool(args.early_stopping_patience) and state["bad_evaluations"] >= args.early_stopping_patience
+
+
+def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int) -> None:
+    """Model/optimizer/scheduler via accelerate and the trainer state as JSON, renamed into place when complete."""
+    target = checkpoint_root / f"checkpoint-{state['global_step']}"
+    temp = checkpoint_root / f".checkpoint-{state['global_step']}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(temp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temp))
+    if accelerator.is_main_process:
+        atomic_write_text(temp / STATE_FILE, json.dumps(state, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        temp.rename(target)
+        steps = sorted((int(p.name.split("-")[1]), p) for p in checkpoint_root.glob("checkpoint-*") if (p / STATE_FILE).is_file())
+        for _, old in steps[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(accelerator, path: Path) -> dict:
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}); pick another or 'latest'")
+    try:
+        state = json.loads(state_file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{state_file} is corrupted ({error}); resume from an earlier checkpoint") from error
+    accelerator.load_state(str(path))
+    return state
