@@ -39,7 +39,7 @@ def markov_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> S
     counts = item_counts(tokenizer, train_sequences)
     tie_break = torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
     items = tokenizer.item_indices(train_sequences["item_id"].explode())
-    lengths = train_sequences["item_id"].list.len().to_numpy()
+    lengths = train_sequences["item_id"].list.len().to_numpy().astype(np.int64)
     same_user = np.repeat(np.arange(len(lengths)), lengths)
     follows = (same_user[1:] == same_user[:-1]) & (items[1:] >= 0) & (items[:-1] >= 0)
     pairs = pl.DataFrame({"prev": items[:-1][follows], "next": items[1:][follows]})

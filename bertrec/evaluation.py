@@ -62,7 +62,7 @@ def _batches(
 ) -> Iterator[EvalBatch]:
     targets = tokenizer.item_indices(examples["target_item_id"])
     last_items = tokenizer.item_indices(examples["item_id"].list.last())
-    lengths = examples["item_id"].list.len().to_numpy()
+    lengths = examples["item_id"].list.len().to_numpy().astype(np.int64)
     history_items = tokenizer.item_indices(examples["item_id"].explode())
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     for start in range(0, examples.height, batch_size):

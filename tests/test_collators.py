@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from bertrec.collators import IGNORE, TokenLayout, mask_events, next_event_labels, pad_sequences
+
+# ids: pad 0, mask 4, actions 10-11, times 20-21, items from 100 (5 items)
+LAYOUTS = {
+    "item": TokenLayout(1, False, False, 100, 5, 0, 4),
+    "action item": TokenLayout(2, True, False, 100, 5, 0, 4),
+    "time action item": TokenLayout(3, True, True, 100, 5, 0, 4),
+}
+
+
+def events(items, layout):
+    fields = {"item": [], "action item": [10], "time action item": [20, 10]}[layout]
+    return np.array([t for i in items for t in [*fields, 100 + i]])
+
+
+def test_padding_is_right_sided():
+    batch = pad_sequences([np.array([5, 6, 7]), np.array([8])], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_next_event_labels_predict_items_from_positions_that_have_not_seen_them(layout):
+    spec = LAYOUTS[layout]
+    batch = pad_sequences([events([0, 1, 2], layout), events([3, 4], layout)], pad_id=0)
+    labels = next_event_labels(batch["input_ids"], batch["attention_mask"], spec)
+    ids = batch["input_ids"]
+    per_event = spec.tokens_per_event
+    for row, items in enumerate([[0, 1, 2], [3, 4]]):
+        labelled = (labels[row] != IGNORE).nonzero().flatten().tolist()
+        # every event after the first is supervised once unconditioned (+ once conditioned on its action)
+        assert len(labelled) == (len(items) - 1) * (2 if spec.has_action else 1)
+        for pos in labelled:
+            target = labels[row, pos].item()
+            # the label is the first item token strictly after the position: causal attention cannot see it
+            item_pos = next(p for p in range(pos + 1, ids.shape[1]) if p % per_event == per_event - 1)
+            assert ids[row, item_pos].item() == 100 + target
+        if spec.has_time:
+            # the unconditioned position is the event's time token, which has not seen the event's action
+            assert {ids[row, p].item() for p in labelled} <= {20, 10}
+
+
+def test_masked_events_hide_targets_and_keep_time():
+    spec = LAYOUTS["time action item"]
+    batch = pad_sequences([events([0, 1, 2, 3], "time action item"), events([4], "time action item")], pad_id=0)
+    generator = torch.Generator().manual_seed(0)
+    masked, labels = mask_events(batch["input_ids"], batch["attention_mask"], spec, mask_prob=0.5,
+                                 mask_action_prob=1.0, generator=generator)  # fmt: skip
+    labelled = labels != IGNORE
+    assert labelled.any(dim=1).all()  # at least one masked event per sequence, even the one-event sequence
+    assert (masked[labelled] == spec.mask_id).all()
+    assert (masked[:, 0::3] == batch["input_ids"][:, 0::3]).all()  # time tokens are never masked
+    assert (masked[:, 1::3][labelled[:, 2::3]] == spec.mask_id).all()  # mask_action_prob=1 hides the actions
+    assert (labels[labelled] == batch["input_ids"][labelled] - 100).all()
+    assert not labelled[1, 3:].any()  # nothing labelled in padding
+
+
+def test_masking_is_reproducible_from_the_generator():
+    spec = LAYOUTS["item"]
+    batch = pad_sequences([events(list(range(5)) * 4, "item")] * 8, pad_id=0)
+    draws = [mask_events(batch["input_ids"], batch["attention_mask"], spec, mask_prob=0.3, mask_action_prob=0.0,
+                         generator=torch.Generator().manual_seed(seed))[1] for seed in (1, 1, 2)]  # fmt: skip
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])

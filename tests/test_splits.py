@@ -1,0 +1,86 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from bertrec.data.sequences import add_sessions, build_sequences
+from bertrec.data.splits import LeakageError, Split, check_no_leakage, leave_one_out, temporal_split
+from bertrec.evaluation import encode_prompts
+from bertrec.tokenization import EventTokenizer
+from tests.conftest import make_events
+
+
+def unique_item_log(n_users=30, seed=0) -> pl.DataFrame:
+    """Every event has its own item, so seeing an item means seeing that exact event."""
+    rng = np.random.default_rng(seed)
+    rows, k = [], 0
+    for u in range(n_users):
+        t = float(rng.integers(0, 1000))
+        for _ in range(int(rng.integers(1, 8))):
+            t += float(rng.integers(0, 500))  # ties happen
+            rows.append((f"u{u}", f"i{k}", "view", t))
+            k += 1
+    return make_events(rows)
+
+
+def test_sequences_sort_by_time_with_stable_tie_break():
+    events = make_events([("u", "late", "v", 5.0), ("u", "tie1", "v", 1.0), ("u", "tie2", "v", 1.0), ("u", "first", "v", 0.0)])
+    assert build_sequences(events)["item_id"][0].to_list() == ["first", "tie1", "tie2", "late"]
+    assert build_sequences(events, max_events=2)["item_id"][0].to_list() == ["tie2", "late"]
+
+
+def test_sessions_split_on_inactivity_gap():
+    events = make_events([("u", "a", "v", 0.0), ("u", "b", "v", 10.0), ("u", "c", "v", 5000.0), ("w", "d", "v", 1.0)])
+    sessions = build_sequences(add_sessions(events, gap_seconds=1800), key="session_id")
+    assert dict(zip(sessions["user_id"], sessions["item_id"].to_list())) == {"u#0": ["a", "b"], "u#1": ["c"], "w#0": ["d"]}
+
+
+def test_leave_one_out_positions():
+    split = leave_one_out(build_sequences(unique_item_log()))
+    for row in split.test.iter_rows(named=True):
+        valid = split.valid.filter(pl.col("user_id") == row["user_id"]).row(0, named=True)
+        train = split.train.filter(pl.col("user_id") == row["user_id"]).row(0, named=True)
+        assert row["item_id"] == train["item_id"] + [valid["target_item_id"]]  # test history = train + valid target
+        assert valid["item_id"] == train["item_id"]
+    assert split.stats["evaluated_users"] == split.test.height
+
+
+@pytest.mark.parametrize("protocol", ["leave_one_out", "temporal"])
+@pytest.mark.parametrize("layout", ["item", "time action item"])
+def test_no_test_target_is_visible_to_the_model_in_training_or_validation(protocol, layout):
+    sequences = build_sequences(unique_item_log(60))
+    split = leave_one_out(sequences) if protocol == "leave_one_out" else temporal_split(sequences)
+    assert split.test.height > 0
+    # a tokenizer over *all* items, so a leaked test item could not hide behind the unknown-item token
+    tokenizer = EventTokenizer.build(sequences, layout=layout, max_events=50)
+    test_tokens = {tokenizer.token_id(f"<i:{i}>") for i in split.test["target_item_id"]}
+    valid_tokens = {tokenizer.token_id(f"<i:{i}>") for i in split.valid["target_item_id"]}
+    training_input = np.concatenate(tokenizer.encode_training_windows(split.train))
+    for objective in ("masked", "next"):
+        validation_input = np.concatenate(encode_prompts(tokenizer, split.valid, objective))
+        assert not test_tokens & set(training_input.tolist())
+        assert not test_tokens & set(validation_input.tolist())
+        assert not valid_tokens & set(validation_input.tolist())
+        assert not valid_tokens & set(training_input.tolist())
+        test_prompts = encode_prompts(tokenizer, split.test, objective)
+        for prompt, target in zip(test_prompts, split.test["target_item_id"]):
+            assert tokenizer.token_id(f"<i:{target}>") not in prompt.tolist()
+
+
+def test_leakage_check_fires_on_a_leaky_split():
+    split = leave_one_out(build_sequences(unique_item_log()))
+    leaky_train = split.train.vstack(split.test.select(split.train.columns))  # test histories include valid targets
+    with pytest.raises(LeakageError, match="validation target events"):
+        check_no_leakage(Split(leaky_train, split.valid, split.test))
+    own = split.test.with_columns(pl.col("event_index").list.concat(pl.concat_list("target_event_index")))
+    with pytest.raises(LeakageError, match="own history"):
+        check_no_leakage(Split(split.train, split.valid, own))
+
+
+def test_temporal_split_respects_cut_offs():
+    split = temporal_split(build_sequences(unique_item_log(80)), valid_fraction=0.2, test_fraction=0.2)
+    valid_start, test_start = split.stats["valid_start"], split.stats["test_start"]
+    assert split.train["timestamp"].explode().max() < valid_start
+    assert split.valid["target_timestamp"].min() >= valid_start and split.valid["target_timestamp"].max() < test_start
+    assert split.test["target_timestamp"].min() >= test_start
+    with pytest.raises(ValueError, match="sum below 1"):
+        temporal_split(build_sequences(unique_item_log()), valid_fraction=0.6, test_fraction=0.5)
