@@ -19,29 +19,36 @@ from transformers import HfArgumentParser
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="synthetic", metadata={"help": "A log file (csv/tsv/parquet/jsonl) or 'synthetic' "
-                                                        "for the built-in shop log."})  # fmt: skip
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "A log file (csv/tsv/parquet/jsonl) or 'synthetic' for the built-in shop log."},
+    )
     format: str | None = field(default=None, metadata={"help": "File format if the extension does not say it."})
     user_column: str = field(default="user_id", metadata={"help": "Column holding user ids."})
     item_column: str = field(default="item_id", metadata={"help": "Column holding item ids."})
-    action_column: str | None = field(default=None, metadata={"help": "Column holding actions (default: 'action' "
-                                                              "if present)."})  # fmt: skip
-    timestamp_column: str | None = field(default=None, metadata={"help": "Column holding times (default: "
-                                                                 "'timestamp' if present)."})  # fmt: skip
+    action_column: str | None = field(
+        default=None, metadata={"help": "Column holding actions (default: 'action' if present)."}
+    )
+    timestamp_column: str | None = field(
+        default=None, metadata={"help": "Column holding times (default: 'timestamp' if present)."}
+    )
     timestamp_unit: str = field(default="auto", metadata={"help": "auto, s or ms for numeric timestamps."})
-    synthetic_users: int | None = field(default=None, metadata={"help": "Users in the synthetic log (default: "
-                                                                "the built-in size)."})  # fmt: skip
+    synthetic_users: int | None = field(
+        default=None, metadata={"help": "Users in the synthetic log (default: the built-in size)."}
+    )
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic log."})
     drop_duplicates: bool = field(default=True, metadata={"help": "Drop exact duplicate events."})
-    collapse_repeats: bool = field(default=False, metadata={"help": "Drop an event repeating the previous one "
-                                                            "(same item and action)."})  # fmt: skip
+    collapse_repeats: bool = field(
+        default=False, metadata={"help": "Drop an event repeating the previous one (same item and action)."}
+    )
     min_user_events: int = field(default=3, metadata={"help": "Drop users with fewer events (counted)."})
     min_item_events: int = field(default=1, metadata={"help": "Drop items with fewer events (counted)."})
     k_core: bool = field(default=False, metadata={"help": "Repeat the user/item minimums until they all hold."})
     keep_actions: list[str] | None = field(default=None, metadata={"help": "Keep only these actions."})
     rename_actions: list[str] | None = field(default=None, metadata={"help": "Renames as old=new, e.g. 0=click."})
-    session_gap_seconds: float | None = field(default=None, metadata={"help": "Treat each session (split at this "
-                                                                      "inactivity gap) as a user."})  # fmt: skip
+    session_gap_seconds: float | None = field(
+        default=None, metadata={"help": "Treat each session (split at this inactivity gap) as a user."}
+    )
     split: str = field(default="leave_one_out", metadata={"help": "leave_one_out or temporal."})
     valid_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for test."})
@@ -49,14 +56,20 @@ class DataArguments:
 
 @dataclass
 class TokenizerArguments:
-    layout: str = field(default="time action item", metadata={"help": "Tokens per event: 'item', 'action item' or "
-                                                              "'time action item'."})  # fmt: skip
+    layout: str = field(
+        default="time action item",
+        metadata={"help": "Tokens per event: 'item', 'action item' or 'time action item'."},
+    )
     max_events: int = field(default=50, metadata={"help": "Model input length in events (whatever the layout)."})
     min_item_count: int = field(default=1, metadata={"help": "Items rarer in training map to the unknown item."})
-    time_boundaries: list[float] | None = field(default=None, metadata={"help": "Gap bucket boundaries in seconds "
-                                                                        "(default: log-spaced 1 s to 180 days)."})  # fmt: skip
-    tokenizer_dir: str | None = field(default=None, metadata={"help": "Use this saved tokenizer instead of "
-                                                              "building one from the training split."})  # fmt: skip
+    time_boundaries: list[float] | None = field(
+        default=None,
+        metadata={"help": "Gap bucket boundaries in seconds (default: log-spaced 1 s to 180 days)."},
+    )
+    tokenizer_dir: str | None = field(
+        default=None,
+        metadata={"help": "Use this saved tokenizer instead of building one from the training split."},
+    )
 
 
 @dataclass
@@ -118,8 +131,12 @@ def _read_config(path: str, dataclass_types: tuple[type, ...]) -> dict[str, Any]
     known = [f.name for cls in dataclass_types for f in dataclasses.fields(cls)]
     unknown = [key for key in values if key not in known]
     if unknown:
-        hints = [f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, known, 1)) else
-                 repr(key) for key in unknown]  # fmt: skip
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)"
+            if (close := difflib.get_close_matches(key, known, 1))
+            else repr(key)
+            for key in unknown
+        ]
         raise ConfigError(f"{path}: unknown keys {', '.join(hints)}; valid keys are the recipe's --flags")
     return values
 

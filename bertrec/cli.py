@@ -26,7 +26,21 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\nunknown recipe {argv[0]!r}", file=sys.stderr)
             raise SystemExit(2)
         return
-    importlib.import_module(f"bertrec.recipes.{argv[0]}").main(argv[1:])
+    run_recipe(argv[0], argv[1:])
+
+
+def run_recipe(name: str, argv: list[str] | None = None) -> None:
+    """Run a recipe; a problem with the user's input or config is one clear line and exit code 2, not a
+    traceback from deep inside a library."""
+    from bertrec.args import ConfigError
+    from bertrec.data.schema import EventDataError
+    from bertrec.data.splits import LeakageError
+
+    try:
+        importlib.import_module(f"bertrec.recipes.{name}").main(argv)
+    except (ConfigError, EventDataError, LeakageError, FileNotFoundError) as error:
+        print(f"bertrec {name}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -38,8 +38,15 @@ class TokenLayout:
     @classmethod
     def from_tokenizer(cls, tokenizer) -> TokenLayout:
         fields = tokenizer.spec.fields
-        return cls(len(fields), "action" in fields, "time" in fields, tokenizer.item_offset, tokenizer.num_items,
-                   tokenizer.pad_id, tokenizer.mask_id)  # fmt: skip
+        return cls(
+            len(fields),
+            "action" in fields,
+            "time" in fields,
+            tokenizer.item_offset,
+            tokenizer.num_items,
+            tokenizer.pad_id,
+            tokenizer.mask_id,
+        )
 
     def item_index(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Item index of item tokens, ``IGNORE`` for anything else (padding, unknown item)."""

@@ -121,8 +121,13 @@ def evaluate_scorer(
         examples = examples[shard]
     prompts = encode_prompts(tokenizer, examples, objective, action)
     all_ranks, unknown, repeats = [], 0, 0
-    for batch in tqdm(_batches(tokenizer, examples, prompts, batch_size), desc=desc, disable=not is_main,
-                      total=-(-examples.height // batch_size), leave=False):  # fmt: skip
+    for batch in tqdm(
+        _batches(tokenizer, examples, prompts, batch_size),
+        desc=desc,
+        disable=not is_main,
+        total=-(-examples.height // batch_size),
+        leave=False,
+    ):
         scores = score(batch)
         if exclude_seen:
             seen = batch.seen_rows.to(scores.device)
@@ -157,7 +162,12 @@ def evaluate_model(model, tokenizer: EventTokenizer, examples: pl.DataFrame, **k
     model.eval()
     device = next(model.parameters()).device
     try:
-        return evaluate_scorer(model_scorer(model, tokenizer, device), tokenizer, examples,
-                               objective=model_objective(model), **kwargs)  # fmt: skip
+        return evaluate_scorer(
+            model_scorer(model, tokenizer, device),
+            tokenizer,
+            examples,
+            objective=model_objective(model),
+            **kwargs,
+        )
     finally:
         model.train(was_training)

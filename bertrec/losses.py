@@ -48,8 +48,15 @@ class ItemLoss(torch.nn.Module):
     loss needs the backbone and head called separately, so the whole computation lives in this forward.
     """
 
-    def __init__(self, model: PreTrainedModel, *, item_offset: int, num_items: int,
-                 item_log_frequency: torch.Tensor | None = None, num_uniform_negatives: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        *,
+        item_offset: int,
+        num_items: int,
+        item_log_frequency: torch.Tensor | None = None,
+        num_uniform_negatives: int = 0,
+    ):
         super().__init__()
         self.model = model
         self.item_offset, self.num_items = item_offset, num_items
@@ -57,13 +64,25 @@ class ItemLoss(torch.nn.Module):
         sampled = item_log_frequency is not None
         self.register_buffer("item_log_frequency", item_log_frequency if sampled else torch.zeros(0), persistent=False)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         hidden = backbone_hidden(self.model, input_ids, attention_mask)
         labelled = labels != -100
         features = head_features(self.model, hidden[labelled])
         targets = labels[labelled]
         if self.item_log_frequency.numel():
-            return sampled_softmax_loss(self.model, features, targets, self.item_offset, self.item_log_frequency,
-                                        self.num_uniform_negatives, generator)  # fmt: skip
+            return sampled_softmax_loss(
+                self.model,
+                features,
+                targets,
+                self.item_offset,
+                self.item_log_frequency,
+                self.num_uniform_negatives,
+                generator,
+            )
         return full_softmax_loss(self.model, features, targets, self.item_offset, self.num_items)

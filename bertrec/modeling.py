@@ -16,16 +16,23 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
     "bert": (
         "masked",
-        {"intermediate_size": "intermediate_size", "dropout": "hidden_dropout_prob",
-         "attention_dropout": "attention_probs_dropout_prob"},
+        {
+            "intermediate_size": "intermediate_size",
+            "dropout": "hidden_dropout_prob",
+            "attention_dropout": "attention_probs_dropout_prob",
+        },
     ),
     "gpt2": (
         "next",
-        {"intermediate_size": "n_inner", "dropout": "resid_pdrop", "attention_dropout": "attn_pdrop",
-         "embedding_dropout": "embd_pdrop"},
+        {
+            "intermediate_size": "n_inner",
+            "dropout": "resid_pdrop",
+            "attention_dropout": "attn_pdrop",
+            "embedding_dropout": "embd_pdrop",
+        },
     ),
     "llama": ("next", {"intermediate_size": "intermediate_size", "attention_dropout": "attention_dropout"}),
-}  # fmt: skip
+}
 OBJECTIVES = ("masked", "next")
 
 
@@ -97,7 +104,11 @@ def head_features(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def item_logits(
-    model: PreTrainedModel, features: torch.Tensor, item_offset: int, num_items: int, items: torch.Tensor | None = None
+    model: PreTrainedModel,
+    features: torch.Tensor,
+    item_offset: int,
+    num_items: int,
+    items: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits of item tokens from head features: all items, or only the item indices in ``items``.
 

@@ -28,14 +28,37 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 UNK_ITEM = "[UNK_ITEM]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK, UNK_ITEM)
 FIRST_EVENT_BUCKET = "<t:start>"
-LAYOUTS = {"item": ("item",), "action item": ("action", "item"), "time action item": ("time", "action", "item")}
+LAYOUTS = {
+    "item": ("item",),
+    "action item": ("action", "item"),
+    "time action item": ("time", "action", "item"),
+}
 SPEC_FILE = "event_tokenizer.json"
 
 _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 DEFAULT_TIME_BOUNDARIES = (
-    1.0, 5.0, 15.0, 30.0, _MINUTE, 2 * _MINUTE, 5 * _MINUTE, 10 * _MINUTE, 30 * _MINUTE, _HOUR, 3 * _HOUR,
-    6 * _HOUR, 12 * _HOUR, _DAY, 2 * _DAY, 4 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY, 90 * _DAY, 180 * _DAY,
-)  # fmt: skip
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    _MINUTE,
+    2 * _MINUTE,
+    5 * _MINUTE,
+    10 * _MINUTE,
+    30 * _MINUTE,
+    _HOUR,
+    3 * _HOUR,
+    6 * _HOUR,
+    12 * _HOUR,
+    _DAY,
+    2 * _DAY,
+    4 * _DAY,
+    7 * _DAY,
+    14 * _DAY,
+    30 * _DAY,
+    90 * _DAY,
+    180 * _DAY,
+)
 
 
 _ESCAPES = str.maketrans({"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", "[": "%5B", "]": "%5D"})
@@ -187,8 +210,16 @@ class EventTokenizer:
     def history_to_text(self, items: Sequence[str], actions: Sequence[str], timestamps: Sequence[float]) -> str:
         """The text form of a history, e.g. ``"<t:start> <a:view> <i:sku42> <t:3> <a:cart> <i:sku42>"``."""
         frame = pl.DataFrame(
-            {"item_id": [list(items)], "action": [list(actions)], "timestamp": [list(map(float, timestamps))]},
-            schema={"item_id": pl.List(pl.String), "action": pl.List(pl.String), "timestamp": pl.List(pl.Float64)},
+            {
+                "item_id": [list(items)],
+                "action": [list(actions)],
+                "timestamp": [list(map(float, timestamps))],
+            },
+            schema={
+                "item_id": pl.List(pl.String),
+                "action": pl.List(pl.String),
+                "timestamp": pl.List(pl.Float64),
+            },
         )
         ids, _ = self.event_token_ids(frame)
         inverse = self.inverse_vocab

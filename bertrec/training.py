@@ -35,7 +35,9 @@ BEST_DIR = "best"
 
 @dataclass
 class TrainingArguments:
-    output_dir: str = field(default="outputs/pretrain", metadata={"help": "Where the model, metrics and checkpoints go."})
+    output_dir: str = field(
+        default="outputs/pretrain", metadata={"help": "Where the model, metrics and checkpoints go."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, data order, masking and dropout."})
     num_epochs: int = field(default=30, metadata={"help": "Maximum training epochs."})
     batch_size: int = field(default=128, metadata={"help": "Sequences per step per process (before accumulation)."})
@@ -48,8 +50,10 @@ class TrainingArguments:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)."})
     eval_every_epochs: int = field(default=1, metadata={"help": "Validate (and checkpoint) every N epochs."})
-    early_stopping_patience: int = field(default=5, metadata={"help": "Stop after N evaluations without a better "
-                                                              "validation NDCG@10; 0 disables."})  # fmt: skip
+    early_stopping_patience: int = field(
+        default=5,
+        metadata={"help": "Stop after N evaluations without a better validation NDCG@10; 0 disables."},
+    )
     checkpoint_every_steps: int = field(default=0, metadata={"help": "Also checkpoint every N optimizer steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Step checkpoints to keep."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
@@ -68,12 +72,20 @@ class Objective:
 
     def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if self.name == "masked":
-            return mask_events(batch["input_ids"], batch["attention_mask"], self.layout, mask_prob=self.mask_prob,
-                               mask_action_prob=self.mask_action_prob, generator=generator)  # fmt: skip
+            return mask_events(
+                batch["input_ids"],
+                batch["attention_mask"],
+                self.layout,
+                mask_prob=self.mask_prob,
+                mask_action_prob=self.mask_action_prob,
+                generator=generator,
+            )
         return batch["input_ids"], next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout)
 
 
-def epoch_batches(num_sequences: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+def epoch_batches(
+    num_sequences: int, batch_size: int, seed: int, epoch: int, rank: int, world: int
+) -> list[np.ndarray]:
     """This process's batches for one epoch: a seeded permutation cut into global batches, one slice per process."""
     order = np.random.default_rng([seed, epoch]).permutation(num_sequences)
     global_size = batch_size * world
@@ -94,7 +106,11 @@ def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def latest_checkpoint(checkpoint_root: Path) -> Path | None:
-    steps = [(int(m.group(1)), p) for p in checkpoint_root.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    steps = [
+        (int(m.group(1)), p)
+        for p in checkpoint_root.glob("checkpoint-*")
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
     complete = [(s, p) for s, p in steps if (p / STATE_FILE).is_file()]
     return max(complete)[1] if complete else None
 
@@ -115,17 +131,30 @@ def train(
     """
     checkpoint_root = Path(args.output_dir) / "checkpoints"
     rank, world = accelerator.process_index, accelerator.num_processes
-    steps_per_epoch = math.ceil(len(epoch_batches(len(train_sequences), args.batch_size, args.seed, 0, rank, world))
-                                / args.gradient_accumulation_steps)  # fmt: skip
+    steps_per_epoch = math.ceil(
+        len(epoch_batches(len(train_sequences), args.batch_size, args.seed, 0, rank, world))
+        / args.gradient_accumulation_steps
+    )
     total_steps = steps_per_epoch * args.num_epochs
     optimizer = torch.optim.AdamW(_decay_groups(loss_module, args.weight_decay), lr=args.learning_rate)
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)  # fmt: skip
+    scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer,
+        num_warmup_steps=int(args.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
     # the scheduler is a pure function of the step: kept out of accelerate (which would step it once per
     # process) and fast-forwarded on resume instead of being unpickled
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
-    state = {"global_step": 0, "epoch": 0, "micro_step_in_epoch": 0, "best_metric": -1.0, "best_step": -1,
-             "bad_evaluations": 0, "history": []}  # fmt: skip
+    state = {
+        "global_step": 0,
+        "epoch": 0,
+        "micro_step_in_epoch": 0,
+        "best_metric": -1.0,
+        "best_step": -1,
+        "bad_evaluations": 0,
+        "history": [],
+    }
     resume = args.resume_from_checkpoint
     if resume:
         path = latest_checkpoint(checkpoint_root) if resume == "latest" else Path(resume)
@@ -136,7 +165,12 @@ def train(
             for _ in range(state["global_step"]):
                 scheduler.step()
             logger.info("resumed from %s at step %d", path, state["global_step"])
-    progress = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_local_main_process)
+    progress = tqdm(
+        total=total_steps,
+        initial=state["global_step"],
+        desc="train",
+        disable=not accelerator.is_local_main_process,
+    )
     stop = False
     while state["epoch"] < args.num_epochs and not stop:
         batches = epoch_batches(len(train_sequences), args.batch_size, args.seed, state["epoch"], rank, world)
@@ -150,8 +184,12 @@ def train(
             input_ids, labels = objective.inputs_and_labels(batch, generator)
             sync = (micro + 1) % args.gradient_accumulation_steps == 0 or micro == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_module):
-                loss = loss_module(input_ids.to(accelerator.device), batch["attention_mask"].to(accelerator.device),
-                                   labels.to(accelerator.device), generator)  # fmt: skip
+                loss = loss_module(
+                    input_ids.to(accelerator.device),
+                    batch["attention_mask"].to(accelerator.device),
+                    labels.to(accelerator.device),
+                    generator,
+                )
                 accelerator.backward(loss / args.gradient_accumulation_steps)
             state["micro_step_in_epoch"] = micro + 1
             if not sync:
@@ -164,7 +202,10 @@ def train(
             state["global_step"] += 1
             progress.update(1)
             if state["global_step"] % args.logging_steps == 0:
-                accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=state["global_step"])
+                accelerator.log(
+                    {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]},
+                    step=state["global_step"],
+                )
                 progress.set_postfix(loss=f"{loss.item():.3f}")
             if args.checkpoint_every_steps and state["global_step"] % args.checkpoint_every_steps == 0:
                 _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
@@ -211,7 +252,9 @@ def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int)
         atomic_write_text(temp / STATE_FILE, json.dumps(state, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         temp.rename(target)
-        steps = sorted((int(p.name.split("-")[1]), p) for p in checkpoint_root.glob("checkpoint-*") if (p / STATE_FILE).is_file())
+        steps = sorted(
+            (int(p.name.split("-")[1]), p) for p in checkpoint_root.glob("checkpoint-*") if (p / STATE_FILE).is_file()
+        )
         for _, old in steps[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -1,6 +1,6 @@
-"""Thin launcher: the recipe lives in `bertrec.recipes.build_tokenizer_assets` so `bertrec build_tokenizer_assets` runs it from a pip install too."""
+"""Thin launcher for `bertrec.recipes.build_tokenizer_assets` (also `bertrec build_tokenizer_assets`)."""
 
-from bertrec.recipes.build_tokenizer_assets import main
+from bertrec.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("build_tokenizer_assets")

@@ -1,6 +1,6 @@
-"""Thin launcher: the recipe lives in `bertrec.recipes.evaluate` so `bertrec evaluate` runs it from a pip install too."""
+"""Thin launcher for `bertrec.recipes.evaluate` (also `bertrec evaluate` after a pip install)."""
 
-from bertrec.recipes.evaluate import main
+from bertrec.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("evaluate")

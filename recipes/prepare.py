@@ -1,6 +1,6 @@
-"""Thin launcher: the recipe lives in `bertrec.recipes.prepare` so `bertrec prepare` runs it from a pip install too."""
+"""Thin launcher for `bertrec.recipes.prepare` (also `bertrec prepare` after a pip install)."""
 
-from bertrec.recipes.prepare import main
+from bertrec.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("prepare")

@@ -1,6 +1,6 @@
-"""Thin launcher: the recipe lives in `bertrec.recipes.pretrain` so `bertrec pretrain` runs it from a pip install too."""
+"""Thin launcher for `bertrec.recipes.pretrain` (also `bertrec pretrain` after a pip install)."""
 
-from bertrec.recipes.pretrain import main
+from bertrec.cli import run_recipe
 
 if __name__ == "__main__":
-    main()
+    run_recipe("pretrain")

@@ -48,8 +48,14 @@ def test_masked_events_hide_targets_and_keep_time():
     spec = LAYOUTS["time action item"]
     batch = pad_sequences([events([0, 1, 2, 3], "time action item"), events([4], "time action item")], pad_id=0)
     generator = torch.Generator().manual_seed(0)
-    masked, labels = mask_events(batch["input_ids"], batch["attention_mask"], spec, mask_prob=0.5,
-                                 mask_action_prob=1.0, generator=generator)  # fmt: skip
+    masked, labels = mask_events(
+        batch["input_ids"],
+        batch["attention_mask"],
+        spec,
+        mask_prob=0.5,
+        mask_action_prob=1.0,
+        generator=generator,
+    )
     labelled = labels != IGNORE
     assert labelled.any(dim=1).all()  # at least one masked event per sequence, even the one-event sequence
     assert (masked[labelled] == spec.mask_id).all()
@@ -62,6 +68,15 @@ def test_masked_events_hide_targets_and_keep_time():
 def test_masking_is_reproducible_from_the_generator():
     spec = LAYOUTS["item"]
     batch = pad_sequences([events(list(range(5)) * 4, "item")] * 8, pad_id=0)
-    draws = [mask_events(batch["input_ids"], batch["attention_mask"], spec, mask_prob=0.3, mask_action_prob=0.0,
-                         generator=torch.Generator().manual_seed(seed))[1] for seed in (1, 1, 2)]  # fmt: skip
+    draws = [
+        mask_events(
+            batch["input_ids"],
+            batch["attention_mask"],
+            spec,
+            mask_prob=0.3,
+            mask_action_prob=0.0,
+            generator=torch.Generator().manual_seed(seed),
+        )[1]
+        for seed in (1, 1, 2)
+    ]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])

@@ -23,7 +23,9 @@ def unique_item_log(n_users=30, seed=0) -> pl.DataFrame:
 
 
 def test_sequences_sort_by_time_with_stable_tie_break():
-    events = make_events([("u", "late", "v", 5.0), ("u", "tie1", "v", 1.0), ("u", "tie2", "v", 1.0), ("u", "first", "v", 0.0)])
+    events = make_events(
+        [("u", "late", "v", 5.0), ("u", "tie1", "v", 1.0), ("u", "tie2", "v", 1.0), ("u", "first", "v", 0.0)]
+    )
     assert build_sequences(events)["item_id"][0].to_list() == ["first", "tie1", "tie2", "late"]
     assert build_sequences(events, max_events=2)["item_id"][0].to_list() == ["tie2", "late"]
 
@@ -31,7 +33,11 @@ def test_sequences_sort_by_time_with_stable_tie_break():
 def test_sessions_split_on_inactivity_gap():
     events = make_events([("u", "a", "v", 0.0), ("u", "b", "v", 10.0), ("u", "c", "v", 5000.0), ("w", "d", "v", 1.0)])
     sessions = build_sequences(add_sessions(events, gap_seconds=1800), key="session_id")
-    assert dict(zip(sessions["user_id"], sessions["item_id"].to_list())) == {"u#0": ["a", "b"], "u#1": ["c"], "w#0": ["d"]}
+    assert dict(zip(sessions["user_id"], sessions["item_id"].to_list())) == {
+        "u#0": ["a", "b"],
+        "u#1": ["c"],
+        "w#0": ["d"],
+    }
 
 
 def test_leave_one_out_positions():

@@ -33,14 +33,17 @@ def test_min_count_and_unknown_items(small_sequences):
 
 
 def test_time_buckets():
-    tok = EventTokenizer.build(pl.DataFrame({"item_id": [["a"]], "action": [["v"]], "timestamp": [[0.0]]}),
-                               time_boundaries=[10, 100])  # fmt: skip
+    tok = EventTokenizer.build(
+        pl.DataFrame({"item_id": [["a"]], "action": [["v"]], "timestamp": [[0.0]]}), time_boundaries=[10, 100]
+    )
     ids = tok.time_bucket_ids(np.array([np.nan, 0, 9.9, 10, 99, 1e9]))
     first = tok.token_id(FIRST_EVENT_BUCKET)
     assert ids.tolist() == [first, first + 1, first + 1, first + 2, first + 2, first + 3]
     with pytest.raises(ValueError, match="strictly increasing"):
-        EventTokenizer.build(pl.DataFrame({"item_id": [["a"]], "action": [["v"]], "timestamp": [[0.0]]}),
-                             time_boundaries=[5, 1])  # fmt: skip
+        EventTokenizer.build(
+            pl.DataFrame({"item_id": [["a"]], "action": [["v"]], "timestamp": [[0.0]]}),
+            time_boundaries=[5, 1],
+        )
 
 
 @pytest.mark.parametrize("layout", ["item", "action item", "time action item"])
@@ -60,7 +63,9 @@ def test_bulk_ids_equal_text_form_through_plain_autotokenizer(small_sequences, t
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     bulk = [e.tolist() for e in tok.encode_sequences(small_sequences)]
-    texts = [tok.history_to_text(r["item_id"], r["action"], r["timestamp"]) for r in small_sequences.iter_rows(named=True)]
+    texts = [
+        tok.history_to_text(r["item_id"], r["action"], r["timestamp"]) for r in small_sequences.iter_rows(named=True)
+    ]
     result = run_without_bertrec(
         f"""
         import json
@@ -95,9 +100,14 @@ def test_item_ids_with_spaces_survive_text_form(tmp_path):
 
 
 def test_time_layout_needs_timestamps():
-    seqs = pl.DataFrame({"item_id": [["a", "b"]], "action": [["v", "v"]], "timestamp": [[None, None]]},
-                        schema={"item_id": pl.List(pl.String), "action": pl.List(pl.String),
-                                "timestamp": pl.List(pl.Float64)})  # fmt: skip
+    seqs = pl.DataFrame(
+        {"item_id": [["a", "b"]], "action": [["v", "v"]], "timestamp": [[None, None]]},
+        schema={
+            "item_id": pl.List(pl.String),
+            "action": pl.List(pl.String),
+            "timestamp": pl.List(pl.Float64),
+        },
+    )
     with pytest.raises(ValueError, match="needs a timestamp"):
         EventTokenizer.build(seqs, layout="time action item")
     assert EventTokenizer.build(seqs, layout="action item").num_items == 2

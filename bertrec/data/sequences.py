@@ -25,9 +25,9 @@ def add_sessions(events: pl.DataFrame, gap_seconds: float) -> pl.DataFrame:
     ordered = events.sort(["user_id", "timestamp", "event_index"])
     gap = pl.col("timestamp").diff().over("user_id")
     session_number = (gap > gap_seconds).fill_null(False).cast(pl.Int64).cum_sum().over("user_id")
-    return ordered.with_columns(
-        session_id=pl.col("user_id") + pl.lit("#") + session_number.cast(pl.String)
-    ).sort("event_index")
+    return ordered.with_columns(session_id=pl.col("user_id") + pl.lit("#") + session_number.cast(pl.String)).sort(
+        "event_index"
+    )
 
 
 def build_sequences(events: pl.DataFrame, *, key: str = "user_id", max_events: int | None = None) -> pl.DataFrame:

@@ -44,14 +44,16 @@ def leave_one_out(sequences: pl.DataFrame) -> Split:
     n = pl.col("item_id").list.len()
     evaluable = sequences.filter(n >= 3)
     train_only = sequences.filter(n < 3)
-    train = pl.concat(
-        [evaluable.with_columns([pl.col(c).list.head(n - 2) for c in SEQUENCE_LIST_COLUMNS]), train_only]
-    )
+    train = pl.concat([evaluable.with_columns([pl.col(c).list.head(n - 2) for c in SEQUENCE_LIST_COLUMNS]), train_only])
     split = Split(
         train=train,
         valid=_examples(evaluable, n - 2),
         test=_examples(evaluable, n - 1),
-        stats={"protocol": "leave_one_out", "evaluated_users": evaluable.height, "train_only_users": train_only.height},
+        stats={
+            "protocol": "leave_one_out",
+            "evaluated_users": evaluable.height,
+            "train_only_users": train_only.height,
+        },
     )
     check_no_leakage(split)
     return split
@@ -116,7 +118,10 @@ def check_no_leakage(split: Split) -> None:
     valid_visible = pl.concat(
         [train_events, events_of(split.valid, "event_index"), events_of(split.valid, "target_event_index")]
     )
-    for name, examples, visible in (("validation", split.valid, train_events), ("test", split.test, valid_visible)):
+    for name, examples, visible in (
+        ("validation", split.valid, train_events),
+        ("test", split.test, valid_visible),
+    ):
         leaked = events_of(examples, "target_event_index").join(visible, on="event_index", how="semi")
         if leaked.height:
             raise LeakageError(

@@ -49,10 +49,15 @@ def load_events(data_args) -> pl.DataFrame:
         if data_args.synthetic_users is not None:
             config.n_users = data_args.synthetic_users
         return generate_shop_log(config)
-    columns = ColumnMapping(user=data_args.user_column, item=data_args.item_column,
-                            action=data_args.action_column, timestamp=data_args.timestamp_column)  # fmt: skip
-    return read_events(data_args.dataset, columns=columns, format=data_args.format,
-                       timestamp_unit=data_args.timestamp_unit)  # fmt: skip
+    columns = ColumnMapping(
+        user=data_args.user_column,
+        item=data_args.item_column,
+        action=data_args.action_column,
+        timestamp=data_args.timestamp_column,
+    )
+    return read_events(
+        data_args.dataset, columns=columns, format=data_args.format, timestamp_unit=data_args.timestamp_unit
+    )
 
 
 def prepare_data(data_args) -> PreparedData:
@@ -78,12 +83,16 @@ def prepare_data(data_args) -> PreparedData:
     if data_args.split == "leave_one_out":
         split = leave_one_out(sequences)
     elif data_args.split == "temporal":
-        split = temporal_split(sequences, valid_fraction=data_args.valid_fraction, test_fraction=data_args.test_fraction)
+        split = temporal_split(
+            sequences, valid_fraction=data_args.valid_fraction, test_fraction=data_args.test_fraction
+        )
     else:
         raise ValueError(f"unknown split {data_args.split!r}; use leave_one_out or temporal")
     if split.valid.height == 0 or split.test.height == 0:
-        raise ValueError(f"the {data_args.split} split left no validation or test users ({split.stats}); "
-                         "lower the cleaning minimums or provide longer histories")  # fmt: skip
+        raise ValueError(
+            f"the {data_args.split} split left no validation or test users ({split.stats}); "
+            "lower the cleaning minimums or provide longer histories"
+        )
     logger.info("data: %s", report.summary().replace("\n", "; "))
     logger.info("split: %s", split.stats)
     return PreparedData(split, report)
@@ -92,13 +101,24 @@ def prepare_data(data_args) -> PreparedData:
 def make_tokenizer(tokenizer_args, split: Split) -> EventTokenizer:
     if tokenizer_args.tokenizer_dir:
         return EventTokenizer.load(tokenizer_args.tokenizer_dir)
-    return EventTokenizer.build(split.train, layout=tokenizer_args.layout, max_events=tokenizer_args.max_events,
-                                min_item_count=tokenizer_args.min_item_count,
-                                time_boundaries=tokenizer_args.time_boundaries)  # fmt: skip
+    return EventTokenizer.build(
+        split.train,
+        layout=tokenizer_args.layout,
+        max_events=tokenizer_args.max_events,
+        min_item_count=tokenizer_args.min_item_count,
+        time_boundaries=tokenizer_args.time_boundaries,
+    )
 
 
-def save_output(output_dir: str, *, model, tokenizer: EventTokenizer, config: dict[str, Any],
-                report: CleaningReport | None, metrics: dict) -> None:  # fmt: skip
+def save_output(
+    output_dir: str,
+    *,
+    model,
+    tokenizer: EventTokenizer,
+    config: dict[str, Any],
+    report: CleaningReport | None,
+    metrics: dict,
+) -> None:
     """Write the standard HF folder (model + tokenizer), resolved config, cleaning report, then metrics last.
 
     Files are written in a temp folder and moved in, so a kill leaves no half-written model file behind;

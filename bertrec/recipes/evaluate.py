@@ -1,7 +1,7 @@
 """Evaluate a saved model (and the baselines) on a prepared split, with full-catalogue ranking.
 
-    python recipes/evaluate.py --model_dir outputs/pretrain --split_dir data/prepared --part test
-    python recipes/evaluate.py --model_dir outputs/pretrain              # re-prepares the data from the model's config
+python recipes/evaluate.py --model_dir outputs/pretrain --split_dir data/prepared --part test
+python recipes/evaluate.py --model_dir outputs/pretrain              # re-prepares the data from the model's config
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from bertrec.tokenization import EventTokenizer
 @dataclass
 class EvaluateArguments:
     model_dir: str = field(default="outputs/pretrain", metadata={"help": "A saved bertrec model folder."})
-    split_dir: str | None = field(default=None, metadata={"help": "A folder from recipes/prepare.py; default: "
-                                                          "prepare the data the model was trained on."})  # fmt: skip
+    split_dir: str | None = field(
+        default=None,
+        metadata={"help": "A folder from recipes/prepare.py; default: prepare the data the model was trained on."},
+    )
     part: str = field(default="test", metadata={"help": "valid or test."})
     output_file: str | None = field(default=None, metadata={"help": "Write the metrics JSON here."})
 

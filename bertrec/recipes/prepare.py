@@ -1,7 +1,7 @@
 """Prepare a log once: clean it, split it, and write the split as Parquet plus the cleaning report.
 
-    python recipes/prepare.py --dataset events.csv --output_dir data/prepared
-    python recipes/evaluate.py --model_dir outputs/pretrain --split_dir data/prepared
+python recipes/prepare.py --dataset events.csv --output_dir data/prepared
+python recipes/evaluate.py --model_dir outputs/pretrain --split_dir data/prepared
 """
 
 from __future__ import annotations

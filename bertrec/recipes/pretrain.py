@@ -1,7 +1,7 @@
 """Pretrain a masked-event (BERT-style) or next-event (GPT-style) recommender and evaluate it.
 
-    accelerate launch recipes/pretrain.py                      # built-in synthetic shop log, BERT-style
-    accelerate launch recipes/pretrain.py --config recipes/configs/synthetic/pretrain_next.yaml --num_epochs 5
+accelerate launch recipes/pretrain.py                      # built-in synthetic shop log, BERT-style
+accelerate launch recipes/pretrain.py --config recipes/configs/synthetic/pretrain_next.yaml --num_epochs 5
 """
 
 from __future__ import annotations
@@ -15,13 +15,26 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from bertrec.args import DataArguments, EvalArguments, ModelArguments, TokenizerArguments, parse_args, resolved_config
+from bertrec.args import (
+    DataArguments,
+    EvalArguments,
+    ModelArguments,
+    TokenizerArguments,
+    parse_args,
+    resolved_config,
+)
 from bertrec.baselines import item_counts, markov_scorer, popularity_scorer
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model, evaluate_scorer
 from bertrec.losses import ItemLoss
 from bertrec.modeling import build_model, objective_for
-from bertrec.recipes.common import format_metrics_table, make_tokenizer, prepare_data, save_output, setup_logging
+from bertrec.recipes.common import (
+    format_metrics_table,
+    make_tokenizer,
+    prepare_data,
+    save_output,
+    setup_logging,
+)
 from bertrec.training import Objective, TrainingArguments, train
 
 logger = logging.getLogger("bertrec")
@@ -31,8 +44,11 @@ ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArgument
 def main(argv: list[str] | None = None) -> dict:
     data_args, tok_args, model_args, train_args, eval_args = parse_args(ARGUMENTS, argv)
     config = resolved_config(data_args, tok_args, model_args, train_args, eval_args)
-    accelerator = Accelerator(mixed_precision=train_args.mixed_precision, project_dir=train_args.output_dir,
-                              log_with=None if train_args.report_to == "none" else train_args.report_to)  # fmt: skip
+    accelerator = Accelerator(
+        mixed_precision=train_args.mixed_precision,
+        project_dir=train_args.output_dir,
+        log_with=None if train_args.report_to == "none" else train_args.report_to,
+    )
     setup_logging(accelerator.is_main_process)
     logger.info("resolved config: %s", json.dumps(config))
     accelerator.init_trackers("bertrec", config={k: str(v) for k, v in config.items()})
@@ -44,28 +60,50 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = make_tokenizer(tok_args, split)
     objective_name = objective_for(model_args.model_type)
     windows = tokenizer.encode_training_windows(split.train, min_events=2 if objective_name == "next" else 1)
-    logger.info("vocabulary %d tokens (%d items); %d training windows", tokenizer.vocab_size, tokenizer.num_items,
-                len(windows))  # fmt: skip
+    logger.info(
+        "vocabulary %d tokens (%d items); %d training windows",
+        tokenizer.vocab_size,
+        tokenizer.num_items,
+        len(windows),
+    )
 
     model = build_model(
-        model_type=model_args.model_type, vocab_size=tokenizer.vocab_size,
-        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event, hidden_size=model_args.hidden_size,
-        num_layers=model_args.num_layers, num_heads=model_args.num_heads,
-        intermediate_size=model_args.intermediate_size, dropout=model_args.dropout, pad_token_id=tokenizer.pad_id,
+        model_type=model_args.model_type,
+        vocab_size=tokenizer.vocab_size,
+        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event,
+        hidden_size=model_args.hidden_size,
+        num_layers=model_args.num_layers,
+        num_heads=model_args.num_heads,
+        intermediate_size=model_args.intermediate_size,
+        dropout=model_args.dropout,
+        pad_token_id=tokenizer.pad_id,
         attn_implementation=model_args.attn_implementation,
-    )  # fmt: skip
+    )
     log_frequency = None
     if model_args.loss == "sampled":
         counts = item_counts(tokenizer, split.train)
         log_frequency = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
     elif model_args.loss != "full":
         raise ValueError(f"loss must be 'full' or 'sampled', got {model_args.loss!r}")
-    loss_module = ItemLoss(model, item_offset=tokenizer.item_offset, num_items=tokenizer.num_items,
-                           item_log_frequency=log_frequency, num_uniform_negatives=model_args.num_negatives)  # fmt: skip
-    objective = Objective(objective_name, TokenLayout.from_tokenizer(tokenizer), mask_prob=model_args.mask_prob,
-                          mask_action_prob=model_args.mask_action_prob)  # fmt: skip
-    eval_kwargs = {"ks": tuple(eval_args.metric_ks), "exclude_seen": eval_args.exclude_seen,
-                   "batch_size": train_args.eval_batch_size, "accelerator": accelerator}  # fmt: skip
+    loss_module = ItemLoss(
+        model,
+        item_offset=tokenizer.item_offset,
+        num_items=tokenizer.num_items,
+        item_log_frequency=log_frequency,
+        num_uniform_negatives=model_args.num_negatives,
+    )
+    objective = Objective(
+        objective_name,
+        TokenLayout.from_tokenizer(tokenizer),
+        mask_prob=model_args.mask_prob,
+        mask_action_prob=model_args.mask_action_prob,
+    )
+    eval_kwargs = {
+        "ks": tuple(eval_args.metric_ks),
+        "exclude_seen": eval_args.exclude_seen,
+        "batch_size": train_args.eval_batch_size,
+        "accelerator": accelerator,
+    }
 
     def validate() -> dict:
         return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
@@ -73,28 +111,51 @@ def main(argv: list[str] | None = None) -> dict:
     state = train(accelerator, loss_module, windows, objective, validate, train_args)
     train_seconds = time.perf_counter() - started
 
-    results = {name: evaluate_model(model, tokenizer, examples, desc=name, **eval_kwargs)
-               for name, examples in (("valid", split.valid), ("test", split.test))}  # fmt: skip
+    results = {
+        name: evaluate_model(model, tokenizer, examples, desc=name, **eval_kwargs)
+        for name, examples in (("valid", split.valid), ("test", split.test))
+    }
     baselines = {}
     for name, make in (("popularity", popularity_scorer), ("markov", markov_scorer)):
         scorer = make(tokenizer, split.train)
-        baselines[name] = {part: evaluate_scorer(scorer, tokenizer, examples, desc=f"{name} {part}", **eval_kwargs)
-                           for part, examples in (("valid", split.valid), ("test", split.test))}  # fmt: skip
+        baselines[name] = {
+            part: evaluate_scorer(scorer, tokenizer, examples, desc=f"{name} {part}", **eval_kwargs)
+            for part, examples in (("valid", split.valid), ("test", split.test))
+        }
     metrics = {
         **results,
         "baselines": baselines,
-        "training": {"best_step": state["best_step"], "best_valid_ndcg@10": state["best_metric"],
-                     "epochs_run": state["epoch"], "steps": state["global_step"], "wall_seconds": round(train_seconds, 1),
-                     "history": state["history"]},  # fmt: skip
-        "data": {**split.stats, "vocab_size": tokenizer.vocab_size, "items": tokenizer.num_items,
-                 "train_windows": len(windows), "layout": tokenizer.spec.layout, "objective": objective_name},  # fmt: skip
+        "training": {
+            "best_step": state["best_step"],
+            "best_valid_ndcg@10": state["best_metric"],
+            "epochs_run": state["epoch"],
+            "steps": state["global_step"],
+            "wall_seconds": round(train_seconds, 1),
+            "history": state["history"],
+        },
+        "data": {
+            **split.stats,
+            "vocab_size": tokenizer.vocab_size,
+            "items": tokenizer.num_items,
+            "train_windows": len(windows),
+            "layout": tokenizer.spec.layout,
+            "objective": objective_name,
+        },
     }
     if accelerator.is_main_process:
-        save_output(train_args.output_dir, model=accelerator.unwrap_model(loss_module).model, tokenizer=tokenizer,
-                    config=config, report=data.report, metrics=metrics)  # fmt: skip
+        save_output(
+            train_args.output_dir,
+            model=accelerator.unwrap_model(loss_module).model,
+            tokenizer=tokenizer,
+            config=config,
+            report=data.report,
+            metrics=metrics,
+        )
         keys = [f"{m}@{k}" for k in eval_args.metric_ks for m in ("hr", "ndcg", "mrr")]
-        rows = {f"{model_args.model_type} ({objective_name})": results["test"],
-                **{name: b["test"] for name, b in baselines.items()}}  # fmt: skip
+        rows = {
+            f"{model_args.model_type} ({objective_name})": results["test"],
+            **{name: b["test"] for name, b in baselines.items()},
+        }
         print(f"\nvalidation ndcg@10 {results['valid']['ndcg@10']:.4f}  (best step {state['best_step']})")
         print(f"test metrics ({results['test']['users']} users, full ranking over {tokenizer.num_items} items):")
         print(format_metrics_table(rows, keys))

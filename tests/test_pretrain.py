@@ -1,0 +1,146 @@
+"""The pretraining recipe end to end, and what its output folder promises to downstream code."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from bertrec.args import DataArguments, EvalArguments, ModelArguments, TokenizerArguments, parse_args
+from bertrec.evaluation import _batches, encode_prompts, model_scorer
+from bertrec.recipes.evaluate import load_model
+from bertrec.recipes.prepare import load_split
+from bertrec.recipes.pretrain import ARGUMENTS
+from bertrec.tokenization import EventTokenizer
+from bertrec.training import TrainingArguments
+from tests.conftest import run_without_bertrec
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2"])
+def test_output_folder_and_metrics(pretrained, model_type):
+    run = pretrained[model_type]
+    folder = run["dir"]
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "event_tokenizer.json",
+        "bertrec_config.yaml",
+        "cleaning_report.json",
+        "metrics.json",
+    ):
+        assert (folder / name).is_file(), name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for part in ("valid", "test"):
+        assert {"ndcg@10", "hr@10", "mrr@10", "ndcg@50"} <= set(metrics[part])
+    assert {"test", "valid"} <= set(metrics["baselines"]["popularity"])
+    assert "markov" in metrics["baselines"]
+    # the tiny model learns the synthetic structure: clearly above popularity
+    assert metrics["test"]["ndcg@10"] > 1.5 * metrics["baselines"]["popularity"]["test"]["ndcg@10"]
+    report = json.loads((folder / "cleaning_report.json").read_text())
+    assert report["input_rows"] == report["output_rows"] + sum(report["dropped"].values())
+
+
+def test_saved_config_reproduces_the_arguments(pretrained):
+    folder = pretrained["gpt2"]["dir"]
+    parsed = parse_args(ARGUMENTS, ["--config", str(folder / "bertrec_config.yaml")])
+    saved = yaml.safe_load((folder / "bertrec_config.yaml").read_text())
+    assert parsed[2].model_type == "gpt2" and parsed[3].output_dir == saved["output_dir"]
+    assert parsed[0].synthetic_users == 400 and parsed[1].max_events == 20
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2"])
+def test_plain_transformers_reproduce_bertrec_scores(pretrained, model_type, tmp_path):
+    """AutoTokenizer + AutoModelFor*LM, without bertrec importable, give bertrec's own item scores exactly."""
+    folder = pretrained[model_type]["dir"]
+    tokenizer = EventTokenizer.load(folder)
+    model = load_model(str(folder)).eval()
+    split = load_split_from_run(folder)
+    examples = split.test.head(16)
+    prompts = encode_prompts(tokenizer, examples, "masked" if model_type == "bert" else "next")
+    texts = [" ".join(tokenizer.inverse_vocab[i] for i in prompt) for prompt in prompts]
+    batch = next(_batches(tokenizer, examples, prompts, batch_size=16))
+    scores = model_scorer(model, tokenizer)(batch)
+    torch.save({"scores": scores, "texts": texts}, tmp_path / "expected.pt")
+    auto = "AutoModelForMaskedLM" if model_type == "bert" else "AutoModelForCausalLM"
+    result = run_without_bertrec(
+        f"""
+        import torch
+        from transformers import AutoModel, AutoTokenizer, {auto} as Auto
+        expected = torch.load("expected.pt")
+        tok = AutoTokenizer.from_pretrained({str(folder)!r})
+        model = Auto.from_pretrained({str(folder)!r}).eval()
+        items = sorted(i for t, i in tok.get_vocab().items() if t.startswith("<i:"))
+        worst, same_topk = 0.0, True
+        for text, want in zip(expected["texts"], expected["scores"]):
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")
+            with torch.no_grad():
+                logits = model(**ids).logits[0, -1, items]
+            worst = max(worst, (logits - want).abs().max().item())
+            same_topk &= torch.equal(logits.topk(10).indices, want.topk(10).indices)
+        hidden = AutoModel.from_pretrained({str(folder)!r})(**tok(expected["texts"][0], return_tensors="pt"))
+        print(worst, same_topk, tuple(hidden.last_hidden_state.shape))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    worst, same_topk, shape = result.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert float(worst) < 1e-5 and same_topk == "True"
+    assert eval(shape)[2] == model.config.hidden_size
+
+
+def load_split_from_run(folder):
+    from bertrec.recipes.common import prepare_data
+
+    saved = yaml.safe_load((folder / "bertrec_config.yaml").read_text())
+    return prepare_data(
+        DataArguments(**{k: v for k, v in saved.items() if k in DataArguments.__dataclass_fields__})
+    ).split
+
+
+def test_evaluate_recipe_matches_training_metrics(pretrained, tmp_path):
+    from bertrec.recipes.evaluate import main as evaluate_main
+    from bertrec.recipes.prepare import main as prepare_main
+
+    folder = pretrained["bert"]["dir"]
+    prepare_main(["--synthetic_users", "400", "--output_dir", str(tmp_path / "split")])
+    assert load_split(tmp_path / "split").test.height > 0
+    rows = evaluate_main(
+        [
+            "--model_dir",
+            str(folder),
+            "--split_dir",
+            str(tmp_path / "split"),
+            "--output_file",
+            str(tmp_path / "eval.json"),
+        ]
+    )
+    expected = pretrained["bert"]["metrics"]
+    assert rows["model"]["ndcg@10"] == pytest.approx(expected["test"]["ndcg@10"], abs=1e-6)
+    assert rows["popularity"]["ndcg@10"] == pytest.approx(expected["baselines"]["popularity"]["test"]["ndcg@10"])
+    assert json.loads((tmp_path / "eval.json").read_text())["model"]["users"] == expected["test"]["users"]
+
+
+def test_every_shipped_config_parses():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).parents[1].glob("recipes/configs/**/*.yaml"))
+    assert configs
+    for config in configs:
+        data, tok, model, train, evaluation = parse_args(ARGUMENTS, ["--config", str(config)])
+        assert isinstance(train, TrainingArguments) and model.model_type in {"bert", "gpt2", "llama"}
+
+
+def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
+    from bertrec.args import ConfigError
+
+    config = tmp_path / "c.yaml"
+    config.write_text("hidden_size: 48\nnum_heads: 4\n")
+    _, _, model, _, _ = parse_args(ARGUMENTS, ["--config", str(config), "--hidden_size", "96"])
+    assert (model.hidden_size, model.num_heads) == (96, 4)
+    config.write_text("hiden_size: 48\n")
+    with pytest.raises(ConfigError, match="did you mean 'hidden_size'"):
+        parse_args(ARGUMENTS, ["--config", str(config)])
+    with pytest.raises(SystemExit):
+        parse_args((ModelArguments, TokenizerArguments, EvalArguments), ["--no_such_flag", "1"])
