@@ -152,7 +152,7 @@ class EventTokenizer:
         """Index of each raw item id in the item vocabulary (0-based), -1 for items never seen in training."""
         frame = item_ids.alias("item_id").to_frame().with_row_index("_row")
         joined = frame.join(self._item_lookup, on="item_id", how="left").sort("_row")
-        return joined["item_index"].fill_null(-1).to_numpy()
+        return joined["item_index"].fill_null(-1).to_numpy(writable=True)
 
     def action_ids(self, actions: pl.Series) -> np.ndarray:
         unk = self.vocab[UNK]

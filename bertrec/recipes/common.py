@@ -14,13 +14,13 @@ from typing import Any
 import polars as pl
 import yaml
 
+from bertrec.args import ConfigError
 from bertrec.atomic import atomic_write_text
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, clean_events
 from bertrec.data.readers import read_events
-from bertrec.data.schema import ColumnMapping
+from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import add_sessions, build_sequences
 from bertrec.data.splits import Split, leave_one_out, temporal_split
-from bertrec.data.synthetic import SyntheticShopConfig, generate_shop_log
 from bertrec.tokenization import EventTokenizer
 
 logger = logging.getLogger("bertrec")
@@ -35,6 +35,13 @@ class PreparedData:
     report: CleaningReport
 
 
+def check_choices(**chosen: tuple[object, tuple]) -> None:
+    """Reject an option outside its choices before any work starts: ``check_choices(split=(value, choices))``."""
+    for name, (value, choices) in chosen.items():
+        if value not in choices:
+            raise ConfigError(f"--{name} {value!r} is not one of {list(choices)}")
+
+
 def setup_logging(is_main_process: bool) -> None:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -45,6 +52,8 @@ def setup_logging(is_main_process: bool) -> None:
 def load_events(data_args) -> pl.DataFrame:
     """The raw log as canonical events: a file, or the built-in synthetic shop log."""
     if data_args.dataset == "synthetic":
+        from bertrec.data.synthetic import SyntheticShopConfig, generate_shop_log  # numpy-heavy; only when used
+
         config = SyntheticShopConfig(seed=data_args.synthetic_seed)
         if data_args.synthetic_users is not None:
             config.n_users = data_args.synthetic_users
@@ -62,6 +71,7 @@ def load_events(data_args) -> pl.DataFrame:
 
 def prepare_data(data_args) -> PreparedData:
     """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made."""
+    check_choices(split=(data_args.split, ("leave_one_out", "temporal")))
     events = load_events(data_args)
     renames = dict(pair.split("=", 1) for pair in data_args.rename_actions or [])
     cleaning = CleaningConfig(
@@ -75,22 +85,22 @@ def prepare_data(data_args) -> PreparedData:
     )
     events, report = clean_events(events, cleaning)
     if events.height == 0:
-        raise ValueError(f"no events left after cleaning; the report says what was dropped:\n{report.summary()}")
+        raise EventDataError(
+            f"{data_args.dataset}: no events left after cleaning; the report says what was dropped:\n{report.summary()}"
+        )
     key = "user_id"
     if data_args.session_gap_seconds:
         events, key = add_sessions(events, data_args.session_gap_seconds), "session_id"
     sequences = build_sequences(events, key=key)
     if data_args.split == "leave_one_out":
         split = leave_one_out(sequences)
-    elif data_args.split == "temporal":
+    else:
         split = temporal_split(
             sequences, valid_fraction=data_args.valid_fraction, test_fraction=data_args.test_fraction
         )
-    else:
-        raise ValueError(f"unknown split {data_args.split!r}; use leave_one_out or temporal")
     if split.valid.height == 0 or split.test.height == 0:
-        raise ValueError(
-            f"the {data_args.split} split left no validation or test users ({split.stats}); "
+        raise EventDataError(
+            f"{data_args.dataset}: the {data_args.split} split left no validation or test users ({split.stats}); "
             "lower the cleaning minimums or provide longer histories"
         )
     logger.info("data: %s", report.summary().replace("\n", "; "))

@@ -18,7 +18,7 @@ from bertrec.atomic import atomic_write_text
 from bertrec.baselines import markov_scorer, popularity_scorer
 from bertrec.evaluation import evaluate_model, evaluate_scorer
 from bertrec.modeling import objective_for
-from bertrec.recipes.common import CONFIG_FILE, format_metrics_table, prepare_data, setup_logging
+from bertrec.recipes.common import CONFIG_FILE, check_choices, format_metrics_table, prepare_data, setup_logging
 from bertrec.recipes.prepare import load_split
 from bertrec.tokenization import EventTokenizer
 
@@ -44,14 +44,13 @@ def load_model(model_dir: str):
 def main(argv: list[str] | None = None) -> dict:
     eval_args, metric_args, data_args = parse_args((EvaluateArguments, EvalArguments, DataArguments), argv)
     setup_logging(True)
+    check_choices(part=(eval_args.part, ("valid", "test")))
     if eval_args.split_dir:
         split = load_split(eval_args.split_dir)
     else:
         saved = yaml.safe_load((Path(eval_args.model_dir) / CONFIG_FILE).read_text())
         known = DataArguments.__dataclass_fields__
         split = prepare_data(DataArguments(**{k: v for k, v in saved.items() if k in known})).split
-    if eval_args.part not in ("valid", "test"):
-        raise ValueError(f"--part must be valid or test, got {eval_args.part!r}")
     examples, train = getattr(split, eval_args.part), split.train
     tokenizer = EventTokenizer.load(eval_args.model_dir)
     model = load_model(eval_args.model_dir)

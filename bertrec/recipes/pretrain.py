@@ -27,14 +27,16 @@ from bertrec.baselines import item_counts, markov_scorer, popularity_scorer
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model, evaluate_scorer
 from bertrec.losses import ItemLoss
-from bertrec.modeling import build_model, objective_for
+from bertrec.modeling import ARCHITECTURES, build_model, objective_for
 from bertrec.recipes.common import (
+    check_choices,
     format_metrics_table,
     make_tokenizer,
     prepare_data,
     save_output,
     setup_logging,
 )
+from bertrec.tokenization import LAYOUTS
 from bertrec.training import Objective, TrainingArguments, train
 
 logger = logging.getLogger("bertrec")
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(train_args.seed)
     started = time.perf_counter()
 
+    check_choices(
+        model_type=(model_args.model_type, tuple(ARCHITECTURES)),
+        layout=(tok_args.layout, tuple(LAYOUTS)),
+        loss=(model_args.loss, ("full", "sampled")),
+    )
     data = prepare_data(data_args)
     split = data.split
     tokenizer = make_tokenizer(tok_args, split)
@@ -83,8 +90,6 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.loss == "sampled":
         counts = item_counts(tokenizer, split.train)
         log_frequency = torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32)
-    elif model_args.loss != "full":
-        raise ValueError(f"loss must be 'full' or 'sampled', got {model_args.loss!r}")
     loss_module = ItemLoss(
         model,
         item_offset=tokenizer.item_offset,

@@ -1,0 +1,243 @@
+"""Clean canonical events, counting every dropped row under the reason that dropped it.
+
+Steps run in this order, and each row is counted under the first one that drops it:
+
+1. ``rename_actions`` (drops nothing; renames are applied all at once, so ``{"a": "b", "b": "c"}`` does not chain)
+2. ``null_user``, ``null_item``, ``null_action``, then ``null_timestamp`` (only when the log has times at all:
+   an all-null timestamp column means "no time", and every row is kept)
+3. ``action_filtered``: ``keep_actions``, matched against the names *after* renaming
+4. ``duplicate``: same user, item, action and timestamp; the first by ``event_index`` stays. Skipped when the
+   log has no times, because without a time a repeat cannot be told from a duplicate.
+5. ``consecutive_repeat``: within a user's sequence ordered by (timestamp, event_index), an event with the
+   same item and action as the previous one
+6. ``min_item_events`` then ``min_user_events``; with ``k_core`` the pair repeats until nothing changes, so
+   every remaining item and user meets its minimum (one pass may leave a user short after items went).
+
+The output keeps the canonical column order, the extra columns, the input order (by ``event_index``) and the
+``event_index`` values themselves; sequencing is ``bertrec.data.sequences``' job. Everything is vectorised
+polars, so 10M-row logs clean in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from bertrec.atomic import atomic_write_text
+from bertrec.data.schema import CANONICAL_COLUMNS, check_canonical
+
+_DUPLICATE_KEY = ["user_id", "item_id", "action", "timestamp"]
+
+
+@dataclass
+class CleaningConfig:
+    """What to drop; the defaults drop only exact duplicates and rows with missing fields."""
+
+    drop_duplicates: bool = True
+    collapse_consecutive_repeats: bool = False
+    min_user_events: int = 1
+    min_item_events: int = 1
+    k_core: bool = False
+    keep_actions: list[str] | None = None
+    rename_actions: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_user_events", "min_item_events"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+        if self.keep_actions is not None and len(self.keep_actions) == 0:
+            raise ValueError("keep_actions is empty, which would drop every event; use None to keep all actions")
+
+
+@dataclass
+class CleaningReport:
+    """What cleaning did, for the log and the saved model folder: every input row is an output row or a drop.
+
+    ``dropped`` maps each step that ran to the rows it dropped, in the order applied (zeros included, so the
+    report shows what was checked). ``k_core_iterations`` counts rounds of the minimum filters: 0 when none is
+    set, 1 without ``k_core``, and with ``k_core`` the rounds up to and including the one that changed nothing.
+    """
+
+    input_rows: int
+    output_rows: int
+    dropped: dict[str, int]
+    k_core_iterations: int
+    users_before: int
+    users_after: int
+    items_before: int
+    items_after: int
+    actions_before: int
+    actions_after: int
+    has_timestamps: bool
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.input_rows != self.output_rows + sum(self.dropped.values()):
+            raise AssertionError(
+                f"cleaning report does not add up: {self.input_rows} input rows != "
+                f"{self.output_rows} output + {sum(self.dropped.values())} dropped {self.dropped}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CleaningReport:
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write JSON atomically (temp file beside ``path``, then rename), so a kill never leaves half a report."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CleaningReport:
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(json.load(handle))
+
+    def summary(self) -> str:
+        """A few lines for a log or a terminal."""
+        total = sum(self.dropped.values())
+        drops = ", ".join(f"{reason} {rows:,}" for reason, rows in self.dropped.items() if rows) or "none"
+        lines = [
+            f"events: {self.input_rows:,} -> {self.output_rows:,} ({total:,} dropped: {drops})",
+            f"users: {self.users_before:,} -> {self.users_after:,}; items: {self.items_before:,} -> "
+            f"{self.items_after:,}; actions: {self.actions_before:,} -> {self.actions_after:,}",
+        ]
+        if self.k_core_iterations > 1:
+            lines.append(f"k-core: fixpoint after {self.k_core_iterations} rounds")
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> tuple[pl.DataFrame, CleaningReport]:
+    """Apply ``config`` to canonical ``events``; return the kept events and the report (see the module doc)."""
+    config = config or CleaningConfig()
+    check_canonical(events, source="clean_events input")
+    extras = [name for name in events.columns if name not in CANONICAL_COLUMNS]
+    frame = events.select([*CANONICAL_COLUMNS, *extras])
+    if not frame["event_index"].is_sorted():
+        frame = frame.sort("event_index")
+    has_timestamps = frame.height > 0 and frame["timestamp"].null_count() < frame.height
+    before = _counts(frame)
+    dropped: dict[str, int] = {}
+    notes: list[str] = []
+
+    def drop(reason: str, keep: pl.Expr | pl.Series) -> None:
+        """Count and drop the rows where ``keep`` is false; the (costly) copy happens only if some are."""
+        nonlocal frame
+        mask = keep if isinstance(keep, pl.Series) else frame.select(keep).to_series()
+        dropped[reason] = frame.height - int(mask.sum())
+        if dropped[reason]:
+            frame = frame.filter(mask)
+
+    if config.rename_actions:
+        _note_unseen(notes, "rename_actions", config.rename_actions, frame)
+        frame = frame.with_columns(pl.col("action").replace(config.rename_actions))
+    drop("null_user", pl.col("user_id").is_not_null())
+    drop("null_item", pl.col("item_id").is_not_null())
+    drop("null_action", pl.col("action").is_not_null())
+    if has_timestamps:
+        drop("null_timestamp", pl.col("timestamp").is_not_null())
+    if config.keep_actions is not None:
+        _note_unseen(notes, "keep_actions", config.keep_actions, frame)
+        drop("action_filtered", pl.col("action").is_in(list(config.keep_actions)))
+    if config.drop_duplicates:
+        if has_timestamps:
+            drop("duplicate", pl.struct(_DUPLICATE_KEY).is_first_distinct())
+        else:
+            notes.append(
+                "the log has no timestamps, so duplicates were not dropped (a repeat cannot be told "
+                "from a duplicate without a time)"
+            )
+    if config.collapse_consecutive_repeats:
+        drop("consecutive_repeat", ~_consecutive_repeats(frame, has_timestamps))
+    frame, minimum_drops, rounds = _minimum_filters(frame, config)
+    dropped.update(minimum_drops)
+    after = _counts(frame) if frame.height < events.height or config.rename_actions else before
+    report = CleaningReport(
+        input_rows=events.height,
+        output_rows=frame.height,
+        dropped=dropped,
+        k_core_iterations=rounds,
+        **{f"{kind}_before": count for kind, count in before.items()},
+        **{f"{kind}_after": count for kind, count in after.items()},
+        has_timestamps=has_timestamps,
+        notes=notes,
+        config=asdict(config),
+    )
+    return frame, report
+
+
+def _consecutive_repeats(frame: pl.DataFrame, has_timestamps: bool) -> pl.Series:
+    """True where an event repeats the item and action of the user's previous event (in time order).
+
+    Only the narrow key columns are reordered: a numeric sort by (timestamp, event_index), then a shift within
+    each user (a window keeps that order), and the flags go back to row order. Sorting by the user strings
+    instead would be several times slower on large logs. Without times the frame is already in order.
+    """
+    keyed = frame.select("user_id", "item_id", "action", "timestamp", "event_index", _row=pl.int_range(pl.len()))
+    if has_timestamps:
+        keyed = keyed.sort(["timestamp", "event_index"])
+    same = (pl.col("item_id") == pl.col("item_id").shift(1)) & (pl.col("action") == pl.col("action").shift(1))
+    flags = keyed.select("_row", repeat=same.over("user_id").fill_null(False))
+    if has_timestamps:
+        flags = flags.sort("_row")
+    return flags["repeat"]
+
+
+def _minimum_filters(frame: pl.DataFrame, config: CleaningConfig) -> tuple[pl.DataFrame, dict[str, int], int]:
+    """Items then users below their minimum; repeated to a fixpoint with ``k_core``.
+
+    Returns the kept frame, rows dropped per reason (summed over rounds) and the number of rounds. The rounds
+    run on the narrow (user, item, event_index) columns and the wide frame is filtered once at the end by a
+    semi join, so a k-core of many rounds does not copy the extra columns every time.
+    """
+    counts: dict[str, int] = {}
+    if config.min_item_events <= 1 and config.min_user_events <= 1:
+        return frame, counts, 0
+    filters = [
+        (reason, key, minimum)
+        for reason, key, minimum in (
+            ("min_item_events", "item_id", config.min_item_events),
+            ("min_user_events", "user_id", config.min_user_events),
+        )
+        if minimum > 1
+    ]
+    core = frame.select("user_id", "item_id", "event_index")
+    rounds = 0
+    while True:
+        rounds += 1
+        start = core.height
+        for reason, key, minimum in filters:
+            kept = core.filter(pl.len().over(key) >= minimum)
+            counts[reason] = counts.get(reason, 0) + core.height - kept.height
+            core = kept
+        if not config.k_core or core.height == start:
+            break
+    if core.height < frame.height:
+        frame = frame.join(core.select("event_index"), on="event_index", how="semi", maintain_order="left")
+    return frame, counts, rounds
+
+
+def _counts(frame: pl.DataFrame) -> dict[str, int]:
+    """Distinct non-null users, items and actions."""
+    row = frame.select(
+        users=pl.col("user_id").drop_nulls().n_unique(),
+        items=pl.col("item_id").drop_nulls().n_unique(),
+        actions=pl.col("action").drop_nulls().n_unique(),
+    ).row(0, named=True)
+    return {kind: int(count) for kind, count in row.items()}
+
+
+def _note_unseen(notes: list[str], option: str, names, frame: pl.DataFrame) -> None:
+    """Note option values that match no action in the log: usually a typo, or old names in keep_actions."""
+    seen = set(frame["action"].drop_nulls().unique().to_list())
+    unseen = sorted(str(name) for name in names if name not in seen)
+    if unseen:
+        notes.append(f"{option} names no action in the log: {unseen} (actions present: {sorted(seen)[:20]})")

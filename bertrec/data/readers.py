@@ -1,0 +1,232 @@
+"""Read an event log (CSV, TSV, Parquet, JSONL, or an in-memory frame) into the canonical events table.
+
+Text files are read with every column as a string, so ids keep leading zeros ("007" is not "7") and the
+timestamp parser, not a type guesser, decides what a time is. Typed sources (Parquet, JSONL, frames) have their
+id columns converted to exact strings by ``schema.to_id_strings``. Any input problem surfaces as an
+``EventDataError`` naming the file, never as a raw polars or pyarrow exception.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bertrec.data.schema import (
+    DEFAULT_ACTION,
+    TIMESTAMP_UNITS,
+    ColumnMapping,
+    EventDataError,
+    normalize_timestamps,
+    to_id_strings,
+)
+
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+ENCODINGS = ("utf8", "utf8-lossy")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_COMPRESSED = (".gz", ".zst", ".zstd")  # polars decompresses these for CSV/TSV only
+
+
+def read_events(
+    source: str | os.PathLike | pl.DataFrame | pl.LazyFrame | Any,
+    *,
+    columns: ColumnMapping | dict[str, str | None] | None = None,
+    format: str | None = None,
+    timestamp_unit: str = "auto",
+    delimiter: str | None = None,
+    encoding: str = "utf8",
+) -> pl.DataFrame:
+    """The canonical events table of a log file or frame (see ``bertrec.data.schema``).
+
+    ``format`` ("csv", "tsv", "parquet", "jsonl") overrides the file extension; ``delimiter`` overrides the
+    CSV/TSV separator; ``timestamp_unit`` ("auto", "s", "ms") says how numeric times are read. Bytes that are
+    not UTF-8 are an error by default; ``encoding="utf8-lossy"`` replaces them instead, for users who accept that.
+    """
+    mapping = ColumnMapping.coerce(columns)
+    if timestamp_unit not in TIMESTAMP_UNITS:
+        raise EventDataError(f"timestamp_unit must be one of {TIMESTAMP_UNITS}, got {timestamp_unit!r}")
+    if encoding not in ENCODINGS:
+        raise EventDataError(f"encoding must be one of {ENCODINGS}, got {encoding!r}; re-encode other files to UTF-8")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        frame = _read_file(path, format, delimiter, encoding)
+        label, empty = str(source), f"the file has no events (columns {frame.columns}, 0 data rows)"
+    else:
+        if format is not None or delimiter is not None:
+            raise ValueError("format= and delimiter= apply to files only, not to in-memory frames")
+        frame, label = _from_memory(source)
+        empty = "the frame has no events (0 rows)"
+    if frame.height == 0:
+        raise EventDataError(f"{label}: {empty}. Check that this is the right file and that it has data rows.")
+    return _canonicalize(frame, mapping, label, timestamp_unit)
+
+
+def _canonicalize(frame: pl.DataFrame, mapping: ColumnMapping, source: str, unit: str) -> pl.DataFrame:
+    """Canonical columns first, then the unused input columns unchanged; event_index is the input row order."""
+    resolved = mapping.resolve(frame.columns, source)
+    height = frame.height
+    user, item, action, timestamp = (resolved[c] for c in ("user_id", "item_id", "action", "timestamp"))
+    canonical = [
+        to_id_strings(frame[user], source=source).alias("user_id"),
+        to_id_strings(frame[item], source=source).alias("item_id"),
+        (
+            to_id_strings(frame[action], source=source)
+            if action
+            else pl.repeat(DEFAULT_ACTION, height, dtype=pl.String, eager=True)
+        ).alias("action"),
+        (
+            normalize_timestamps(frame[timestamp], unit=unit, source=source)
+            if timestamp
+            else pl.repeat(None, height, dtype=pl.Float64, eager=True)
+        ).alias("timestamp"),
+        pl.int_range(height, dtype=pl.Int64, eager=True).alias("event_index"),
+    ]
+    used = {name for name in resolved.values() if name is not None}
+    extras = frame.select([name for name in frame.columns if name not in used])
+    return pl.DataFrame(canonical).hstack(extras).rechunk()  # one chunk per column: later steps run faster
+
+
+def _detect_format(path: Path, format: str | None, delimiter: str | None) -> tuple[str, bool]:
+    """The format (explicit, else from the extension) and whether the file is compressed."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSED
+    if compressed:
+        suffixes = suffixes[:-1]
+    if format is None:
+        if path.is_dir():
+            format = "parquet"
+        elif suffixes and suffixes[-1] in _EXTENSIONS:
+            format = _EXTENSIONS[suffixes[-1]]
+        elif delimiter is not None:
+            format = "csv"
+        else:
+            raise EventDataError(f"{path}: cannot tell the format from the extension; pass format= (one of {FORMATS})")
+    if format not in FORMATS:
+        raise EventDataError(f"{path}: unknown format {format!r}; use one of {FORMATS}")
+    if compressed and format not in ("csv", "tsv"):
+        raise EventDataError(f"{path}: compressed files are supported for csv/tsv only; decompress it first")
+    if delimiter is not None and format not in ("csv", "tsv"):
+        raise EventDataError(f"{path}: delimiter= applies to csv/tsv only, not to {format}")
+    if delimiter is not None and len(delimiter.encode()) != 1:
+        raise EventDataError(f"{path}: the delimiter must be a single byte, got {delimiter!r}")
+    return format, compressed
+
+
+def _read_file(path: Path, format: str | None, delimiter: str | None, encoding: str) -> pl.DataFrame:
+    """Read one file (or a folder of Parquet files) into a frame, translating every reader failure."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    format, compressed = _detect_format(path, format, delimiter)
+    if path.is_file() and path.stat().st_size == 0:
+        raise EventDataError(f"{path}: the file is empty, so it has no events. Check the path.")
+    try:
+        if format in ("csv", "tsv"):
+            separator = delimiter if delimiter is not None else ("\t" if format == "tsv" else ",")
+            return pl.read_csv(path, infer_schema=False, separator=separator, encoding=encoding)
+        if format == "jsonl":
+            data: Path | io.BytesIO = path
+            if encoding == "utf8-lossy":
+                data = io.BytesIO(path.read_bytes().decode("utf-8", errors="replace").encode())
+            # every line is inspected for types, so a string id after 100 numeric ones is not an error
+            return pl.read_ndjson(data, infer_schema_length=None)
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, UnicodeError) as error:
+        raise EventDataError(_read_error_message(path, format, compressed, delimiter, error)) from error
+    except Exception as error:  # pyarrow and other backends raise their own types for a bad file
+        if type(error).__module__.split(".")[0] not in ("pyarrow", "polars"):
+            raise
+        raise EventDataError(_read_error_message(path, format, compressed, delimiter, error)) from error
+
+
+def _read_error_message(path: Path, format: str, compressed: bool, delimiter: str | None, error: Exception) -> str:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "utf-8" in str(error).lower() or "utf8" in str(error).lower():
+        position = None if compressed or path.is_dir() else _first_invalid_utf8(path)
+        where = f" at line {position[0]} (byte offset {position[1]})" if position else ""
+        return (
+            f"{path}: the file is not valid UTF-8{where}. Re-encode it to UTF-8 (e.g. iconv -f latin1 -t utf-8), "
+            'or pass encoding="utf8-lossy" to replace the bad bytes.'
+        )
+    if isinstance(error, pl.exceptions.NoDataError):
+        return f"{path}: the file is empty, so it has no events. Check the path."
+    hints = {
+        "csv": f"check the delimiter (read with {delimiter or ','!r}; pass delimiter=) and the quoting",
+        "tsv": "check that it is tab-separated (else pass delimiter=) and the quoting",
+        "jsonl": "each line must be one JSON object",
+        "parquet": "check that it is a complete Parquet file",
+    }
+    return f"{path}: cannot read it as {format} ({detail}); {hints[format]}."
+
+
+def _first_invalid_utf8(path: Path) -> tuple[int, int] | None:
+    """(1-based line, byte offset) of the first byte that is not UTF-8, read in chunks; only run on failure."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = consumed = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                pending = len(error.object) - len(chunk)  # incomplete bytes carried over from the last chunk
+                head = bytes(error.object[: error.start])
+                return newlines + head.count(b"\n") + 1, consumed - pending + error.start
+            newlines += chunk.count(b"\n")
+            consumed += len(chunk)
+    return None
+
+
+def _from_memory(source: Any) -> tuple[pl.DataFrame, str]:
+    """A polars frame as is (a LazyFrame collected), a pandas frame converted; anything else is a TypeError."""
+    if isinstance(source, pl.LazyFrame):
+        try:
+            return source.collect(), "LazyFrame"
+        except pl.exceptions.PolarsError as error:
+            raise EventDataError(f"LazyFrame: collecting it failed ({error}); fix the query first.") from error
+    if isinstance(source, pl.DataFrame):
+        return source, "DataFrame"
+    pandas = sys.modules.get("pandas")  # a pandas frame implies pandas is imported; do not import it otherwise
+    if pandas is not None and isinstance(source, pandas.DataFrame):
+        return _from_pandas(source, pandas), "pandas DataFrame"
+    raise TypeError(
+        f"read_events reads a path, a polars DataFrame/LazyFrame or a pandas DataFrame, not {type(source).__name__}"
+    )
+
+
+def _from_pandas(frame: Any, pandas: Any) -> pl.DataFrame:
+    """Convert via Arrow; object columns holding mixed types become strings (``str`` of each non-null value).
+
+    Arrow refuses mixed columns such as ["007", 7]; turning them into text keeps every id distinct and exact,
+    with whole floats written without ".0" so that 7.0 and 7 stay the same id as in typed columns.
+    """
+    frame = frame.copy(deep=False)
+    frame.columns = [str(name) for name in frame.columns]
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object and pandas.api.types.infer_dtype(column, skipna=True).startswith("mixed"):
+            frame[name] = column.map(_to_text, na_action="ignore").astype(object).where(column.notna(), None)
+    try:
+        return pl.from_pandas(frame)
+    except Exception as error:
+        raise EventDataError(
+            f"pandas DataFrame: cannot convert it to polars ({error}); give each column a single "
+            "type, e.g. df[column] = df[column].astype(str)."
+        ) from error
+
+
+def _to_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
