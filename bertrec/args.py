@@ -79,7 +79,10 @@ class ModelArguments:
     num_layers: int = field(default=2, metadata={"help": "Transformer layers."})
     num_heads: int = field(default=2, metadata={"help": "Attention heads."})
     intermediate_size: int | None = field(default=None, metadata={"help": "Feed-forward size (default 4x hidden)."})
-    dropout: float = field(default=0.1, metadata={"help": "Dropout everywhere."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on embeddings and hidden layers."})
+    attention_dropout: float = field(
+        default=0.0, metadata={"help": "Dropout on attention weights (0 keeps the fused SDPA kernels)."}
+    )
     mask_prob: float = field(default=0.2, metadata={"help": "Masked events: share of events masked."})
     mask_action_prob: float = field(default=0.5, metadata={"help": "Masked events: share whose action is masked too."})
     loss: str = field(default="full", metadata={"help": "full (softmax over all items) or sampled."})

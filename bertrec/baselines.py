@@ -44,7 +44,7 @@ def markov_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> S
     follows = (same_user[1:] == same_user[:-1]) & (items[1:] >= 0) & (items[:-1] >= 0)
     pairs = pl.DataFrame({"prev": items[:-1][follows], "next": items[1:][follows]})
     pairs = pairs.group_by(["prev", "next"]).len().sort("prev")
-    prev, successors, weights = (pairs[c].to_numpy() for c in ("prev", "next", "len"))
+    prev, successors, weights = (pairs[c].to_numpy(writable=True) for c in ("prev", "next", "len"))
     starts = np.searchsorted(prev, np.arange(tokenizer.num_items + 1))
 
     def score(batch: EvalBatch) -> torch.Tensor:

@@ -52,6 +52,7 @@ def build_model(
     num_heads: int = 2,
     intermediate_size: int | None = None,
     dropout: float = 0.1,
+    attention_dropout: float = 0.0,
     pad_token_id: int = 0,
     attn_implementation: str = "sdpa",
 ) -> PreTrainedModel:
@@ -63,7 +64,7 @@ def build_model(
     sizes = {
         "intermediate_size": intermediate_size or 4 * hidden_size,
         "dropout": dropout,
-        "attention_dropout": dropout,
+        "attention_dropout": attention_dropout,
         "embedding_dropout": dropout,
     }
     extra = {names[key]: value for key, value in sizes.items() if key in names}

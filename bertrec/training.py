@@ -83,13 +83,23 @@ class Objective:
         return batch["input_ids"], next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout)
 
 
-def epoch_batches(
-    num_sequences: int, batch_size: int, seed: int, epoch: int, rank: int, world: int
-) -> list[np.ndarray]:
-    """This process's batches for one epoch: a seeded permutation cut into global batches, one slice per process."""
-    order = np.random.default_rng([seed, epoch]).permutation(num_sequences)
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+    """This process's batches for one epoch, grouped by length to cut padding, in a seeded order.
+
+    A seeded permutation is cut into pools of 64 global batches; each pool is sorted by length and cut into
+    global batches, and the batches are shuffled. Each global batch is split across processes, so every
+    process sees sequences of similar length and the same number of steps.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
     global_size = batch_size * world
-    batches = [order[start : start + global_size] for start in range(0, num_sequences, global_size)]
+    pool = global_size * 64
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + global_size] for i in range(0, len(chunk), global_size)]
+    batches = [batches[i] for i in rng.permutation(len(batches))]
     return [np.array_split(b, world)[rank] for b in batches if len(b) >= world]
 
 
@@ -131,8 +141,9 @@ def train(
     """
     checkpoint_root = Path(args.output_dir) / "checkpoints"
     rank, world = accelerator.process_index, accelerator.num_processes
+    lengths = np.fromiter((len(s) for s in train_sequences), dtype=np.int64, count=len(train_sequences))
     steps_per_epoch = math.ceil(
-        len(epoch_batches(len(train_sequences), args.batch_size, args.seed, 0, rank, world))
+        len(epoch_batches(lengths, args.batch_size, args.seed, 0, rank, world))
         / args.gradient_accumulation_steps
     )
     total_steps = steps_per_epoch * args.num_epochs
@@ -173,7 +184,7 @@ def train(
     )
     stop = False
     while state["epoch"] < args.num_epochs and not stop:
-        batches = epoch_batches(len(train_sequences), args.batch_size, args.seed, state["epoch"], rank, world)
+        batches = epoch_batches(lengths, args.batch_size, args.seed, state["epoch"], rank, world)
         for micro, indices in enumerate(batches):
             if micro < state["micro_step_in_epoch"]:
                 continue

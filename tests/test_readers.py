@@ -19,6 +19,7 @@ from bertrec.data.schema import (
 )
 
 T0 = 1_704_067_200  # 2024-01-01T00:00:00Z
+PLUS_ONE = dt.timezone(dt.timedelta(hours=1))
 
 
 def typed_log() -> pl.DataFrame:
@@ -106,6 +107,7 @@ def test_mixed_type_pandas_object_ids_are_stringified():
         ["2024-01-01 00:00:00", "2024-01-01T01:01:30+01:00"],  # naive is UTC; offsets are applied
         ["2024-01-01T00:00:00.000", "2024-01-01T00:01:30.000+0000"],
         [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 1, 0, 1, 30)],
+        [dt.datetime(2024, 1, 1, 1, tzinfo=PLUS_ONE), dt.datetime(2024, 1, 1, 1, 1, 30, tzinfo=PLUS_ONE)],
     ],
 )
 def test_timestamp_forms_normalise_to_the_same_seconds(values):
@@ -148,8 +150,9 @@ def test_column_mapping_renames_and_keeps_extras_in_order(tmp_path):
     events = read_events(tmp_path / "log.csv", columns=mapping)
     assert events.columns == [*CANONICAL_COLUMNS, "session", "price"]
     assert events.row(1) == ("2", "b", "buy", 6.0, 1, "s2", "1.0")  # extras from text files stay text
-    as_dict = read_events(tmp_path / "log.csv", columns={"user": "uid", "item": "sku", "action": "event",
-                                                          "timestamp": "when"})  # fmt: skip
+    as_dict = read_events(
+        tmp_path / "log.csv", columns={"user": "uid", "item": "sku", "action": "event", "timestamp": "when"}
+    )
     assert as_dict.equals(events)
 
 
@@ -168,6 +171,13 @@ def test_missing_column_error_names_file_column_found_columns_and_fix(tmp_path):
     message = str(error.value)
     assert "events.csv" in message and "'user_id'" in message and "['uid', 'item_id']" in message
     assert "columns=ColumnMapping(user=" in message and "--user_column" in message
+
+
+def test_a_header_read_as_one_column_suggests_the_delimiter(tmp_path):
+    (tmp_path / "events.csv").write_text("user_id;item_id\nu;a\n")
+    with pytest.raises(EventDataError, match="probably delimited by ';'. Pass delimiter=';'"):
+        read_events(tmp_path / "events.csv")
+    assert read_events(tmp_path / "events.csv", delimiter=";")["item_id"].to_list() == ["a"]
 
 
 def test_an_explicit_action_or_timestamp_column_must_exist(tmp_path):
@@ -236,7 +246,7 @@ def test_broken_files_raise_event_data_errors_naming_the_file(tmp_path):
 
 def test_jsonl_types_are_inferred_from_every_line(tmp_path):
     lines = [f'{{"user_id": {i}, "item_id": "a", "timestamp": {T0}}}' for i in range(150)]
-    lines.append(f'{{"user_id": "007", "item_id": "b", "timestamp": "2024-01-01"}}')
+    lines.append('{"user_id": "007", "item_id": "b", "timestamp": "2024-01-01"}')
     (tmp_path / "events.ndjson").write_text("\n".join(lines) + "\n")
     events = read_events(tmp_path / "events.ndjson")
     assert events["user_id"].to_list()[-2:] == ["149", "007"]

@@ -50,8 +50,12 @@ class CleaningConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+        if isinstance(self.keep_actions, str):
+            raise ValueError(f"keep_actions must be a list of action names, e.g. [{self.keep_actions!r}]")
         if self.keep_actions is not None and len(self.keep_actions) == 0:
             raise ValueError("keep_actions is empty, which would drop every event; use None to keep all actions")
+        if self.rename_actions and not all(isinstance(x, str) for pair in self.rename_actions.items() for x in pair):
+            raise ValueError(f"rename_actions must map action names to action names, got {self.rename_actions!r}")
 
 
 @dataclass

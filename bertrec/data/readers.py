@@ -194,7 +194,8 @@ def _from_memory(source: Any) -> tuple[pl.DataFrame, str]:
         try:
             return source.collect(), "LazyFrame"
         except pl.exceptions.PolarsError as error:
-            raise EventDataError(f"LazyFrame: collecting it failed ({error}); fix the query first.") from error
+            detail = str(error).strip().splitlines()[0]
+            raise EventDataError(f"LazyFrame: collecting it failed ({detail}); fix the query first.") from error
     if isinstance(source, pl.DataFrame):
         return source, "DataFrame"
     pandas = sys.modules.get("pandas")  # a pandas frame implies pandas is imported; do not import it otherwise

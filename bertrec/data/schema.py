@@ -140,16 +140,20 @@ class ColumnMapping:
 
 
 def _missing_column_message(source: str, role: str, name: str, found: Sequence[str]) -> str:
+    separators = [sep for sep in ("\t", ";", "|", ",") if len(found) == 1 and sep in found[0]]
+    if separators:  # the usual cause is the wrong delimiter, not a wrong name
+        return (
+            f"{source}: no {role} column {name!r}: the header was read as the single column {found[0]!r}, so the "
+            f"file is probably delimited by {separators[0]!r}. Pass delimiter={separators[0]!r} (or save the file "
+            "as comma-separated .csv or tab-separated .tsv)."
+        )
     close = difflib.get_close_matches(name, list(found), n=1, cutoff=0.6)
     guess = close[0] if close else "<column>"
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    delimiter_hint = ""
-    if len(found) == 1 and any(sep in found[0] for sep in "\t;|"):
-        delimiter_hint = " The header was read as one column: is the file delimited by something else? Pass delimiter=."
     return (
         f"{source}: no {role} column {name!r}. Columns found: {list(found)}.{hint} Pass a column mapping, "
         f"e.g. read_events(..., columns=ColumnMapping({role}={guess!r})) or --{role}_column {guess} on the "
-        f"command line.{delimiter_hint}"
+        "command line."
     )
 
 

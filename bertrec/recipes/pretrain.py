@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_heads=model_args.num_heads,
         intermediate_size=model_args.intermediate_size,
         dropout=model_args.dropout,
+        attention_dropout=model_args.attention_dropout,
         pad_token_id=tokenizer.pad_id,
         attn_implementation=model_args.attn_implementation,
     )
