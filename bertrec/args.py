@@ -85,6 +85,9 @@ class ModelArguments:
     )
     mask_prob: float = field(default=0.2, metadata={"help": "Masked events: share of events masked."})
     mask_action_prob: float = field(default=0.5, metadata={"help": "Masked events: share whose action is masked too."})
+    supervise_conditioned: bool = field(
+        default=False, metadata={"help": "Next event: also train the action-conditioned prompt (2x head work)."}
+    )
     loss: str = field(default="full", metadata={"help": "full (softmax over all items) or sampled."})
     num_negatives: int = field(default=1024, metadata={"help": "Sampled loss: uniform negatives per batch."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})

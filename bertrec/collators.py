@@ -7,7 +7,7 @@ start on an event boundary), and the item is the last field of every layout. Lab
 * masked events: the item's own position, whose input is ``[MASK]``;
 * next event: the position just before the event's action (the time token of that event, or the previous
   event's item), which has not seen the event's action; and, when the layout has actions, also the action
-  position itself, which trains the action-conditioned prompt (``... <t_now> <a:buy>``) that later tasks use.
+  position itself (optional), which trains the action-conditioned prompt (``... <t_now> <a:buy>``).
 
 Randomness comes from an explicit ``torch.Generator`` so a resumed run masks exactly like an uninterrupted one.
 """
@@ -65,8 +65,11 @@ def pad_sequences(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, tor
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def next_event_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-    """Labels for next-event training: every event after the first is supervised (see module docstring)."""
+def next_event_labels(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, layout: TokenLayout, conditioned: bool = False
+) -> torch.Tensor:
+    """Labels for next-event training: every event after the first is supervised (see module docstring);
+    ``conditioned`` adds the action-conditioned position, which doubles the output-layer work per step."""
     per_event = layout.tokens_per_event
     labels = torch.full_like(input_ids, IGNORE)
     item_positions = torch.arange(2 * per_event - 1, input_ids.shape[1], per_event, device=input_ids.device)
@@ -74,7 +77,7 @@ def next_event_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, lay
     targets = torch.where(attention_mask[:, item_positions].bool(), targets, torch.full_like(targets, IGNORE))
     unconditioned = item_positions - (2 if layout.has_time else per_event)
     labels[:, unconditioned] = targets
-    if layout.has_action:
+    if conditioned and layout.has_action:
         labels[:, item_positions - 1] = targets
     return labels
 

@@ -120,6 +120,8 @@ def evaluate_scorer(
         shard = np.array_split(np.arange(examples.height), accelerator.num_processes)[accelerator.process_index]
         examples = examples[shard]
     prompts = encode_prompts(tokenizer, examples, objective, action)
+    by_length = np.argsort([len(p) for p in prompts], kind="stable")  # less padding; metrics ignore order
+    examples, prompts = examples[by_length], [prompts[i] for i in by_length]
     all_ranks, unknown, repeats = [], 0, 0
     for batch in tqdm(
         _batches(tokenizer, examples, prompts, batch_size),

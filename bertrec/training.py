@@ -69,6 +69,7 @@ class Objective:
     layout: TokenLayout
     mask_prob: float = 0.2
     mask_action_prob: float = 0.5
+    conditioned: bool = False
 
     def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if self.name == "masked":
@@ -80,7 +81,8 @@ class Objective:
                 mask_action_prob=self.mask_action_prob,
                 generator=generator,
             )
-        return batch["input_ids"], next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout)
+        labels = next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout, self.conditioned)
+        return batch["input_ids"], labels
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:

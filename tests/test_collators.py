@@ -27,7 +27,7 @@ def test_padding_is_right_sided():
 def test_next_event_labels_predict_items_from_positions_that_have_not_seen_them(layout):
     spec = LAYOUTS[layout]
     batch = pad_sequences([events([0, 1, 2], layout), events([3, 4], layout)], pad_id=0)
-    labels = next_event_labels(batch["input_ids"], batch["attention_mask"], spec)
+    labels = next_event_labels(batch["input_ids"], batch["attention_mask"], spec, conditioned=True)
     ids = batch["input_ids"]
     per_event = spec.tokens_per_event
     for row, items in enumerate([[0, 1, 2], [3, 4]]):

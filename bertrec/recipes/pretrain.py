@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         TokenLayout.from_tokenizer(tokenizer),
         mask_prob=model_args.mask_prob,
         mask_action_prob=model_args.mask_action_prob,
+        conditioned=model_args.supervise_conditioned,
     )
     eval_kwargs = {
         "ks": tuple(eval_args.metric_ks),
