@@ -21,8 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
+    "default (no arguments: bert, item)": [],
     "bert, time action item": ["--config", "recipes/configs/synthetic/pretrain_masked.yaml"],
-    "bert, item": ["--config", "recipes/configs/synthetic/pretrain_masked.yaml", "--layout", "item"],
     "gpt2, time action item": ["--config", "recipes/configs/synthetic/pretrain_next.yaml"],
     "gpt2, item": ["--config", "recipes/configs/synthetic/pretrain_next.yaml", "--layout", "item"],
 }

@@ -57,7 +57,7 @@ class DataArguments:
 @dataclass
 class TokenizerArguments:
     layout: str = field(
-        default="time action item",
+        default="item",
         metadata={"help": "Tokens per event: 'item', 'action item' or 'time action item'."},
     )
     max_events: int = field(default=50, metadata={"help": "Model input length in events (whatever the layout)."})
@@ -83,7 +83,7 @@ class ModelArguments:
     attention_dropout: float = field(
         default=0.0, metadata={"help": "Dropout on attention weights (0 keeps the fused SDPA kernels)."}
     )
-    mask_prob: float = field(default=0.2, metadata={"help": "Masked events: share of events masked."})
+    mask_prob: float = field(default=0.4, metadata={"help": "Masked events: share of events masked."})
     mask_action_prob: float = field(default=0.5, metadata={"help": "Masked events: share whose action is masked too."})
     supervise_conditioned: bool = field(
         default=False, metadata={"help": "Next event: also train the action-conditioned prompt (2x head work)."}

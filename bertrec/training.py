@@ -39,7 +39,7 @@ class TrainingArguments:
         default="outputs/pretrain", metadata={"help": "Where the model, metrics and checkpoints go."}
     )
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, data order, masking and dropout."})
-    num_epochs: int = field(default=30, metadata={"help": "Maximum training epochs."})
+    num_epochs: int = field(default=40, metadata={"help": "Maximum training epochs."})
     batch_size: int = field(default=128, metadata={"help": "Sequences per step per process (before accumulation)."})
     eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
@@ -51,7 +51,7 @@ class TrainingArguments:
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)."})
     eval_every_epochs: int = field(default=1, metadata={"help": "Validate (and checkpoint) every N epochs."})
     early_stopping_patience: int = field(
-        default=5,
+        default=10,
         metadata={"help": "Stop after N evaluations without a better validation NDCG@10; 0 disables."},
     )
     checkpoint_every_steps: int = field(default=0, metadata={"help": "Also checkpoint every N optimizer steps."})
@@ -85,7 +85,9 @@ class Objective:
         return batch["input_ids"], labels
 
 
-def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+def epoch_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int
+) -> list[np.ndarray]:
     """This process's batches for one epoch, grouped by length to cut padding, in a seeded order.
 
     A seeded permutation is cut into pools of 64 global batches; each pool is sorted by length and cut into
@@ -145,8 +147,7 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.fromiter((len(s) for s in train_sequences), dtype=np.int64, count=len(train_sequences))
     steps_per_epoch = math.ceil(
-        len(epoch_batches(lengths, args.batch_size, args.seed, 0, rank, world))
-        / args.gradient_accumulation_steps
+        len(epoch_batches(lengths, args.batch_size, args.seed, 0, rank, world)) / args.gradient_accumulation_steps
     )
     total_steps = steps_per_epoch * args.num_epochs
     optimizer = torch.optim.AdamW(_decay_groups(loss_module, args.weight_decay), lr=args.learning_rate)

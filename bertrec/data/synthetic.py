@@ -34,12 +34,12 @@ class SyntheticShopConfig:
     about 1 s to generate), so a change to a default silently changes the benchmark; add a field instead.
     """
 
-    n_users: int = 6000
+    n_users: int = 4000
     n_items: int = 3000
     n_categories: int = 30
     seed: int = 0
     # catalogue: item weight = rank ** -zipf_exponent; related items are drawn with weight ** related_popularity
-    zipf_exponent: float = 1.0
+    zipf_exponent: float = 0.8
     related_per_item: int = 5
     related_same_category_prob: float = 0.8
     related_popularity: float = 0.5
@@ -296,6 +296,7 @@ def _names(prefix: str, n: int, width: int) -> pl.Series:
     """Zero-padded ids ("u000123") so that string order equals numeric order."""
     digits = pl.Series(prefix, np.arange(n)).cast(pl.String).str.zfill(max(width, len(str(n - 1))))
     return pl.select(pl.lit(prefix) + digits).to_series().alias(prefix)
+
 
 def generate_shop_log(config: SyntheticShopConfig | None = None) -> pl.DataFrame:
     """The synthetic shop log as a canonical events table, sorted by user then time, plus ``category``.
