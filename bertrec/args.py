@@ -110,7 +110,18 @@ def parse_args(dataclass_types: tuple[type, ...], argv: list[str] | None = None)
     parser = HfArgumentParser(dataclass_types)
     if config_path is not None:
         parser.set_defaults(**_read_config(config_path, dataclass_types))
-    return tuple(parser.parse_args_into_dataclasses(args=argv))
+    *instances, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        known = [f"--{f.name}" for cls in dataclass_types for f in dataclasses.fields(cls)]
+        flags = [token.split("=", 1)[0] for token in unknown if token.startswith("-")] or unknown
+        hints = [_suggest(flag, known) for flag in flags]
+        raise ConfigError(f"unknown arguments {', '.join(hints)}; --help lists the valid ones")
+    return tuple(instances)
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, 1)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
 def _pop_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -137,12 +148,7 @@ def _read_config(path: str, dataclass_types: tuple[type, ...]) -> dict[str, Any]
     known = [f.name for cls in dataclass_types for f in dataclasses.fields(cls)]
     unknown = [key for key in values if key not in known]
     if unknown:
-        hints = [
-            f"{key!r} (did you mean {close[0]!r}?)"
-            if (close := difflib.get_close_matches(key, known, 1))
-            else repr(key)
-            for key in unknown
-        ]
+        hints = [_suggest(key, known) for key in unknown]
         raise ConfigError(f"{path}: unknown keys {', '.join(hints)}; valid keys are the recipe's --flags")
     return values
 
