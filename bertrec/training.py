@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 from collections.abc import Callable, Sequence
@@ -58,6 +59,11 @@ class TrainingArguments:
     save_total_limit: int = field(default=2, metadata={"help": "Step checkpoints to keep."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
     report_to: str = field(default="none", metadata={"help": "accelerate tracker: none, tensorboard, wandb, ..."})
+    cpu_threads: int = field(
+        default=0,
+        metadata={"help": "Torch threads for a single CPU process; 0 uses every available core (plain "
+                  "`accelerate launch` without a config would pin one thread)."},
+    )
     logging_steps: int = field(default=50, metadata={"help": "Log the training loss every N optimizer steps."})
 
 
@@ -83,6 +89,17 @@ class Objective:
             )
         labels = next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout, self.conditioned)
         return batch["input_ids"], labels
+
+
+def configure_cpu_threads(accelerator, cpu_threads: int) -> None:
+    """Use every core for a single CPU process: `accelerate launch` without a config sets OMP_NUM_THREADS=1."""
+    if accelerator.device.type != "cpu" or accelerator.num_processes > 1:
+        return
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = cpu_threads or available
+    if threads != torch.get_num_threads():
+        logger.info("using %d CPU threads (was %d)", threads, torch.get_num_threads())
+        torch.set_num_threads(threads)
 
 
 def epoch_batches(

@@ -37,7 +37,7 @@ from bertrec.recipes.common import (
     setup_logging,
 )
 from bertrec.tokenization import LAYOUTS
-from bertrec.training import Objective, TrainingArguments, train
+from bertrec.training import Objective, TrainingArguments, configure_cpu_threads, train
 
 logger = logging.getLogger("bertrec")
 ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArguments, EvalArguments)
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         log_with=None if train_args.report_to == "none" else train_args.report_to,
     )
     setup_logging(accelerator.is_main_process)
+    configure_cpu_threads(accelerator, train_args.cpu_threads)
     logger.info("resolved config: %s", json.dumps(config))
     accelerator.init_trackers("bertrec", config={k: str(v) for k, v in config.items()})
     set_seed(train_args.seed)
