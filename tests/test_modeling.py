@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from bertrec.modeling import backbone_hidden, build_model, head_features, item_logits, model_objective
+
+
+@pytest.mark.parametrize(("model_type", "objective"), [("bert", "masked"), ("gpt2", "next"), ("llama", "next")])
+def test_item_scores_equal_the_stock_logits(model_type, objective):
+    model = build_model(model_type=model_type, vocab_size=40, max_positions=16, hidden_size=16, num_heads=2).eval()
+    assert model_objective(model) == objective
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied item embeddings
+    ids = torch.randint(1, 40, (3, 9))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        stock = model(input_ids=ids, attention_mask=mask).logits[..., 10:40]
+        ours = item_logits(model, head_features(model, backbone_hidden(model, ids, mask)), 10, 30)
+        subset = item_logits(
+            model, head_features(model, backbone_hidden(model, ids, mask)), 10, 30, torch.tensor([3, 0])
+        )
+    assert torch.equal(ours, stock)
+    assert torch.allclose(subset, stock[..., [3, 0]], atol=1e-6)
+
+
+def test_sizes_reach_the_config():
+    model = build_model(model_type="gpt2", vocab_size=30, max_positions=12, hidden_size=24, num_layers=3,
+                        num_heads=4, intermediate_size=40, dropout=0.2)  # fmt: skip
+    config = model.config
+    assert (config.n_embd, config.n_layer, config.n_head, config.n_inner, config.n_positions) == (24, 3, 4, 40, 12)
+    assert config.resid_pdrop == 0.2 and config.attn_pdrop == 0.0
+    with pytest.raises(ValueError, match="divisible"):
+        build_model(model_type="bert", vocab_size=30, max_positions=12, hidden_size=10, num_heads=3)
+    with pytest.raises(ValueError, match="not supported"):
+        build_model(model_type="t5", vocab_size=30, max_positions=12)
