@@ -1,0 +1,33 @@
+import polars as pl
+import pytest
+
+from bertrec.baselines import markov_scorer, popularity_scorer
+from bertrec.data.sequences import build_sequences
+from bertrec.data.splits import leave_one_out
+from bertrec.evaluation import evaluate_scorer
+from bertrec.tokenization import EventTokenizer
+from tests.conftest import make_events
+
+
+@pytest.fixture
+def split():
+    # popularity in training: a (4) > b (3) > c (2) > d (1); u1's test target is a seen item, u2's is unseen
+    rows = [("u1", i, "v", float(t)) for t, i in enumerate(["a", "b", "c", "a", "x", "a"])]
+    rows += [("u2", i, "v", float(t)) for t, i in enumerate(["a", "b", "c", "d", "b", "zzz"])]
+    return leave_one_out(build_sequences(make_events(rows)))
+
+
+def test_seen_items_excluded_and_counted(split):
+    tokenizer = EventTokenizer.build(split.train, layout="item")
+    score = popularity_scorer(tokenizer, split.train)
+    plain = evaluate_scorer(score, tokenizer, split.test, ks=(1,))
+    assert plain["hr@1"] == 0.5 and plain["unknown_targets"] == 1  # u1's target a is most popular; zzz unknown
+    excluded = evaluate_scorer(score, tokenizer, split.test, ks=(1,), exclude_seen=True)
+    assert excluded["hr@1"] == 0.0 and excluded["repeat_targets_excluded"] == 1
+
+
+def test_markov_scores_follow_transitions(split):
+    tokenizer = EventTokenizer.build(split.train, layout="item")
+    one_user = split.test.filter(pl.col("user_id") == "u1")  # last item x; x was never followed in training
+    metrics = evaluate_scorer(markov_scorer(tokenizer, split.train), tokenizer, one_user, ks=(1,))
+    assert metrics["hr@1"] == 1.0  # falls back to popularity: a
