@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for name in args.runs:
-        out = Path(args.work_dir) / name.replace(", ", "_").replace(" ", "-")
+        out = Path(args.work_dir) / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "recipes/pretrain.py", *RUNS[name], "--output_dir", str(out)],
