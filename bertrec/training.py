@@ -61,8 +61,10 @@ class TrainingArguments:
     report_to: str = field(default="none", metadata={"help": "accelerate tracker: none, tensorboard, wandb, ..."})
     cpu_threads: int = field(
         default=0,
-        metadata={"help": "Torch threads for a single CPU process; 0 uses every available core (plain "
-                  "`accelerate launch` without a config would pin one thread)."},
+        metadata={
+            "help": "Torch threads for a single CPU process; 0 uses every available core (plain "
+            "`accelerate launch` without a config would pin one thread)."
+        },
     )
     logging_steps: int = field(default=50, metadata={"help": "Log the training loss every N optimizer steps."})
 
