@@ -12,6 +12,7 @@ RECIPES = {
     "pretrain": "Pretrain a masked-event or next-event model (built-in synthetic data by default).",
     "prepare": "Clean and split a log into Parquet files with a cleaning report.",
     "evaluate": "Evaluate a saved model on a prepared split.",
+    "recommend": "Top-k raw item ids for every user of a history file (JSONL or CSV).",
     "build_tokenizer_assets": "Rebuild the built-in dataset's tokenizer (tokenizer_assets/).",
 }
 

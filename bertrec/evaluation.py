@@ -80,15 +80,19 @@ def _batches(
         )
 
 
+def prompt_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Head features at each right-padded prompt's last position: what the output layer scores items from."""
+    hidden = backbone_hidden(model, input_ids, attention_mask)
+    last = attention_mask.sum(dim=1) - 1
+    return head_features(model, hidden[torch.arange(len(last), device=hidden.device), last])
+
+
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:
     """Item scores at each prompt's last position, from the model's own head (equal to its stock logits)."""
 
     @torch.no_grad()
     def score(batch: EvalBatch) -> torch.Tensor:
-        input_ids, attention_mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-        hidden = backbone_hidden(model, input_ids, attention_mask)
-        last = attention_mask.sum(dim=1) - 1
-        features = head_features(model, hidden[torch.arange(len(last), device=device), last])
+        features = prompt_features(model, batch.input_ids.to(device), batch.attention_mask.to(device))
         return item_logits(model, features, tokenizer.item_offset, tokenizer.num_items).float()
 
     return score
