@@ -99,6 +99,13 @@ class EvalArguments:
     exclude_seen: bool = field(default=False, metadata={"help": "Remove the user's history items from rankings."})
 
 
+@dataclass
+class HubArguments:
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the output folder to the Hugging Face Hub."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id, e.g. user/my-recommender."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+
+
 class ConfigError(ValueError):
     """A YAML config or flag that does not match any argument."""
 

@@ -130,7 +130,7 @@ def test_every_shipped_config_parses():
     configs = sorted(Path(__file__).parents[1].glob("recipes/configs/**/*.yaml"))
     assert configs
     for config in configs:
-        data, tok, model, train, evaluation = parse_args(ARGUMENTS, ["--config", str(config)])
+        data, tok, model, train, evaluation, hub = parse_args(ARGUMENTS, ["--config", str(config)])
         assert isinstance(train, TrainingArguments) and model.model_type in {"bert", "gpt2", "llama"}
 
 
@@ -139,7 +139,7 @@ def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
 
     config = tmp_path / "c.yaml"
     config.write_text("hidden_size: 48\nnum_heads: 4\n")
-    _, _, model, _, _ = parse_args(ARGUMENTS, ["--config", str(config), "--hidden_size", "96"])
+    _, _, model, _, _, _ = parse_args(ARGUMENTS, ["--config", str(config), "--hidden_size", "96"])
     assert (model.hidden_size, model.num_heads) == (96, 4)
     config.write_text("hiden_size: 48\n")
     with pytest.raises(ConfigError, match="did you mean 'hidden_size'"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,8 +17,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from bertrec.args import (
+    ConfigError,
     DataArguments,
     EvalArguments,
+    HubArguments,
     ModelArguments,
     TokenizerArguments,
     parse_args,
@@ -26,6 +29,7 @@ from bertrec.args import (
 from bertrec.baselines import item_counts, markov_scorer, popularity_scorer
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model, evaluate_scorer
+from bertrec.hub import push_folder, write_model_card
 from bertrec.losses import ItemLoss
 from bertrec.modeling import ARCHITECTURES, build_model, objective_for
 from bertrec.recipes.common import (
@@ -40,12 +44,14 @@ from bertrec.tokenization import LAYOUTS
 from bertrec.training import Objective, TrainingArguments, configure_cpu_threads, train
 
 logger = logging.getLogger("bertrec")
-ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArguments, EvalArguments)
+ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArguments, EvalArguments, HubArguments)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    data_args, tok_args, model_args, train_args, eval_args = parse_args(ARGUMENTS, argv)
-    config = resolved_config(data_args, tok_args, model_args, train_args, eval_args)
+    data_args, tok_args, model_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv)
+    config = resolved_config(data_args, tok_args, model_args, train_args, eval_args, hub_args)
+    if hub_args.push_to_hub and not hub_args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/shop-recommender)")
     accelerator = Accelerator(
         mixed_precision=train_args.mixed_precision,
         project_dir=train_args.output_dir,
@@ -159,6 +165,12 @@ def main(argv: list[str] | None = None) -> dict:
             report=data.report,
             metrics=metrics,
         )
+        repo_id = hub_args.hub_model_id or Path(train_args.output_dir).name
+        write_model_card(
+            train_args.output_dir, repo_id=repo_id, metrics=metrics, config=config, report_summary=data.report.summary()
+        )
+        if hub_args.push_to_hub:
+            print(f"pushed to {push_folder(train_args.output_dir, repo_id, private=hub_args.hub_private)}")
         keys = [f"{m}@{k}" for k in eval_args.metric_ks for m in ("hr", "ndcg", "mrr")]
         rows = {
             f"{model_args.model_type} ({objective_name})": results["test"],

@@ -1,0 +1,107 @@
+"""Model cards and publishing: every saved folder gets a README.md the Hub (and a human) can read.
+
+The card carries YAML metadata (library, tags, datasets, metrics as model-index), data statistics and the
+cleaning summary, the tokenizer layout, the exact command and config, the evaluation table with baselines,
+and a usage snippet that runs with plain ``transformers`` (tested by executing it against the folder).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+from bertrec.atomic import atomic_write_text
+
+CARD_FILE = "README.md"
+IGNORED_ON_PUSH = ["checkpoints/*", "checkpoints/**", ".*"]
+
+
+def usage_snippet(folder: str, objective: str, layout: str) -> str:
+    """Python that scores all items for one history with plain transformers (no bertrec needed)."""
+    auto = "AutoModelForMaskedLM" if objective == "masked" else "AutoModelForCausalLM"
+    fields = layout.split()
+    event = " ".join({"time": "<t:start>", "action": "<a:view>", "item": "{item}"}[f] for f in fields)
+    if objective == "masked":  # the next event: its time bucket, then masked action and item
+        prompt = " ".join({"time": "<t:0>", "action": "[MASK]", "item": "[MASK]"}[f] for f in fields)
+    else:  # a causal model predicts the item after the history (and the current-time bucket)
+        prompt = "<t:0>" if "time" in fields else ""
+    return f'''import torch
+from transformers import AutoTokenizer, {auto}
+
+tokenizer = AutoTokenizer.from_pretrained("{folder}")
+model = {auto}.from_pretrained("{folder}").eval()
+item_ids = sorted(i for token, i in tokenizer.get_vocab().items() if token.startswith("<i:"))
+item = tokenizer.convert_ids_to_tokens(item_ids[0])
+history = "{event}".format(item=item) + " {prompt}"
+with torch.no_grad():
+    scores = model(**tokenizer(history.strip(), return_tensors="pt")).logits[0, -1, item_ids]
+top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
+print(top10)
+'''
+
+
+def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str | None, command: str) -> str:
+    data, test = metrics["data"], metrics["test"]
+    dataset = config.get("dataset", "synthetic")
+    results = [
+        {"type": name, "value": round(value, 4), "name": f"test {name.upper()}"}
+        for name, value in test.items()
+        if "@" in name
+    ]
+    metadata = {
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask" if data["objective"] == "masked" else "text-generation",
+        "tags": ["bertrec", "recommendation", "sequential-recommendation", config.get("model_type", "")],
+        "datasets": [Path(dataset).name],
+        "model-index": [{"name": repo_id, "results": [{
+            "task": {"type": "sequential-recommendation", "name": "next-item ranking"},
+            "dataset": {"type": Path(dataset).name, "name": Path(dataset).name},
+            "metrics": results,
+        }]}],
+    }  # fmt: skip
+    keys = [k for k in ("hr@10", "ndcg@10", "mrr@10", "hr@50", "ndcg@50") if k in test]
+    rows = {"this model": test, **{name: b["test"] for name, b in metrics["baselines"].items()}}
+    table = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    table += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows.items()]
+    split = {k: v for k, v in data.items() if k not in ("layout", "objective")}
+    return "\n".join([
+        "---", yaml.safe_dump(metadata, sort_keys=False).strip(), "---", "",
+        f"# {repo_id}", "",
+        f"A {config.get('model_type')} {data['objective']}-event sequential recommender trained with "
+        "[bertrec](https://github.com/bertrec/bertrec). It is a stock `transformers` model: no bertrec and no "
+        "remote code are needed to use it.", "",
+        "## Evaluation", "",
+        f"Full ranking over all {data['items']} items, {test['users']} test users ({data.get('protocol')}).", "",
+        *table, "",
+        "## Data", "", "```", yaml.safe_dump(split, sort_keys=False).strip(), "```", "",
+        "Cleaning report:", "", "```", (report_summary or "no cleaning report").strip(), "```", "",
+        "## Tokenizer", "",
+        f"Layout `{data['layout']}`: each event is {len(data['layout'].split())} token(s). Item tokens are "
+        "`<i:ID>`, actions `<a:NAME>`, time buckets `<t:N>` (see `event_tokenizer.json`).", "",
+        "## Usage", "", "```python", usage_snippet(repo_id, data["objective"], data["layout"]).strip(), "```", "",
+        "## Training", "", "```bash", command, "```", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
+        "```", "",
+    ])  # fmt: skip
+
+
+def write_model_card(folder: str | Path, *, repo_id: str, metrics: dict, config: dict,
+                     report_summary: str | None) -> Path:  # fmt: skip
+    command = " ".join(shlex.quote(a) for a in ["accelerate", "launch", *sys.argv])
+    path = Path(folder) / CARD_FILE
+    atomic_write_text(path, model_card(repo_id=repo_id, metrics=metrics, config=config,
+                                       report_summary=report_summary, command=command))  # fmt: skip
+    return path
+
+
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+    """Upload a saved folder (without checkpoints) through ``huggingface_hub``, the standard Hub client."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), ignore_patterns=IGNORED_ON_PUSH,
+                               commit_message="Upload bertrec model")  # fmt: skip
+    return str(getattr(commit, "commit_url", commit))

@@ -1,0 +1,53 @@
+"""Model cards on every saved folder, their usage snippet run for real, and the Hub upload at its boundary."""
+
+import re
+import subprocess
+import sys
+from unittest import mock
+
+import yaml
+
+from bertrec.hub import push_folder
+
+
+def card_parts(folder):
+    text = (folder / "README.md").read_text()
+    metadata = yaml.safe_load(text.split("---")[1])
+    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    return text, metadata, snippet
+
+
+def test_card_metadata_and_sections(pretrained):
+    for model_type, run in pretrained.items():
+        text, metadata, _ = card_parts(run["dir"])
+        assert metadata["library_name"] == "transformers" and "bertrec" in metadata["tags"]
+        results = metadata["model-index"][0]["results"][0]["metrics"]
+        ndcg = next(r["value"] for r in results if r["type"] == "ndcg@10")
+        assert abs(ndcg - run["metrics"]["test"]["ndcg@10"]) < 1e-4
+        for section in ("## Evaluation", "| popularity |", "| markov |", "Cleaning report:", "## Tokenizer", "```bash"):
+            assert section in text, (model_type, section)
+
+
+def test_usage_snippet_runs_against_the_saved_folder(pretrained, tmp_path):
+    for run in pretrained.values():
+        folder = run["dir"]
+        _, _, snippet = card_parts(folder)
+        code = "import sys\nsys.modules['bertrec'] = None\n" + snippet.replace(folder.name, str(folder))
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.count("<i:") == 10
+
+
+def test_push_uploads_the_folder_without_checkpoints(pretrained):
+    folder = pretrained["gpt2"]["dir"]
+    with (
+        mock.patch("huggingface_hub.HfApi.create_repo") as create,
+        mock.patch(
+            "huggingface_hub.HfApi.upload_folder", return_value=mock.Mock(commit_url="https://hub/commit/1")
+        ) as upload,
+    ):
+        url = push_folder(folder, "someone/shop-recommender", private=True)
+    assert url == "https://hub/commit/1"
+    create.assert_called_once_with("someone/shop-recommender", private=True, exist_ok=True)
+    kwargs = upload.call_args.kwargs
+    assert kwargs["folder_path"] == str(folder) and "checkpoints/*" in kwargs["ignore_patterns"]
