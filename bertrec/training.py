@@ -250,9 +250,20 @@ def train(
     progress.close()
     best = checkpoint_root / BEST_DIR / "model.safetensors"
     if best.is_file():
-        accelerator.unwrap_model(loss_module).model.load_state_dict(load_file(best), strict=False)
+        _load_best(accelerator.unwrap_model(loss_module).model, best)
     accelerator.wait_for_everyone()
     return state
+
+
+def _load_best(model: torch.nn.Module, path: Path) -> None:
+    """Load the best weights; safetensors omits tied copies (e.g. the output matrix), and only those may be
+    missing: anything else means the file does not belong to this model."""
+    result = model.load_state_dict(load_file(path), strict=False)
+    every_name = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    tied = every_name - {name for name, _ in model.named_parameters()}
+    unexplained = [k for k in result.missing_keys if k not in tied] + list(result.unexpected_keys)
+    if unexplained:
+        raise ValueError(f"{path} does not match the model being trained: {unexplained[:5]}")
 
 
 def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric) -> bool:

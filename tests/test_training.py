@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bertrec.modeling import build_model
+from bertrec.training import _load_best, epoch_batches
+
+
+def test_epoch_batches_are_seeded_grouped_by_length_and_split_across_processes():
+    lengths = np.random.default_rng(0).integers(1, 100, size=1000)
+    one = epoch_batches(lengths, 16, seed=1, epoch=0, rank=0, world=1)
+    assert [b.tolist() for b in one] == [b.tolist() for b in epoch_batches(lengths, 16, 1, 0, 0, 1)]
+    assert [b.tolist() for b in one] != [b.tolist() for b in epoch_batches(lengths, 16, 1, 1, 0, 1)]
+    assert sorted(np.concatenate(one).tolist()) == list(range(1000))  # every sequence once per epoch
+    spread = np.mean([np.ptp(lengths[b]) for b in one])
+    assert spread < 10  # batches hold sequences of similar length, so little padding
+    ranks = [epoch_batches(lengths, 8, 1, 0, rank, 2) for rank in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1])  # same number of steps on every process
+    assert not set(np.concatenate(ranks[0]).tolist()) & set(np.concatenate(ranks[1]).tolist())
+
+
+def test_best_weights_must_belong_to_the_model(tmp_path):
+    model = build_model(model_type="gpt2", vocab_size=30, max_positions=8, hidden_size=8, num_heads=2)
+    model.save_pretrained(tmp_path)
+    _load_best(model, tmp_path / "model.safetensors")  # the tied lm_head is absent from the file, and that is fine
+    state = {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file({**state, "stray.weight": torch.zeros(1)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="does not match"):
+        _load_best(model, tmp_path / "other.safetensors")
