@@ -6,10 +6,10 @@ model learned something *known*. The structure rewards models in a predictable o
 - popularity: Zipf item popularity overall and within each category, so "most popular" is a fair floor;
 - Markov: every item has a few *directed* related items (complements, accessories) that the next view often
   follows, so the last item predicts the next far better than popularity does, and order matters;
-- beyond Markov: each user has lasting interests in a few categories, a session keeps one category in focus, and
-  users come back to items seen earlier; only a model that reads the whole history can use these;
-- actions: views lead to carts and purchases (more often in a favourite category) and a purchase is followed by an
-  accessory more often than a view is, so action tokens carry signal too; time gaps mark sessions.
+- beyond Markov: each user has lasting interests in a few categories, a session keeps one category in focus,
+  and users come back to items seen earlier; only a model that reads the whole history can use these;
+- actions: views lead to carts and purchases (more often in a favourite category), and a purchase is followed
+  by an accessory more often than a view is, so action tokens carry signal too; time gaps mark sessions.
 
 The simulation is vectorised across users: one loop iteration per step (one view and its funnel events) for
 all users still active, no per-event Python, so ten million events take seconds and a few GB at most.
@@ -28,22 +28,24 @@ ACTIONS = ("view", "cart", "purchase")
 
 @dataclass
 class SyntheticShopConfig:
-    """Sizes and behaviour of the synthetic shop. The defaults define the built-in dataset: do not change them.
+    """Sizes and behaviour of the synthetic shop. The defaults define the built-in dataset: never change them.
 
-    The committed tokenizer and every published synthetic number come from the default log (about 290k events,
-    about 1 s to generate), so a change to a default silently changes the benchmark; add a field instead.
+    The committed tokenizer (``tokenizer_assets/synthetic-shop``) and every published synthetic number come
+    from the default log (184,616 events, a fraction of a second to generate), so changing a default, or the
+    order in which the generator draws random numbers, silently changes the benchmark. New behaviour goes
+    behind a new field whose default keeps the old output.
     """
 
     n_users: int = 4000
     n_items: int = 3000
     n_categories: int = 30
     seed: int = 0
-    # catalogue: item weight = rank ** -zipf_exponent; related items are drawn with weight ** related_popularity
+    # catalogue: item weight = rank ** -zipf_exponent; related items drawn with weight ** related_popularity
     zipf_exponent: float = 0.8
     related_per_item: int = 5
     related_same_category_prob: float = 0.8
     related_popularity: float = 0.5
-    # next view, by mode: a related item of the current one, an item seen earlier, or a draw from the interests
+    # next view, by mode: a related item of the current one, an item seen earlier, or an interest draw
     transition_prob: float = 0.45
     transition_prob_after_purchase: float = 0.8
     revisit_prob: float = 0.1
@@ -84,11 +86,14 @@ class SyntheticShopConfig:
         if self.n_users < 1 or self.n_categories < 1:
             problems.append(f"n_users={self.n_users} and n_categories={self.n_categories} must be at least 1")
         if self.n_items < 2 * self.n_categories:
-            problems.append(f"n_items={self.n_items} must be at least 2 * n_categories={2 * self.n_categories}")
+            problems.append(f"n_items={self.n_items} must be at least twice n_categories={self.n_categories}")
         if not 1 <= self.min_favourite_categories <= self.max_favourite_categories <= self.n_categories:
             problems.append("need 1 <= min_favourite_categories <= max_favourite_categories <= n_categories")
         if not 1 <= self.min_steps_per_user <= self.max_steps_per_user:
-            problems.append(f"need 1 <= min_steps_per_user <= max_steps_per_user, got {self.min_steps_per_user}")
+            problems.append(
+                f"need 1 <= min_steps_per_user ({self.min_steps_per_user}) <= max_steps_per_user "
+                f"({self.max_steps_per_user})"
+            )
         if self.revisit_prob + max(self.transition_prob, self.transition_prob_after_purchase) > 1.0:
             problems.append("revisit_prob + transition_prob(_after_purchase) must not exceed 1")
         if self.related_per_item < 1 or self.revisit_window < 2:
@@ -120,7 +125,7 @@ def _category_cdf(category: np.ndarray, weight: np.ndarray, start: np.ndarray) -
 
 
 def _sample_in_category(cat: _Catalogue, cdf: np.ndarray, category: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """One item per row from ``category`` by popularity: ``searchsorted(cdf, category + u)`` (one call, no loop)."""
+    """One item per row from ``category`` by popularity: ``searchsorted(cdf, category + u)``, no loop."""
     index = np.searchsorted(cdf, category + u, side="right")
     return np.minimum(index, cat.start[category + 1] - 1).astype(np.int32)
 
@@ -136,11 +141,13 @@ def _build_catalogue(config: SyntheticShopConfig, rng: np.random.Generator) -> _
     start = np.concatenate([[0], np.cumsum(sizes)])
     view_cdf = _category_cdf(category, weight, start)
     category_weight = np.bincount(category, weights=weight, minlength=c)
-    cat = _Catalogue(category, start, view_cdf, np.cumsum(category_weight) / category_weight.sum(), None, None)
+    category_cdf = np.cumsum(category_weight) / category_weight.sum()
+    cat = _Catalogue(category, start, view_cdf, category_cdf, np.empty((0, k), np.int32), np.empty(0))
     related_cdf = _category_cdf(category, weight**config.related_popularity, start)
     same = rng.random((n, k)) < config.related_same_category_prob
     other = _sample_category(cat, rng.random((n, k)))
-    related = _sample_in_category(cat, related_cdf, np.where(same, category[:, None], other), rng.random((n, k)))
+    related_category = np.where(same, category[:, None], other)
+    related = _sample_in_category(cat, related_cdf, related_category, rng.random((n, k)))
     own = np.arange(n)[:, None]
     size = sizes[category][:, None]
     neighbour = start[category][:, None] + (own - start[category][:, None] + 1) % size
@@ -174,7 +181,8 @@ def _draw_users(config: SyntheticShopConfig, cat: _Catalogue, rng: np.random.Gen
     for lo in range(0, n, 1 << 16):  # chunks bound memory for many users x many categories
         keys = log_weight + rng.gumbel(size=(min(n - lo, 1 << 16), len(log_weight)))
         top = np.argpartition(-keys, f - 1, axis=1)[:, :f]
-        favourites[lo : lo + len(top)] = np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, 1)), 1)
+        by_key = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)  # strongest favourite first
+        favourites[lo : lo + len(top)] = np.take_along_axis(top, by_key, axis=1)
     n_fav = rng.integers(config.min_favourite_categories, f + 1, size=n)
     share = rng.gamma(config.interest_concentration, size=(n, f)) * (np.arange(f) < n_fav[:, None])
     share_cdf = np.cumsum(share, axis=1) / share.sum(axis=1, keepdims=True)
@@ -185,7 +193,7 @@ def _draw_users(config: SyntheticShopConfig, cat: _Catalogue, rng: np.random.Gen
 
 @dataclass
 class _Events:
-    """Events in simulation order: ``position`` is the user's slot, ``local`` the event's index in that user."""
+    """Events in simulation order: ``position`` is the user's slot, ``local`` the event's index in it."""
 
     position: list[np.ndarray]
     local: list[np.ndarray]
@@ -193,9 +201,9 @@ class _Events:
     action: list[np.ndarray]
     time: list[np.ndarray]
 
-    def emit(self, position, local, item, action: int, time) -> None:
-        self.position.append(position.astype(np.int32))
-        self.local.append(local)
+    def emit(self, pos: np.ndarray, idx: np.ndarray, item: np.ndarray, action: int, time: np.ndarray) -> None:
+        self.position.append(pos.astype(np.int32))
+        self.local.append(idx)
         self.item.append(item)
         self.action.append(np.full(len(item), action, dtype=np.int8))
         self.time.append(time)
@@ -229,7 +237,7 @@ class _Simulation:
         return np.take_along_axis(self.favourites[:m], slot[:, None], axis=1)[:, 0]
 
     def next_items(self, t: int, m: int, new_session: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """The step-t view of the first m users: revisit, related item of the current one, or interest draw."""
+        """The step-t view of the first m users: a revisit, a related item of the current one, or a draw."""
         c, cat = self.config, self.cat
         self.session_category[:m] = np.where(
             new_session,
@@ -246,7 +254,8 @@ class _Simulation:
         transition = ~revisit & ~new_session & (u[:, 6] < revisit_p + transition_p)
         slot = np.minimum(np.searchsorted(cat.related_cdf, u[:, 7], side="right"), len(cat.related_cdf) - 1)
         related = cat.related[self.current[:m], slot]
-        back = 2 + np.floor(u[:, 7] * (min(t, c.revisit_window) - 1)).astype(np.int64)  # never the current item
+        # an item seen 2..window steps ago (never the current one); only used from step 2 on
+        back = 2 + np.floor(u[:, 7] * (min(t, c.revisit_window) - 1)).astype(np.int64)
         seen = self.recent[np.arange(m), (t - back) % c.revisit_window]
         return np.where(revisit, seen, np.where(transition, related, drawn))
 
@@ -302,8 +311,9 @@ def generate_shop_log(config: SyntheticShopConfig | None = None) -> pl.DataFrame
     """The synthetic shop log as a canonical events table, sorted by user then time, plus ``category``.
 
     Columns: ``user_id``, ``item_id``, ``action`` ("view", "cart", "purchase"), ``timestamp`` (unix seconds,
-    strictly increasing within a user), ``event_index`` (row number), ``category``. The same config always gives
-    the identical frame: the catalogue, the users and the simulation each draw from their own seeded stream.
+    strictly increasing within a user), ``event_index`` (row number), ``category``. The same config always
+    gives the identical frame: the catalogue, the users and the simulation each draw from their own seeded
+    stream, so a change to one part does not reshuffle the others.
     """
     config = config or SyntheticShopConfig()
     config.validate()
@@ -334,9 +344,11 @@ def estimate_events(config: SyntheticShopConfig | None = None) -> int:
     s, lo, hi = config.steps_sigma, config.min_steps_per_user, config.max_steps_per_user
     mu = math.log(config.mean_steps_per_user) - s**2 / 2
 
-    def below(x: float, shift: float = 0.0) -> float:  # P(log X < log x), X shifted by s^2 for the partial mean
+    def below(x: float, shift: float = 0.0) -> float:
+        """P(X < x); with ``shift = s**2`` it gives the partial mean E[X; X < x] / E[X]."""
         return 0.5 * (1.0 + math.erf((math.log(x) - mu - shift) / (s * math.sqrt(2.0))))
 
-    mean = math.exp(mu + s**2 / 2) * (below(hi, s**2) - below(lo, s**2)) + lo * below(lo) + hi * (1 - below(hi))
+    middle = math.exp(mu + s**2 / 2) * (below(hi, s**2) - below(lo, s**2))
+    mean = middle + lo * below(lo) + hi * (1 - below(hi))
     cart = 0.8 * config.cart_prob_interest + 0.2 * config.cart_prob
     return round(config.n_users * mean * (1.0 + cart * (1.0 + config.purchase_prob)))
