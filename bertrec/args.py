@@ -50,6 +50,13 @@ class DataArguments:
         default=None, metadata={"help": "Treat each session (split at this inactivity gap) as a user."}
     )
     split: str = field(default="leave_one_out", metadata={"help": "leave_one_out or temporal."})
+    target_action: str | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate next events of this action only (e.g. purchase): each user's last such event is the "
+            "test target, the one before the validation target; training sees only events before it."
+        },
+    )
     valid_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for test."})
 
@@ -106,15 +113,62 @@ class HubArguments:
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
 
+@dataclass
+class FinetuneArguments:
+    base_model: str = field(
+        default="outputs/pretrain", metadata={"help": "A pretrained bertrec folder or a Hub model id."}
+    )
+    method: str = field(default="lora", metadata={"help": "lora (adapters + ranking head), full, or none."})
+    task: str = field(
+        default="next_item",
+        metadata={"help": "next_item (full catalogue; with --target_action, e.g. next purchase) or rerank."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Module names LoRA adapts (default: the attention projections)."}
+    )
+    head_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Ranking head trained in full (default: BERT's prediction transform, GPT's final norm)."},
+    )
+    mask_prob: float = field(default=0.4, metadata={"help": "next_item without a target action, masked models."})
+    rerank_loss: str = field(default="listwise", metadata={"help": "rerank: listwise (softmax) or bpr."})
+    num_negatives: int = field(
+        default=100, metadata={"help": "rerank: sampled negatives per target in training and sampled candidates."}
+    )
+    candidates_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "rerank: candidates per user as rows user_id,split,item_id (split valid or test; "
+            "CSV/Parquet/JSONL); default: the target plus --num_negatives sampled items."
+        },
+    )
+    new_items: bool = field(
+        default=False,
+        metadata={"help": "Add training items missing from the base vocabulary; only their rows train."},
+    )
+    new_item_min_count: int = field(default=1, metadata={"help": "Training events a new item needs for a token."})
+
+
 class ConfigError(ValueError):
     """A YAML config or flag that does not match any argument."""
 
 
-def parse_args(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
-    """Parse ``[--config file.yaml] [--field value ...]`` into one instance per dataclass."""
+def parse_args(
+    dataclass_types: tuple[type, ...], argv: list[str] | None = None, defaults: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
+    """Parse ``[--config file.yaml] [--field value ...]`` into one instance per dataclass.
+
+    Precedence, lowest first: the dataclass defaults, ``defaults`` (a recipe's own, e.g. the data arguments a
+    base model was trained with), the YAML file, the command line.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     config_path, argv = _pop_config(argv)
     parser = HfArgumentParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
     if config_path is not None:
         parser.set_defaults(**_read_config(config_path, dataclass_types))
     *instances, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)

@@ -14,15 +14,18 @@ from bertrec.evaluation import EvalBatch, ScoreFn
 from bertrec.tokenization import EventTokenizer
 
 
-def item_counts(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> np.ndarray:
-    """Training events per vocabulary item."""
-    index = tokenizer.item_indices(train_sequences["item_id"].explode())
+def item_counts(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, action: str | None = None) -> np.ndarray:
+    """Training events per vocabulary item (only events of ``action`` when given)."""
+    items = train_sequences["item_id"].explode()
+    if action is not None:
+        items = items.filter(train_sequences["action"].explode() == action)
+    index = tokenizer.item_indices(items)
     return np.bincount(index[index >= 0], minlength=tokenizer.num_items).astype(np.float64)
 
 
-def popularity_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> ScoreFn:
-    """Every user gets the training popularity ranking."""
-    counts = torch.as_tensor(item_counts(tokenizer, train_sequences), dtype=torch.float32)
+def popularity_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, action: str | None = None) -> ScoreFn:
+    """Every user gets the training popularity ranking (of ``action`` events, e.g. best sellers, when given)."""
+    counts = torch.as_tensor(item_counts(tokenizer, train_sequences, action), dtype=torch.float32)
 
     def score(batch: EvalBatch) -> torch.Tensor:
         return counts.expand(len(batch.targets), -1).clone()

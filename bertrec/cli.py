@@ -10,6 +10,7 @@ import sys
 
 RECIPES = {
     "pretrain": "Pretrain a masked-event or next-event model (built-in synthetic data by default).",
+    "finetune": "LoRA- (or fully) fine-tune a pretrained model for a ranking task; adapter + merged model.",
     "prepare": "Clean and split a log into Parquet files with a cleaning report.",
     "evaluate": "Evaluate a saved model on a prepared split.",
     "recommend": "Top-k raw item ids for every user of a history file (JSONL or CSV).",

@@ -126,3 +126,35 @@ def assert_targets_hidden(masked_ids: torch.Tensor, labels: torch.Tensor, layout
     labelled = labels != IGNORE
     if bool((masked_ids[labelled] != layout.mask_id).any()):
         raise AssertionError("leakage: a masked-event target is visible in the input at its own position")
+
+
+def last_event_labels(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, layout: TokenLayout, *, objective: str, conditioned: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels that supervise only each sequence's last event: the fine-tuning prompt.
+
+    Each row is a history followed by its target event, so the labelled position sees exactly what
+    ``evaluation.encode_prompts`` builds at inference: the current-time bucket, the target's action when
+    ``conditioned`` (e.g. ``<a:purchase>``, "what will they buy next"), and for masked models ``[MASK]`` in the
+    item slot (and in the action slot when not conditioned). Causal models are labelled at the position
+    before the item (the action position when conditioned), which cannot see the item itself.
+    """
+    per_event = layout.tokens_per_event
+    rows = torch.arange(len(input_ids), device=input_ids.device)
+    item_position = attention_mask.sum(dim=1) - 1
+    targets = layout.item_index(input_ids[rows, item_position])
+    show_action = conditioned and layout.has_action
+    labels = torch.full_like(input_ids, IGNORE)
+    if objective == "masked":
+        masked_ids = input_ids.clone()
+        masked_ids[rows, item_position] = layout.mask_id
+        if layout.has_action and not show_action:
+            masked_ids[rows, item_position - 1] = layout.mask_id
+        labels[rows, item_position] = targets
+        assert_targets_hidden(masked_ids, labels, layout)
+        return masked_ids, labels
+    offset = 1 if show_action else (2 if layout.has_time else per_event)
+    labelled = item_position - offset
+    valid = labelled >= 0
+    labels[rows[valid], labelled[valid]] = targets[valid]
+    return input_ids, labels

@@ -23,6 +23,7 @@ from bertrec.modeling import backbone_hidden, head_features, item_logits, model_
 from bertrec.tokenization import EventTokenizer, action_token
 
 ScoreFn = Callable[["EvalBatch"], torch.Tensor]
+CANDIDATES = "candidates"  # optional list column of an examples frame: the only items to rank (re-ranking)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class EvalBatch:
     last_item: torch.Tensor  # item index of the last history event, -1 if unknown
     seen_rows: torch.Tensor  # (row, item index) pairs of every known history item
     targets: torch.Tensor
+    candidate_rows: torch.Tensor | None = None  # (row, item index) pairs that may be ranked (re-ranking)
 
 
 def encode_prompts(
@@ -65,6 +67,7 @@ def _batches(
     lengths = examples["item_id"].list.len().to_numpy().astype(np.int64)
     history_items = tokenizer.item_indices(examples["item_id"].explode())
     offsets = np.concatenate([[0], np.cumsum(lengths)])
+    candidates = _candidate_pairs(tokenizer, examples) if CANDIDATES in examples.columns else None
     for start in range(0, examples.height, batch_size):
         stop = min(start + batch_size, examples.height)
         padded = pad_sequences(prompts[start:stop], tokenizer.pad_id)
@@ -77,7 +80,21 @@ def _batches(
             last_item=torch.as_tensor(last_items[start:stop]),
             seen_rows=torch.as_tensor(np.stack([rows[known], seen[known]])),
             targets=torch.as_tensor(targets[start:stop]),
+            candidate_rows=None if candidates is None else _rows_between(candidates, start, stop),
         )
+
+
+def _candidate_pairs(tokenizer: EventTokenizer, examples: pl.DataFrame) -> np.ndarray:
+    """(example row, item index) of every known candidate; unknown candidate ids cannot be ranked."""
+    lengths = examples[CANDIDATES].list.len().to_numpy().astype(np.int64)
+    items = tokenizer.item_indices(examples[CANDIDATES].explode().drop_nulls())
+    rows = np.repeat(np.arange(examples.height), lengths)
+    return np.stack([rows[items >= 0], items[items >= 0]])
+
+
+def _rows_between(pairs: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    lo, hi = np.searchsorted(pairs[0], [start, stop])
+    return torch.as_tensor(np.stack([pairs[0, lo:hi] - start, pairs[1, lo:hi]]))
 
 
 def prompt_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -114,7 +131,9 @@ def evaluate_scorer(
     """Rank every example's target among all items with ``score`` and return metrics plus miss counts.
 
     With ``exclude_seen`` the user's history items are removed from the ranking; a target the user has seen
-    before then cannot be recommended and counts as a miss (reported as ``repeat_targets_excluded``).
+    before then cannot be recommended and counts as a miss (reported as ``repeat_targets_excluded``). When the
+    examples have a ``candidates`` list column, each example ranks its target among its candidates only (a
+    target missing from its candidates is a miss, counted as ``targets_not_in_candidates``).
     Under ``accelerate`` each process scores its shard and ranks are gathered without duplicates.
     """
     if examples.height == 0:
@@ -126,7 +145,7 @@ def evaluate_scorer(
     prompts = encode_prompts(tokenizer, examples, objective, action)
     by_length = np.argsort([len(p) for p in prompts], kind="stable")  # less padding; metrics ignore order
     examples, prompts = examples[by_length], [prompts[i] for i in by_length]
-    all_ranks, unknown, repeats = [], 0, 0
+    all_ranks, unknown, repeats, missing = [], 0, 0, 0
     for batch in tqdm(
         _batches(tokenizer, examples, prompts, batch_size),
         desc=desc,
@@ -135,6 +154,11 @@ def evaluate_scorer(
         leave=False,
     ):
         scores = score(batch)
+        if batch.candidate_rows is not None:
+            allowed = torch.zeros_like(scores, dtype=torch.bool)
+            allowed[batch.candidate_rows[0], batch.candidate_rows[1]] = True
+            missing += int((~allowed.gather(1, batch.targets.clamp(min=0)[:, None])[:, 0] & (batch.targets >= 0)).sum())
+            scores = scores.masked_fill(~allowed.to(scores.device), float("-inf"))
         if exclude_seen:
             seen = batch.seen_rows.to(scores.device)
             targets_of_seen = batch.targets[seen[0].cpu()].to(scores.device)
@@ -143,7 +167,7 @@ def evaluate_scorer(
         unknown += int((batch.targets < 0).sum())
         all_ranks.append(pessimistic_ranks(scores, batch.targets.to(scores.device)))
     ranks = torch.cat(all_ranks)
-    counts = torch.tensor([unknown, repeats], device=ranks.device)
+    counts = torch.tensor([unknown, repeats, missing], device=ranks.device)
     if accelerator is not None and accelerator.num_processes > 1:
         ranks = _gather_ragged(accelerator, ranks)
         counts = accelerator.reduce(counts, reduction="sum")
@@ -151,6 +175,8 @@ def evaluate_scorer(
     metrics["unknown_targets"] = int(counts[0])
     if exclude_seen:
         metrics["repeat_targets_excluded"] = int(counts[1])
+    if CANDIDATES in examples.columns:
+        metrics["targets_not_in_candidates"] = int(counts[2])
     return metrics
 
 

@@ -19,15 +19,21 @@ CARD_FILE = "README.md"
 IGNORED_ON_PUSH = ["checkpoints/*", "checkpoints/**", ".*"]
 
 
-def usage_snippet(folder: str, objective: str, layout: str) -> str:
-    """Python that scores all items for one history with plain transformers (no bertrec needed)."""
+def usage_snippet(folder: str, objective: str, layout: str, action: str | None = None) -> str:
+    """Python that scores all items for one history with plain transformers (no bertrec needed).
+
+    With ``action`` (a fine-tuned "next purchase" model) the prompt names the action of the event to predict,
+    where the layout has action tokens.
+    """
     auto = "AutoModelForMaskedLM" if objective == "masked" else "AutoModelForCausalLM"
     fields = layout.split()
     event = " ".join({"time": "<t:start>", "action": "<a:view>", "item": "{item}"}[f] for f in fields)
-    if objective == "masked":  # the next event: its time bucket, then masked action and item
-        prompt = " ".join({"time": "<t:0>", "action": "[MASK]", "item": "[MASK]"}[f] for f in fields)
-    else:  # a causal model predicts the item after the history (and the current-time bucket)
-        prompt = "<t:0>" if "time" in fields else ""
+    next_action = f"<a:{action}>" if action else "[MASK]"
+    if objective == "masked":  # the next event: its time bucket, then its (masked) action and the masked item
+        prompt = " ".join({"time": "<t:0>", "action": next_action, "item": "[MASK]"}[f] for f in fields)
+    else:  # a causal model predicts the item after the history (and the current-time bucket, the action)
+        prompt = " ".join({"time": "<t:0>", "action": next_action, "item": ""}[f] for f in fields)
+        prompt = prompt.replace("[MASK]", "").strip()
     return f'''import torch
 from transformers import AutoTokenizer, {auto}
 
@@ -45,6 +51,8 @@ print(top10)
 
 def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str | None, command: str) -> str:
     data, test = metrics["data"], metrics["test"]
+    finetuning = metrics.get("finetuning")
+    action = (finetuning or {}).get("target_action") if "action" in data["layout"].split() else None
     dataset = config.get("dataset", "synthetic")
     results = [
         {"type": name, "value": round(value, 4), "name": f"test {name.upper()}"}
@@ -57,7 +65,7 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
         "tags": ["bertrec", "recommendation", "sequential-recommendation", config.get("model_type", "")],
         "datasets": [Path(dataset).name],
         "model-index": [{"name": repo_id, "results": [{
-            "task": {"type": "sequential-recommendation", "name": "next-item ranking"},
+            "task": {"type": "sequential-recommendation", "name": f"next {action or 'item'} ranking"},
             "dataset": {"type": Path(dataset).name, "name": Path(dataset).name},
             "metrics": results,
         }]}],
@@ -81,10 +89,32 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
         "## Tokenizer", "",
         f"Layout `{data['layout']}`: each event is {len(data['layout'].split())} token(s). Item tokens are "
         "`<i:ID>`, actions `<a:NAME>`, time buckets `<t:N>` (see `event_tokenizer.json`).", "",
-        "## Usage", "", "```python", usage_snippet(repo_id, data["objective"], data["layout"]).strip(), "```", "",
+        *_finetuning_section(finetuning),
+        "## Usage", "", "```python", usage_snippet(repo_id, data["objective"], data["layout"], action).strip(),
+        "```", "",
         "## Training", "", "```bash", command, "```", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
         "```", "",
     ])  # fmt: skip
+
+
+def _finetuning_section(finetuning: dict | None) -> list[str]:
+    if not finetuning:
+        return []
+    share = 100 * finetuning["trainable_fraction"]
+    lines = [
+        "## Fine-tuning", "",
+        f"Fine-tuned from `{finetuning['base_model']}` with `{finetuning['method']}` for the `{finetuning['task']}` "
+        f"task" + (f" (target action `{finetuning['target_action']}`)" if finetuning.get("target_action") else "")
+        + f": {finetuning['trainable']:,} of {finetuning['total']:,} parameters trained ({share:.2f}%).", "",
+    ]  # fmt: skip
+    if finetuning["method"] == "lora":
+        lines += [
+            "This folder is the merged, standalone model. The LoRA adapter alone is in `adapter/` and loads with "
+            "`PeftModel.from_pretrained(base_model, 'adapter')`"
+            + (" after `base_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)` (new items)"
+               if finetuning.get("new_items") else "") + ".", "",
+        ]  # fmt: skip
+    return lines
 
 
 def write_model_card(folder: str | Path, *, repo_id: str, metrics: dict, config: dict,

@@ -41,6 +41,40 @@ def sampled_softmax_loss(
     return F.cross_entropy(logits - expected.log(), labels)
 
 
+def candidate_loss(
+    model: PreTrainedModel,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    item_offset: int,
+    num_items: int,
+    *,
+    num_negatives: int,
+    kind: str = "listwise",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Re-ranking losses over each target and ``num_negatives`` uniformly sampled items of its own.
+
+    ``listwise``: softmax cross-entropy over the candidate list (the target first). ``bpr``: the mean pairwise
+    ``-log sigmoid(s_target - s_negative)``. A negative that happens to equal its target is left out.
+    """
+    if kind not in ("listwise", "bpr"):
+        raise ValueError(f"rerank loss {kind!r} is not one of ['listwise', 'bpr']")
+    negatives = torch.randint(num_items, (len(targets), num_negatives), generator=generator).to(targets.device)
+    candidates = torch.cat([targets[:, None], negatives], dim=1)
+    output = model.get_output_embeddings()
+    rows = candidates + item_offset
+    logits = torch.einsum("nh,nch->nc", features, output.weight[rows])
+    if getattr(output, "bias", None) is not None:
+        logits = logits + output.bias[rows]
+    logits = logits.float()
+    collision = torch.cat([torch.zeros_like(targets[:, None], dtype=torch.bool), negatives == targets[:, None]], 1)
+    if kind == "listwise":
+        return F.cross_entropy(logits.masked_fill(collision, float("-inf")), torch.zeros_like(targets))
+    pairwise = F.softplus(logits[:, 1:] - logits[:, :1])
+    keep = ~collision[:, 1:]
+    return (pairwise * keep).sum() / keep.sum().clamp(min=1)
+
+
 class ItemLoss(torch.nn.Module):
     """Wraps a stock model so one ``forward`` returns the item loss at labelled positions.
 
@@ -56,8 +90,10 @@ class ItemLoss(torch.nn.Module):
         num_items: int,
         item_log_frequency: torch.Tensor | None = None,
         num_uniform_negatives: int = 0,
+        rerank_loss: str | None = None,
     ):
         super().__init__()
+        self.rerank_loss = rerank_loss
         self.model = model
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
@@ -75,6 +111,17 @@ class ItemLoss(torch.nn.Module):
         labelled = labels != -100
         features = head_features(self.model, hidden[labelled])
         targets = labels[labelled]
+        if self.rerank_loss is not None:
+            return candidate_loss(
+                self.model,
+                features,
+                targets,
+                self.item_offset,
+                self.num_items,
+                num_negatives=self.num_uniform_negatives,
+                kind=self.rerank_loss,
+                generator=generator,
+            )
         if self.item_log_frequency.numel():
             return sampled_softmax_loss(
                 self.model,

@@ -2,10 +2,17 @@
 
 This is the serving-side view of a saved bertrec folder. It reuses the exact prompt encoding and scoring of
 offline evaluation, so what the benchmark measured is what a caller gets.
+
+Serving inputs are not curated like a training log, so everything a caller hands in is checked here, with an
+error that names the event at fault: a history may be thousands of events long (only the most recent ones that
+fit the model are encoded), may hold items the model never saw (skipped and counted), may be empty (popularity
+fallback), and may come as tuples or dicts with missing or ``None`` times (a log without times).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +27,8 @@ from bertrec.evaluation import encode_prompts, prompt_features
 from bertrec.modeling import item_logits, objective_for
 from bertrec.tokenization import EventTokenizer
 
-Event = tuple[str, str, float] | dict
+Event = tuple[str, str, float | None] | dict
+EVENT_SHAPE = "an (item, action, timestamp) tuple or a dict with 'item' and optional 'action' and 'timestamp'"
 
 
 @dataclass
@@ -29,6 +37,23 @@ class Recommendations:
     scores: list[float]
     unknown_items_skipped: int = 0
     fallback: str | None = field(default=None)  # "popularity" when the history had no known item
+
+
+@dataclass
+class _History:
+    """A validated history reduced to what scoring needs, so a 5,000-event history costs no more than a short one.
+
+    ``items``/``actions``/``timestamps`` are the most recent known events in time order, at most ``max_events``
+    of them: the prompt holds ``max_events - 1``, and one more event is kept so the first encoded event's time
+    gap is measured from its real predecessor, exactly as when the whole history is encoded. ``seen`` holds the
+    item index of every known event of the whole history, for ``exclude_seen``.
+    """
+
+    items: list[str]
+    actions: list[str]
+    timestamps: list[float | None]
+    seen: list[int]
+    skipped: int
 
 
 class Recommender:
@@ -41,6 +66,8 @@ class Recommender:
         self.objective = objective_for(model.config.model_type)
         self._items = np.asarray(tokenizer.spec.items, dtype=object)
         self._index = {item: i for i, item in enumerate(tokenizer.spec.items)}
+        # the vocabulary is frequency-ordered, so item index order is popularity order
+        self._popularity = -torch.arange(tokenizer.num_items, dtype=torch.float32)
 
     @classmethod
     def from_pretrained(cls, directory: str, device: str | torch.device = "cpu") -> Recommender:
@@ -62,39 +89,48 @@ class Recommender:
         now: float | None = None,
         allow: Iterable[str] | None = None,
         deny: Iterable[str] | None = None,
+        batch_size: int = 256,
     ) -> list[Recommendations]:
-        """Top-``k`` items per history. ``now`` (unix seconds) sets the current-time bucket (default: the last
-        event's time); ``action`` conditions the prompt (e.g. "purchase"); ``allow``/``deny`` restrict the items.
-        Unknown items in a history are skipped and counted; an empty history falls back to popularity."""
+        """Top-``k`` items per history.
+
+        Events are ``(item, action, timestamp)`` tuples or dicts with ``item`` and optional ``action`` and
+        ``timestamp`` (unix seconds, or ``None`` when the log has no time); they are ordered by time, input
+        order breaking ties. Only the most recent known events that fit the model are encoded, so any history
+        length is fine; ``exclude_seen`` still removes every item of the whole history. Unknown items are
+        skipped and counted; a history without a known item falls back to popularity.
+
+        ``now`` (unix seconds) sets the current-time bucket (default: the last event's time); ``action``
+        conditions the prompt (e.g. "purchase"). ``allow``/``deny`` restrict the items; ids the model does not
+        know are ignored there, since a catalogue rule may name items newer than the model. Histories are
+        scored ``batch_size`` at a time, which bounds memory for any number of histories.
+        """
+        _check_positive(k=k, batch_size=batch_size)
+        self._check_action(action)
+        now = _timestamp(now, "now")
         rules = self._rule_mask(allow, deny)
-        parsed = [self._parse(history) for history in histories]
-        results: list[Recommendations | None] = [None] * len(parsed)
-        known = [i for i, (frame, _) in enumerate(parsed) if frame.height]
-        scores = torch.empty((0, self.tokenizer.num_items))
-        if known:
-            scores = self._score([parsed[i][0] for i in known], action, now)
-        popularity = -torch.arange(self.tokenizer.num_items, dtype=torch.float32)  # vocabulary is frequency-ordered
-        for row, (frame, skipped) in enumerate(parsed):
-            row_scores = scores[known.index(row)].clone() if frame.height else popularity.clone()
-            if exclude_seen and frame.height:
-                row_scores[[self._index[i] for i in frame["item_id"].unique()]] = float("-inf")
-            row_scores[~rules] = float("-inf")
-            top = torch.topk(row_scores, min(k, int(torch.isfinite(row_scores).sum())))
-            results[row] = Recommendations(
-                items=self._items[top.indices.numpy()].tolist(),
-                scores=top.values.tolist(),
-                unknown_items_skipped=skipped,
-                fallback=None if frame.height else "popularity",
-            )
+        parsed = [self._parse(history, position) for position, history in enumerate(histories)]
+        results: list[Recommendations] = []
+        for start in range(0, len(parsed), batch_size):
+            chunk = parsed[start : start + batch_size]
+            results += self._rank(chunk, k, exclude_seen=exclude_seen, rules=rules, action=action, now=now)
         return results
 
     @torch.no_grad()
-    def user_embeddings(self, histories: Sequence[Sequence[Event]], now: float | None = None) -> np.ndarray:
+    def user_embeddings(
+        self, histories: Sequence[Sequence[Event]], now: float | None = None, batch_size: int = 256
+    ) -> np.ndarray:
         """The head features at each history's prediction position: score = embedding @ item_embeddings().T."""
-        frames = [self._parse(history)[0] for history in histories]
-        if any(frame.height == 0 for frame in frames):
+        _check_positive(batch_size=batch_size)
+        now = _timestamp(now, "now")
+        parsed = [self._parse(history, position) for position, history in enumerate(histories)]
+        if any(not history.items for history in parsed):
             raise ValueError("user_embeddings needs at least one known item in every history")
-        return self._features(frames, None, now).cpu().numpy()
+        hidden = self.model.config.hidden_size
+        chunks = [
+            self._features(parsed[start : start + batch_size], None, now).cpu().numpy()
+            for start in range(0, len(parsed), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, hidden), dtype=np.float32)
 
     def item_embeddings(self) -> np.ndarray:
         """Output-layer rows of the items, in ``tokenizer.spec.items`` order (for ANN and item-to-item)."""
@@ -102,37 +138,89 @@ class Recommender:
         return self.model.get_output_embeddings().weight[offset : offset + n].detach().cpu().numpy()
 
     # internals ---------------------------------------------------------------------------------------------
-    def _parse(self, history: Sequence[Event]) -> tuple[pl.DataFrame, int]:
-        rows = [
-            (str(e["item"]), str(e.get("action", DEFAULT_ACTION)), float(e.get("timestamp", 0.0)))
-            if isinstance(e, dict)
-            else (str(e[0]), str(e[1]), float(e[2]))
-            for e in history
-        ]
-        known = [r for r in rows if r[0] in self._index]
-        frame = pl.DataFrame(known, schema=["item_id", "action", "timestamp"], orient="row")
-        frame = frame.with_row_index("order").sort(["timestamp", "order"]).drop("order")
-        return frame, len(rows) - len(known)
+    def _parse(self, history: Sequence[Event], position: int) -> _History:
+        """Validate every event, then keep only what scoring needs (plain lists: no per-history frame)."""
+        events = [_event(event, position, index) for index, event in enumerate(history)]
+        # time order with input order as the tie-break, missing times first: as build_sequences orders a log
+        events.sort(key=lambda e: (e[2] is not None, e[2] or 0.0))
+        known = [e for e in events if e[0] in self._index]
+        recent = known[-self.tokenizer.spec.max_events :]
+        return _History(
+            items=[e[0] for e in recent],
+            actions=[e[1] for e in recent],
+            timestamps=[e[2] for e in recent],
+            seen=[self._index[e[0]] for e in known],
+            skipped=len(events) - len(known),
+        )
 
-    def _features(self, frames: list[pl.DataFrame], action: str | None, now: float | None) -> torch.Tensor:
+    def _rank(
+        self,
+        chunk: list[_History],
+        k: int,
+        *,
+        exclude_seen: bool,
+        rules: torch.Tensor,
+        action: str | None,
+        now: float | None,
+    ) -> list[Recommendations]:
+        """Rank one chunk with tensor operations on the whole ``[chunk, items]`` score matrix at once."""
+        scores = self._popularity.repeat(len(chunk), 1)
+        known = [row for row, history in enumerate(chunk) if history.items]
+        if known:
+            scores[known] = self._score([chunk[row] for row in known], action, now)
+        if exclude_seen:
+            rows = np.repeat(np.arange(len(chunk)), [len(history.seen) for history in chunk])
+            columns = np.fromiter((i for history in chunk for i in history.seen), dtype=np.int64, count=len(rows))
+            scores[torch.as_tensor(rows), torch.as_tensor(columns)] = float("-inf")
+        scores[:, ~rules] = float("-inf")
+        top = torch.topk(scores, min(k, self.tokenizer.num_items))
+        finite = torch.isfinite(top.values).sum(dim=1).tolist()  # fewer than k items may remain allowed
+        values, indices = top.values.tolist(), top.indices.numpy()
+        return [
+            Recommendations(
+                items=self._items[indices[row, :n]].tolist(),
+                scores=values[row][:n],
+                unknown_items_skipped=history.skipped,
+                fallback=None if history.items else "popularity",
+            )
+            for row, (history, n) in enumerate(zip(chunk, finite))
+        ]
+
+    def _features(self, histories: list[_History], action: str | None, now: float | None) -> torch.Tensor:
         examples = pl.DataFrame(
             {
-                "item_id": [f["item_id"].to_list() for f in frames],
-                "action": [f["action"].to_list() for f in frames],
-                "timestamp": [f["timestamp"].to_list() for f in frames],
-                "event_index": [list(range(f.height)) for f in frames],
-                "target_timestamp": [now if now is not None else f["timestamp"][-1] for f in frames],
+                "item_id": [h.items for h in histories],
+                "action": [h.actions for h in histories],
+                "timestamp": [h.timestamps for h in histories],
+                "event_index": [list(range(len(h.items))) for h in histories],
+                "target_timestamp": [now if now is not None else h.timestamps[-1] for h in histories],
             },
-            schema_overrides={"timestamp": pl.List(pl.Float64), "target_timestamp": pl.Float64},
+            schema={
+                "item_id": pl.List(pl.String),
+                "action": pl.List(pl.String),
+                "timestamp": pl.List(pl.Float64),
+                "event_index": pl.List(pl.Int64),
+                "target_timestamp": pl.Float64,
+            },
         )
         batch = pad_sequences(encode_prompts(self.tokenizer, examples, self.objective, action), self.tokenizer.pad_id)
         return prompt_features(self.model, batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
 
-    def _score(self, frames: list[pl.DataFrame], action: str | None, now: float | None) -> torch.Tensor:
-        features = self._features(frames, action, now)
+    def _score(self, histories: list[_History], action: str | None, now: float | None) -> torch.Tensor:
+        features = self._features(histories, action, now)
         return item_logits(self.model, features, self.tokenizer.item_offset, self.tokenizer.num_items).float().cpu()
 
+    def _check_action(self, action: str | None) -> None:
+        """An action outside the vocabulary has no token; say so instead of failing deep in encoding."""
+        spec = self.tokenizer.spec
+        if action is not None and "action" in spec.fields and action not in spec.actions:
+            raise ValueError(f"action {action!r} is not in the model's vocabulary; choose one of {spec.actions}")
+
     def _rule_mask(self, allow: Iterable[str] | None, deny: Iterable[str] | None) -> torch.Tensor:
+        """Items the rules let through; ids unknown to the model are ignored (see ``recommend_batch``)."""
+        for name, ids in (("allow", allow), ("deny", deny)):
+            if isinstance(ids, str):
+                raise ValueError(f"{name} must be a collection of item ids, not the single string {ids!r}")
         mask = torch.ones(self.tokenizer.num_items, dtype=torch.bool)
         if allow is not None:
             mask[:] = False
@@ -140,3 +228,32 @@ class Recommender:
         if deny is not None:
             mask[[self._index[i] for i in deny if i in self._index]] = False
         return mask
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _event(event: Event, position: int, index: int) -> tuple[str, str, float | None]:
+    """One event as ``(item, action, timestamp)``; a malformed one is reported by history and event index."""
+    where = f"history {position}, event {index}"
+    if isinstance(event, dict):
+        if "item" not in event:
+            raise ValueError(f"{where}: dict event {event!r} has no 'item' key; expected {EVENT_SHAPE}")
+        item, action, timestamp = event["item"], event.get("action"), event.get("timestamp")
+    elif isinstance(event, (tuple, list)) and len(event) == 3:
+        item, action, timestamp = event
+    else:
+        raise ValueError(f"{where}: got {event!r}; expected {EVENT_SHAPE}")
+    return str(item), DEFAULT_ACTION if action is None else str(action), _timestamp(timestamp, where)
+
+
+def _timestamp(value, where: str) -> float | None:
+    """Unix seconds as a float, or ``None`` for "no time"; strings are refused rather than guessed at."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{where}: timestamp must be a finite number of unix seconds or None, got {value!r}")
+    return float(value)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bertrec.atomic import atomic_directory, atomic_write_text
-from bertrec.collators import TokenLayout, mask_events, next_event_labels, pad_sequences
+from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
@@ -78,8 +78,17 @@ class Objective:
     mask_prob: float = 0.2
     mask_action_prob: float = 0.5
     conditioned: bool = False
+    last_event_only: bool = False  # fine-tuning prompts: each sequence ends with its target event
 
     def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.last_event_only:
+            return last_event_labels(
+                batch["input_ids"],
+                batch["attention_mask"],
+                self.layout,
+                objective=self.name,
+                conditioned=self.conditioned,
+            )
         if self.name == "masked":
             return mask_events(
                 batch["input_ids"],

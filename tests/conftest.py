@@ -105,3 +105,26 @@ def pretrained(tmp_path_factory) -> dict:
         metrics = main([*TINY_PRETRAIN, "--model_type", model_type, "--output_dir", str(output)])
         runs[model_type] = {"dir": output, "metrics": metrics}
     return runs
+
+
+TINY_FINETUNE = ["--num_epochs", "4", "--batch_size", "16", "--learning_rate", "0.003", "--eval_batch_size", "256"]
+
+
+@pytest.fixture(scope="session")
+def finetuned(tmp_path_factory) -> dict:
+    """Per architecture: a tiny base pretrained for the next-purchase split, and its LoRA fine-tune.
+
+    The layouts carry action tokens, so the fine-tuned prompt is conditioned (``... <a:purchase> [MASK]``).
+    """
+    from bertrec.recipes.finetune import main as finetune
+    from bertrec.recipes.pretrain import main as pretrain
+
+    runs = {}
+    for model_type, layout in (("bert", "action item"), ("gpt2", "time action item")):
+        base = tmp_path_factory.mktemp(f"base-{model_type}")
+        pretrain_args = [*TINY_PRETRAIN, "--num_epochs", "3", "--model_type", model_type, "--layout", layout]
+        pretrain([*pretrain_args, "--target_action", "purchase", "--output_dir", str(base)])
+        output = tmp_path_factory.mktemp(f"lora-{model_type}")
+        metrics = finetune(["--base_model", str(base), *TINY_FINETUNE, "--output_dir", str(output)])
+        runs[model_type] = {"base": base, "dir": output, "metrics": metrics}
+    return runs

@@ -35,12 +35,19 @@ def _examples(sequences: pl.DataFrame, history_end: pl.Expr) -> pl.DataFrame:
     return sequences.select(["user_id", *lists, *targets])
 
 
-def leave_one_out(sequences: pl.DataFrame) -> Split:
+def leave_one_out(sequences: pl.DataFrame, target_action: str | None = None) -> Split:
     """Last event of each user -> test, second-last -> validation, the rest -> training.
 
     Users with fewer than 3 events cannot be validated and tested; their whole sequence goes to training (it
     holds no evaluation target, so nothing leaks) and the count is reported.
+
+    With ``target_action`` (e.g. "purchase") only events of that action are targets: each user's last such
+    event is the test target, the one before it the validation target, each with every earlier event as its
+    history, and training keeps only the events before the validation target. This is the "next purchase"
+    protocol; users with fewer than two target events (or none before them) train only.
     """
+    if target_action is not None:
+        return _action_leave_one_out(sequences, target_action)
     n = pl.col("item_id").list.len()
     evaluable = sequences.filter(n >= 3)
     train_only = sequences.filter(n < 3)
@@ -51,6 +58,33 @@ def leave_one_out(sequences: pl.DataFrame) -> Split:
         test=_examples(evaluable, n - 1),
         stats={
             "protocol": "leave_one_out",
+            "evaluated_users": evaluable.height,
+            "train_only_users": train_only.height,
+        },
+    )
+    check_no_leakage(split)
+    return split
+
+
+def _action_leave_one_out(sequences: pl.DataFrame, action: str) -> Split:
+    positions = pl.col("action").list.eval(pl.arg_where(pl.element() == action))
+    marked = sequences.with_columns(_targets=positions)
+    valid_at, test_at = pl.col("_targets").list.get(-2, null_on_oob=True), pl.col("_targets").list.get(-1)
+    evaluable_rows = (pl.col("_targets").list.len() >= 2) & (valid_at >= 1)
+    evaluable = marked.filter(evaluable_rows)
+    train_only = marked.filter(~evaluable_rows).drop("_targets")
+    if evaluable.height == 0:
+        raise ValueError(
+            f"target action {action!r}: no user has two {action!r} events with history before them; check the "
+            f"action name (actions in this log: {sorted(sequences['action'].explode().unique().to_list())[:10]})"
+        )
+    head = evaluable.with_columns([pl.col(c).list.head(valid_at) for c in SEQUENCE_LIST_COLUMNS]).drop("_targets")
+    split = Split(
+        train=pl.concat([head, train_only]),
+        valid=_examples(evaluable, valid_at),
+        test=_examples(evaluable, test_at),
+        stats={
+            "protocol": f"leave_one_out, target action {action}",
             "evaluated_users": evaluable.height,
             "train_only_users": train_only.height,
         },

@@ -72,6 +72,8 @@ def load_events(data_args) -> pl.DataFrame:
 def prepare_data(data_args) -> PreparedData:
     """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made."""
     check_choices(split=(data_args.split, ("leave_one_out", "temporal")))
+    if data_args.target_action is not None and data_args.split != "leave_one_out":
+        raise ConfigError("--target_action works with --split leave_one_out only (temporal is not supported yet)")
     events = load_events(data_args)
     renames = dict(pair.split("=", 1) for pair in data_args.rename_actions or [])
     cleaning = CleaningConfig(
@@ -93,7 +95,10 @@ def prepare_data(data_args) -> PreparedData:
         events, key = add_sessions(events, data_args.session_gap_seconds), "session_id"
     sequences = build_sequences(events, key=key)
     if data_args.split == "leave_one_out":
-        split = leave_one_out(sequences)
+        try:
+            split = leave_one_out(sequences, target_action=data_args.target_action)
+        except ValueError as error:
+            raise ConfigError(f"--target_action {data_args.target_action}: {error}") from error
     else:
         split = temporal_split(
             sequences, valid_fraction=data_args.valid_fraction, test_fraction=data_args.test_fraction
@@ -145,6 +150,23 @@ def save_output(
     if report is not None:
         report.save(out / REPORT_FILE)
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+
+
+def evaluate_baselines(tokenizer: EventTokenizer, split: Split, target_action: str | None, **eval_kwargs) -> dict:
+    """Popularity and Markov (and, for a target action, that action's popularity) on validation and test."""
+    from bertrec.baselines import markov_scorer, popularity_scorer
+    from bertrec.evaluation import evaluate_scorer
+
+    scorers = {"popularity": popularity_scorer(tokenizer, split.train), "markov": markov_scorer(tokenizer, split.train)}
+    if target_action:
+        scorers[f"popularity ({target_action})"] = popularity_scorer(tokenizer, split.train, target_action)
+    return {
+        name: {
+            part: evaluate_scorer(scorer, tokenizer, examples, desc=f"{name} {part}", **eval_kwargs)
+            for part, examples in (("valid", split.valid), ("test", split.test))
+        }
+        for name, scorer in scorers.items()
+    }
 
 
 def format_metrics_table(rows: dict[str, dict], keys: list[str]) -> str:

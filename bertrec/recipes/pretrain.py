@@ -26,14 +26,15 @@ from bertrec.args import (
     parse_args,
     resolved_config,
 )
-from bertrec.baselines import item_counts, markov_scorer, popularity_scorer
+from bertrec.baselines import item_counts
 from bertrec.collators import TokenLayout
-from bertrec.evaluation import evaluate_model, evaluate_scorer
+from bertrec.evaluation import evaluate_model
 from bertrec.hub import push_folder, write_model_card
 from bertrec.losses import ItemLoss
 from bertrec.modeling import ARCHITECTURES, build_model, objective_for
 from bertrec.recipes.common import (
     check_choices,
+    evaluate_baselines,
     format_metrics_table,
     make_tokenizer,
     prepare_data,
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
         mask_action_prob=model_args.mask_action_prob,
         conditioned=model_args.supervise_conditioned,
     )
+    # a target action conditions the prompt where the model was trained on conditioned prompts
+    conditioned = objective_name == "masked" or model_args.supervise_conditioned
     eval_kwargs = {
+        "action": data_args.target_action if conditioned else None,
         "ks": tuple(eval_args.metric_ks),
         "exclude_seen": eval_args.exclude_seen,
         "batch_size": train_args.eval_batch_size,
@@ -129,13 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         name: evaluate_model(model, tokenizer, examples, desc=name, **eval_kwargs)
         for name, examples in (("valid", split.valid), ("test", split.test))
     }
-    baselines = {}
-    for name, make in (("popularity", popularity_scorer), ("markov", markov_scorer)):
-        scorer = make(tokenizer, split.train)
-        baselines[name] = {
-            part: evaluate_scorer(scorer, tokenizer, examples, desc=f"{name} {part}", **eval_kwargs)
-            for part, examples in (("valid", split.valid), ("test", split.test))
-        }
+    baselines = evaluate_baselines(tokenizer, split, data_args.target_action, **eval_kwargs)
     metrics = {
         **results,
         "baselines": baselines,

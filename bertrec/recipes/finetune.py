@@ -1,0 +1,213 @@
+"""Fine-tune a pretrained bertrec model for a ranking task: LoRA adapters + a ranking head, or in full.
+
+accelerate launch recipes/finetune.py --base_model outputs/pretrain --target_action purchase   # next purchase
+accelerate launch recipes/finetune.py --base_model outputs/pretrain --task rerank --rerank_loss bpr
+accelerate launch recipes/finetune.py --base_model outputs/pretrain --dataset new_period.csv --new_items true
+
+The data arguments default to the ones the base model was pretrained with, so fine-tuning sees the same
+split unless told otherwise; evaluation targets the base model trained on are refused (``LeakageError``).
+The output folder holds the merged, standalone stock model (``AutoModelForMaskedLM`` / ``...CausalLM``), the
+tokenizer, metrics and a model card, and ``adapter/`` holds the LoRA adapter for ``PeftModel.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from bertrec.args import DataArguments, EvalArguments, FinetuneArguments, HubArguments, parse_args, resolved_config
+from bertrec.collators import TokenLayout
+from bertrec.evaluation import evaluate_model
+from bertrec.hub import push_folder, write_model_card
+from bertrec.lora import apply_lora, merge, parameter_counts, save_adapter
+from bertrec.losses import ItemLoss
+from bertrec.modeling import model_objective
+from bertrec.new_items import add_new_items, new_item_ids
+from bertrec.recipes.common import (
+    check_choices,
+    evaluate_baselines,
+    format_metrics_table,
+    prepare_data,
+    save_output,
+    setup_logging,
+)
+from bertrec.recipes.finetune_setup import (
+    ADAPTER_DIR,
+    check_base_saw_no_targets,
+    load_base,
+    peak_memory_mb,
+    with_candidates,
+)
+from bertrec.tasks import target_event_prefixes
+from bertrec.training import Objective, TrainingArguments, configure_cpu_threads, train
+
+logger = logging.getLogger("bertrec")
+ARGUMENTS = (FinetuneArguments, DataArguments, TrainingArguments, EvalArguments, HubArguments)
+DEFAULTS = {
+    "output_dir": "outputs/finetune",
+    "num_epochs": 20,
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.1,
+    "early_stopping_patience": 5,
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    first = parse_args(ARGUMENTS, argv, DEFAULTS)[0]
+    base = load_base(first.base_model)
+    ft_args, data_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv, {**DEFAULTS, **base.data})
+    config = resolved_config(ft_args, data_args, train_args, eval_args, hub_args)
+    check_choices(
+        method=(ft_args.method, ("lora", "full", "none")),
+        task=(ft_args.task, ("next_item", "rerank")),
+        rerank_loss=(ft_args.rerank_loss, ("listwise", "bpr")),
+    )
+    accelerator = Accelerator(
+        mixed_precision=train_args.mixed_precision,
+        project_dir=train_args.output_dir,
+        log_with=None if train_args.report_to == "none" else train_args.report_to,
+    )
+    setup_logging(accelerator.is_main_process)
+    configure_cpu_threads(accelerator, train_args.cpu_threads)
+    logger.info("resolved config: %s", json.dumps(config))
+    accelerator.init_trackers("bertrec-finetune", config={k: str(v) for k, v in config.items()})
+    set_seed(train_args.seed)
+    started = time.perf_counter()
+
+    data = prepare_data(data_args)
+    check_base_saw_no_targets(base, data_args, data.split)
+    model, tokenizer = base.model, base.tokenizer
+    new_ids: list[int] = []
+    if ft_args.new_items and (items := new_item_ids(tokenizer, data.split.train, ft_args.new_item_min_count)):
+        tokenizer, new_ids = add_new_items(model, tokenizer, data.split.train, items)
+    split = with_candidates(data.split, ft_args, tokenizer, seed=train_args.seed)
+    objective_name, action = model_objective(model), data_args.target_action
+    eval_kwargs = {
+        "ks": tuple(eval_args.metric_ks),
+        "exclude_seen": eval_args.exclude_seen,
+        "batch_size": train_args.eval_batch_size,
+        "accelerator": accelerator,
+    }
+    base_action = action if objective_name == "masked" or base.config.get("supervise_conditioned") else None
+    untuned = {
+        part: evaluate_model(
+            model, tokenizer, getattr(split, part), action=base_action, desc=f"base {part}", **eval_kwargs
+        )
+        for part in ("valid", "test")
+    }
+
+    peft_model = None
+    if ft_args.method == "lora":
+        peft_model = apply_lora(
+            model,
+            r=ft_args.lora_r,
+            alpha=ft_args.lora_alpha,
+            dropout=ft_args.lora_dropout,
+            target_modules=ft_args.lora_target_modules,
+            head_modules=ft_args.head_modules,
+            new_token_ids=new_ids,
+        )
+        model = peft_model.get_base_model()
+    elif ft_args.method == "none":
+        model.requires_grad_(False)
+    counts = parameter_counts(model)
+    logger.info(
+        "trainable parameters: %d of %d (%.2f%%)",
+        counts["trainable"],
+        counts["total"],
+        100 * counts["trainable_fraction"],
+    )
+
+    layout = TokenLayout.from_tokenizer(tokenizer)
+    if action:  # every training prompt ends at an event of the target action, conditioned on it
+        windows = tokenizer.encode_sequences(target_event_prefixes(split.train, action, tokenizer.spec.max_events))
+        objective = Objective(objective_name, layout, conditioned=True, last_event_only=True)
+    else:
+        windows = tokenizer.encode_training_windows(split.train, min_events=2 if objective_name == "next" else 1)
+        objective = Objective(objective_name, layout, mask_prob=ft_args.mask_prob)
+    rerank = ft_args.task == "rerank"
+    loss_module = ItemLoss(
+        model,
+        item_offset=tokenizer.item_offset,
+        num_items=tokenizer.num_items,
+        num_uniform_negatives=ft_args.num_negatives if rerank else 0,
+        rerank_loss=ft_args.rerank_loss if rerank else None,
+    )
+    eval_kwargs["action"] = action
+
+    def validate() -> dict:
+        return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
+
+    state = {"best_step": -1, "best_metric": untuned["valid"]["ndcg@10"], "epoch": 0, "global_step": 0, "history": []}
+    if ft_args.method != "none":
+        logger.info("%d training prompts for task %s%s", len(windows), ft_args.task, f" ({action})" if action else "")
+        state = train(accelerator, loss_module, windows, objective, validate, train_args)
+    train_seconds = time.perf_counter() - started
+    results = {
+        part: evaluate_model(model, tokenizer, getattr(split, part), desc=part, **eval_kwargs)
+        for part in ("valid", "test")
+    }
+    metrics = {
+        **results,
+        "baselines": {"no fine-tuning": untuned, **evaluate_baselines(tokenizer, split, action, **eval_kwargs)},
+        "finetuning": {
+            "base_model": ft_args.base_model,
+            "method": ft_args.method,
+            "task": ft_args.task,
+            "target_action": action,
+            "new_items": len(new_ids),
+            **counts,
+            "peak_memory_mb": peak_memory_mb(accelerator.device),
+            "wall_seconds": round(train_seconds, 1),
+        },
+        "training": {
+            "best_step": state["best_step"],
+            "best_valid_ndcg@10": state["best_metric"],
+            "epochs_run": state["epoch"],
+            "steps": state["global_step"],
+            "history": state["history"],
+        },
+        "data": {
+            **split.stats,
+            "vocab_size": tokenizer.vocab_size,
+            "items": tokenizer.num_items,
+            "train_prompts": len(windows),
+            "layout": tokenizer.spec.layout,
+            "objective": objective_name,
+        },
+    }
+    if accelerator.is_main_process:
+        out = Path(train_args.output_dir)
+        final = accelerator.unwrap_model(loss_module).model
+        if peft_model is not None:
+            save_adapter(peft_model, out / ADAPTER_DIR, ft_args.base_model)
+            tokenizer.save(out / ADAPTER_DIR)
+            final = merge(peft_model)
+        save_output(str(out), model=final, tokenizer=tokenizer, config=config, report=data.report, metrics=metrics)
+        repo_id = hub_args.hub_model_id or out.name
+        write_model_card(out, repo_id=repo_id, metrics=metrics, config=config, report_summary=data.report.summary())
+        if hub_args.push_to_hub:
+            print(f"pushed to {push_folder(out, repo_id, private=hub_args.hub_private)}")
+        keys = [f"{m}@{k}" for k in eval_args.metric_ks for m in ("hr", "ndcg", "mrr")]
+        rows = {
+            f"{ft_args.method} ({ft_args.task})": results["test"],
+            **{name: b["test"] for name, b in metrics["baselines"].items()},
+        }
+        print(
+            f"\ntrainable parameters {counts['trainable']:,} of {counts['total']:,} "
+            f"({100 * counts['trainable_fraction']:.2f}%), {train_seconds:.0f} s"
+        )
+        print(f"test metrics ({results['test']['users']} users):")
+        print(format_metrics_table(rows, keys))
+        print(f"saved to {out}")
+    accelerator.end_training()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
