@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from bertrec.modeling import backbone_hidden, head_features, item_logits
+from bertrec.modeling import backbone_hidden, head_features, item_logits, output_weight_and_bias
 
 
 def full_softmax_loss(
@@ -61,11 +61,11 @@ def candidate_loss(
         raise ValueError(f"rerank loss {kind!r} is not one of ['listwise', 'bpr']")
     negatives = torch.randint(num_items, (len(targets), num_negatives), generator=generator).to(targets.device)
     candidates = torch.cat([targets[:, None], negatives], dim=1)
-    output = model.get_output_embeddings()
+    weight, bias = output_weight_and_bias(model)
     rows = candidates + item_offset
-    logits = torch.einsum("nh,nch->nc", features, output.weight[rows])
-    if getattr(output, "bias", None) is not None:
-        logits = logits + output.bias[rows]
+    logits = torch.einsum("nh,nch->nc", features, weight[rows])
+    if bias is not None:
+        logits = logits + bias[rows]
     logits = logits.float()
     collision = torch.cat([torch.zeros_like(targets[:, None], dtype=torch.bool), negatives == targets[:, None]], 1)
     if kind == "listwise":

@@ -113,12 +113,23 @@ def item_logits(
 ) -> torch.Tensor:
     """Logits of item tokens from head features: all items, or only the item indices in ``items``.
 
-    All-item scores run the model's own output layer and slice the item columns, so they equal the stock
-    model's logits at the item token ids bit for bit; a subset (sampled softmax) gathers rows first.
+    The output layer's own weight and bias rows for the item tokens, so the scores equal the stock model's
+    logits at the item token ids (to float rounding); non-item rows are never computed.
+    """
+    weight, bias = output_weight_and_bias(model)
+    rows = slice(item_offset, item_offset + num_items) if items is None else items + item_offset
+    return F.linear(features, weight[rows], None if bias is None else bias[rows])
+
+
+def output_weight_and_bias(model: PreTrainedModel) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The output layer's effective weight and bias, for scoring a subset of rows.
+
+    Under peft's trainable tokens (new items) the layer is wrapped: its ``weight`` lacks the trained rows (the
+    wrapper's merged weight has them), and the wrapper's forward drops BERT's decoder bias (peft 0.21), which
+    the merged model has; reading both here keeps training, evaluation and the merged model consistent.
     """
     output = model.get_output_embeddings()
-    if items is None:
-        return output(features)[..., item_offset : item_offset + num_items]
-    rows = items + item_offset
-    bias = output.bias[rows] if getattr(output, "bias", None) is not None else None
-    return F.linear(features, output.weight[rows], bias)
+    adapter = getattr(output, "token_adapter", None)
+    if adapter is not None:
+        return adapter.get_merged_weights(adapter.active_adapters), getattr(adapter.base_layer, "bias", None)
+    return output.weight, getattr(output, "bias", None)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_model
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -265,12 +265,16 @@ def train(
 
 
 def _load_best(model: torch.nn.Module, path: Path) -> None:
-    """Load the best weights; safetensors omits tied copies (e.g. the output matrix), and only those may be
-    missing: anything else means the file does not belong to this model."""
-    result = model.load_state_dict(load_file(path), strict=False)
-    every_name = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    tied = every_name - {name for name, _ in model.named_parameters()}
-    unexplained = [k for k in result.missing_keys if k not in tied] + list(result.unexpected_keys)
+    """Load the best weights; the file holds one name per group of tied tensors (e.g. the embedding and the
+    output matrix), and only such duplicates may be missing: anything else means the file does not belong to
+    this model."""
+    saved = load_file(path)
+    result = model.load_state_dict(saved, strict=False)
+    groups: dict[int, set[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), set()).add(name)
+    covered = {name for names in groups.values() if names & saved.keys() for name in names}
+    unexplained = [k for k in result.missing_keys if k not in covered] + list(result.unexpected_keys)
     if unexplained:
         raise ValueError(f"{path} does not match the model being trained: {unexplained[:5]}")
 
@@ -286,7 +290,9 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
         state.update(best_metric=value, best_step=state["global_step"], bad_evaluations=0)
         if accelerator.is_main_process:
             with atomic_directory(checkpoint_root / BEST_DIR) as folder:
-                accelerator.unwrap_model(loss_module).model.save_pretrained(folder)
+                # safetensors' own writer: it drops tied duplicates of any kind, including the ones peft's
+                # trainable tokens share between the input and output layer, which save_pretrained rejects
+                save_model(accelerator.unwrap_model(loss_module).model, str(Path(folder) / "model.safetensors"))
         accelerator.wait_for_everyone()
         return False
     state["bad_evaluations"] += 1

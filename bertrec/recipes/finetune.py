@@ -20,7 +20,15 @@ from pathlib import Path
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from bertrec.args import DataArguments, EvalArguments, FinetuneArguments, HubArguments, parse_args, resolved_config
+from bertrec.args import (
+    ConfigError,
+    DataArguments,
+    EvalArguments,
+    FinetuneArguments,
+    HubArguments,
+    parse_args,
+    resolved_config,
+)
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model
 from bertrec.hub import push_folder, write_model_card
@@ -62,6 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     base = load_base(first.base_model)
     ft_args, data_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv, {**DEFAULTS, **base.data})
     config = resolved_config(ft_args, data_args, train_args, eval_args, hub_args)
+    if hub_args.push_to_hub and not hub_args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/shop-next-purchase)")
     check_choices(
         method=(ft_args.method, ("lora", "full", "none")),
         task=(ft_args.task, ("next_item", "rerank")),
