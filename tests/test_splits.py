@@ -90,3 +90,22 @@ def test_temporal_split_respects_cut_offs():
     assert split.test["target_timestamp"].min() >= test_start
     with pytest.raises(ValueError, match="sum below 1"):
         temporal_split(build_sequences(unique_item_log()), valid_fraction=0.6, test_fraction=0.5)
+
+
+def test_target_action_split_holds_out_the_last_two_events_of_that_action():
+    rows = [
+        ("u", "a", "view", 1.0), ("u", "a", "purchase", 2.0), ("u", "b", "view", 3.0), ("u", "b", "purchase", 4.0),
+        ("u", "c", "view", 5.0), ("u", "c", "purchase", 6.0), ("u", "d", "view", 7.0),
+        ("w", "a", "purchase", 1.0), ("w", "b", "view", 2.0), ("w", "c", "purchase", 3.0),  # first buy: no history
+        ("x", "a", "view", 1.0), ("x", "b", "purchase", 2.0),  # one purchase: trains only
+    ]  # fmt: skip
+    split = leave_one_out(build_sequences(make_events(rows)), target_action="purchase")
+    assert split.test["user_id"].to_list() == ["u"] == split.valid["user_id"].to_list()
+    test, valid = split.test.row(0, named=True), split.valid.row(0, named=True)
+    assert (test["target_item_id"], test["item_id"]) == ("c", ["a", "a", "b", "b", "c"])
+    assert (valid["target_item_id"], valid["item_id"]) == ("b", ["a", "a", "b"])
+    train = dict(zip(split.train["user_id"], split.train["item_id"].to_list()))
+    assert train == {"u": ["a", "a", "b"], "w": ["a", "b", "c"], "x": ["a", "b"]}  # nothing at/after valid target
+    assert split.stats["train_only_users"] == 2
+    with pytest.raises(ValueError, match="no user has two 'buy' events"):
+        leave_one_out(build_sequences(make_events(rows)), target_action="buy")
