@@ -261,3 +261,35 @@ def test_resumed_finetune_replays_the_uninterrupted_run(finetuned, tmp_path):
     assert all(torch.equal(want[k], got[k]) for k in want)
     state = json.loads((resumed / f"checkpoint-{last}" / "trainer_state.json").read_text())
     assert state["epoch"] == 2
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_lora_defaults_per_architecture_merge_into_the_stock_class(model_type):
+    from bertrec.lora import LORA_DEFAULTS, apply_lora, merge, parameter_counts
+
+    torch.manual_seed(0)
+    model = build_model(model_type=model_type, vocab_size=500, max_positions=16, hidden_size=16, num_heads=2)
+    stock_class = type(model)
+    peft = apply_lora(model)
+    trainable = {n for n, p in peft.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable)
+    head = LORA_DEFAULTS[model_type].head_modules[0]
+    assert all("lora_" in n or f"{head}.modules_to_save" in n for n in trainable), sorted(trainable)[:5]
+    assert 0 < parameter_counts(peft)["trainable_fraction"] < 0.5
+    with torch.no_grad():  # pretend training moved every trainable tensor
+        for p in peft.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    ids = torch.randint(10, 500, (2, 8))
+    with torch.no_grad():
+        expected = peft.eval()(input_ids=ids).logits
+        merged = merge(peft).eval()
+        assert type(merged) is stock_class
+        assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
+    assert merged.get_output_embeddings().weight is merged.get_input_embeddings().weight
+    with pytest.raises(ValueError, match="head module 'nope' not found"):
+        apply_lora(
+            build_model(model_type=model_type, vocab_size=50, max_positions=8, hidden_size=8, num_heads=2),
+            head_modules=["nope"],
+            target_modules=["x"],
+        )

@@ -127,9 +127,15 @@ def test_evaluate_recipe_matches_training_metrics(pretrained, tmp_path):
 def test_every_shipped_config_parses():
     from pathlib import Path
 
+    from bertrec.recipes.finetune import ARGUMENTS as FINETUNE_ARGUMENTS
+
     configs = sorted(Path(__file__).parents[1].glob("recipes/configs/**/*.yaml"))
-    assert configs
+    assert any(c.name.startswith("finetune_") for c in configs)
     for config in configs:
+        if config.name.startswith("finetune_"):
+            finetune, data, train, *_ = parse_args(FINETUNE_ARGUMENTS, ["--config", str(config)])
+            assert finetune.method in {"lora", "full", "none"} and isinstance(train, TrainingArguments)
+            continue
         data, tok, model, train, evaluation, hub = parse_args(ARGUMENTS, ["--config", str(config)])
         assert isinstance(train, TrainingArguments) and model.model_type in {"bert", "gpt2", "llama"}
 
