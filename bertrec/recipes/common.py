@@ -49,6 +49,26 @@ def setup_logging(is_main_process: bool) -> None:
     )
 
 
+def start_run(train_args, config: dict[str, Any], *, project: str):
+    """The accelerator, logging, CPU threads, trackers and seed every training recipe starts with."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from bertrec.training import configure_cpu_threads
+
+    accelerator = Accelerator(
+        mixed_precision=train_args.mixed_precision,
+        project_dir=train_args.output_dir,
+        log_with=None if train_args.report_to == "none" else train_args.report_to,
+    )
+    setup_logging(accelerator.is_main_process)
+    configure_cpu_threads(accelerator, train_args.cpu_threads)
+    logger.info("resolved config: %s", json.dumps(config))
+    accelerator.init_trackers(project, config={k: str(v) for k, v in config.items()})
+    set_seed(train_args.seed)
+    return accelerator
+
+
 def load_events(data_args) -> pl.DataFrame:
     """The raw log as canonical events: a file, or the built-in synthetic shop log."""
     if data_args.dataset == "synthetic":

@@ -12,13 +12,9 @@ tokenizer, metrics and a model card, and ``adapter/`` holds the LoRA adapter for
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
-
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 
 from bertrec.args import (
     ConfigError,
@@ -42,7 +38,7 @@ from bertrec.recipes.common import (
     format_metrics_table,
     prepare_data,
     save_output,
-    setup_logging,
+    start_run,
 )
 from bertrec.recipes.finetune_setup import (
     ADAPTER_DIR,
@@ -52,7 +48,7 @@ from bertrec.recipes.finetune_setup import (
     with_candidates,
 )
 from bertrec.tasks import target_event_prefixes
-from bertrec.training import Objective, TrainingArguments, configure_cpu_threads, train
+from bertrec.training import Objective, TrainingArguments, train
 
 logger = logging.getLogger("bertrec")
 ARGUMENTS = (FinetuneArguments, DataArguments, TrainingArguments, EvalArguments, HubArguments)
@@ -81,16 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         task=(ft_args.task, ("next_item", "rerank")),
         rerank_loss=(ft_args.rerank_loss, ("listwise", "bpr")),
     )
-    accelerator = Accelerator(
-        mixed_precision=train_args.mixed_precision,
-        project_dir=train_args.output_dir,
-        log_with=None if train_args.report_to == "none" else train_args.report_to,
-    )
-    setup_logging(accelerator.is_main_process)
-    configure_cpu_threads(accelerator, train_args.cpu_threads)
-    logger.info("resolved config: %s", json.dumps(config))
-    accelerator.init_trackers("bertrec-finetune", config={k: str(v) for k, v in config.items()})
-    set_seed(train_args.seed)
+    accelerator = start_run(train_args, config, project="bertrec-finetune")
     started = time.perf_counter()
 
     data = prepare_data(data_args)

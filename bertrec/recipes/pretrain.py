@@ -6,15 +6,12 @@ accelerate launch recipes/pretrain.py --config recipes/configs/synthetic/pretrai
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 
 from bertrec.args import (
     ConfigError,
@@ -39,10 +36,10 @@ from bertrec.recipes.common import (
     make_tokenizer,
     prepare_data,
     save_output,
-    setup_logging,
+    start_run,
 )
 from bertrec.tokenization import LAYOUTS
-from bertrec.training import Objective, TrainingArguments, configure_cpu_threads, train
+from bertrec.training import Objective, TrainingArguments, train
 
 logger = logging.getLogger("bertrec")
 ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArguments, EvalArguments, HubArguments)
@@ -53,16 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = resolved_config(data_args, tok_args, model_args, train_args, eval_args, hub_args)
     if hub_args.push_to_hub and not hub_args.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/shop-recommender)")
-    accelerator = Accelerator(
-        mixed_precision=train_args.mixed_precision,
-        project_dir=train_args.output_dir,
-        log_with=None if train_args.report_to == "none" else train_args.report_to,
-    )
-    setup_logging(accelerator.is_main_process)
-    configure_cpu_threads(accelerator, train_args.cpu_threads)
-    logger.info("resolved config: %s", json.dumps(config))
-    accelerator.init_trackers("bertrec", config={k: str(v) for k, v in config.items()})
-    set_seed(train_args.seed)
+    accelerator = start_run(train_args, config, project="bertrec")
     started = time.perf_counter()
 
     check_choices(
