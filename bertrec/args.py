@@ -112,6 +112,10 @@ class HubArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id, e.g. user/my-recommender."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
+    def __post_init__(self) -> None:
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/shop-recommender)")
+
 
 @dataclass
 class FinetuneArguments:

@@ -16,11 +16,14 @@ import yaml
 
 from bertrec.args import ConfigError
 from bertrec.atomic import atomic_write_text
+from bertrec.baselines import markov_scorer, popularity_scorer
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, clean_events
 from bertrec.data.readers import read_events
 from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import add_sessions, build_sequences
 from bertrec.data.splits import Split, leave_one_out, temporal_split
+from bertrec.evaluation import evaluate_model, evaluate_scorer
+from bertrec.hub import push_folder, write_model_card
 from bertrec.tokenization import EventTokenizer
 
 logger = logging.getLogger("bertrec")
@@ -172,11 +175,54 @@ def save_output(
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
 
+def evaluation_options(eval_args, train_args, accelerator, action: str | None) -> dict[str, Any]:
+    """Keyword arguments of ``evaluate_model``/``evaluate_scorer`` shared by every evaluation of a run."""
+    return {
+        "action": action,
+        "ks": tuple(eval_args.metric_ks),
+        "exclude_seen": eval_args.exclude_seen,
+        "batch_size": train_args.eval_batch_size,
+        "accelerator": accelerator,
+    }
+
+
+def evaluate_parts(model, tokenizer: EventTokenizer, split: Split, prefix: str = "", **options) -> dict:
+    """The model's metrics on the validation and test examples of ``split``."""
+    return {
+        part: evaluate_model(model, tokenizer, getattr(split, part), desc=f"{prefix}{part}", **options)
+        for part in ("valid", "test")
+    }
+
+
+def training_summary(state: dict) -> dict:
+    """What ``metrics.json`` keeps of the trainer state."""
+    return {
+        "best_step": state["best_step"],
+        "best_valid_ndcg@10": state["best_metric"],
+        "epochs_run": state["epoch"],
+        "steps": state["global_step"],
+        "history": state["history"],
+    }
+
+
+def publish(output_dir: str | Path, *, metrics: dict, config: dict, report: CleaningReport, hub_args) -> None:
+    """Write the model card into a saved folder and, when asked, upload the folder to the Hub."""
+    repo_id = hub_args.hub_model_id or Path(output_dir).name
+    write_model_card(output_dir, repo_id=repo_id, metrics=metrics, config=config, report_summary=report.summary())
+    if hub_args.push_to_hub:
+        print(f"pushed to {push_folder(output_dir, repo_id, private=hub_args.hub_private)}")
+
+
+def print_test_table(name: str, metrics: dict, ks: list[int], heading: str) -> None:
+    """The run's test metrics beside its baselines, as an aligned text table."""
+    keys = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr")]
+    rows = {name: metrics["test"], **{base: b["test"] for base, b in metrics["baselines"].items()}}
+    print(heading)
+    print(format_metrics_table(rows, keys))
+
+
 def evaluate_baselines(tokenizer: EventTokenizer, split: Split, target_action: str | None, **eval_kwargs) -> dict:
     """Popularity and Markov (and, for a target action, that action's popularity) on validation and test."""
-    from bertrec.baselines import markov_scorer, popularity_scorer
-    from bertrec.evaluation import evaluate_scorer
-
     scorers = {"popularity": popularity_scorer(tokenizer, split.train), "markov": markov_scorer(tokenizer, split.train)}
     if target_action:
         scorers[f"popularity ({target_action})"] = popularity_scorer(tokenizer, split.train, target_action)

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from bertrec.args import (
-    ConfigError,
     DataArguments,
     EvalArguments,
     FinetuneArguments,
@@ -27,7 +26,6 @@ from bertrec.args import (
 )
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model
-from bertrec.hub import push_folder, write_model_card
 from bertrec.lora import apply_lora, merge, parameter_counts, save_adapter
 from bertrec.losses import ItemLoss
 from bertrec.modeling import model_objective
@@ -35,10 +33,14 @@ from bertrec.new_items import add_new_items, new_item_ids
 from bertrec.recipes.common import (
     check_choices,
     evaluate_baselines,
-    format_metrics_table,
+    evaluate_parts,
+    evaluation_options,
     prepare_data,
+    print_test_table,
+    publish,
     save_output,
     start_run,
+    training_summary,
 )
 from bertrec.recipes.finetune_setup import (
     ADAPTER_DIR,
@@ -70,8 +72,6 @@ def main(argv: list[str] | None = None) -> dict:
     defaults = {**DEFAULTS, "learning_rate": LEARNING_RATES.get(first.method, 1e-3), **base.data}
     ft_args, data_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv, defaults)
     config = resolved_config(ft_args, data_args, train_args, eval_args, hub_args)
-    if hub_args.push_to_hub and not hub_args.hub_model_id:
-        raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/shop-next-purchase)")
     check_choices(
         method=(ft_args.method, ("lora", "full", "none")),
         task=(ft_args.task, ("next_item", "rerank")),
@@ -88,20 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer, new_ids = add_new_items(model, tokenizer, data.split.train, items)
     split = with_candidates(data.split, ft_args, tokenizer, seed=train_args.seed)
     objective_name, action = model_objective(model), data_args.target_action
-    eval_kwargs = {
-        "ks": tuple(eval_args.metric_ks),
-        "exclude_seen": eval_args.exclude_seen,
-        "batch_size": train_args.eval_batch_size,
-        "accelerator": accelerator,
-    }
     base_action = action if objective_name == "masked" or base.config.get("supervise_conditioned") else None
-    untuned = {
-        part: evaluate_model(
-            model, tokenizer, getattr(split, part), action=base_action, desc=f"base {part}", **eval_kwargs
-        )
-        for part in ("valid", "test")
-    }
-
+    untuned = evaluate_parts(
+        model, tokenizer, split, "base ", **evaluation_options(eval_args, train_args, accelerator, base_action)
+    )
     peft_model = None
     if ft_args.method == "lora":
         peft_model = apply_lora(
@@ -139,20 +129,25 @@ def main(argv: list[str] | None = None) -> dict:
         num_uniform_negatives=ft_args.num_negatives if rerank else 0,
         rerank_loss=ft_args.rerank_loss if rerank else None,
     )
-    eval_kwargs["action"] = action
+    eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 
     def validate() -> dict:
         return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
 
-    state = {"best_step": -1, "best_metric": untuned["valid"]["ndcg@10"], "epoch": 0, "global_step": 0, "history": []}
-    if ft_args.method != "none":
+    if ft_args.method == "none":  # nothing trains: the base's own scores are the result
+        state = {
+            "best_step": -1,
+            "best_metric": untuned["valid"]["ndcg@10"],
+            "epoch": 0,
+            "global_step": 0,
+            "history": [],
+        }
+        results = untuned
+    else:
         logger.info("%d training prompts for task %s%s", len(windows), ft_args.task, f" ({action})" if action else "")
         state = train(accelerator, loss_module, windows, objective, validate, train_args)
+        results = evaluate_parts(model, tokenizer, split, **eval_kwargs)
     train_seconds = time.perf_counter() - started
-    results = {
-        part: evaluate_model(model, tokenizer, getattr(split, part), desc=part, **eval_kwargs)
-        for part in ("valid", "test")
-    }
     metrics = {
         **results,
         "baselines": {"no fine-tuning": untuned, **evaluate_baselines(tokenizer, split, action, **eval_kwargs)},
@@ -166,13 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
             "peak_memory_mb": peak_memory_mb(accelerator.device),
             "wall_seconds": round(train_seconds, 1),
         },
-        "training": {
-            "best_step": state["best_step"],
-            "best_valid_ndcg@10": state["best_metric"],
-            "epochs_run": state["epoch"],
-            "steps": state["global_step"],
-            "history": state["history"],
-        },
+        "training": training_summary(state),
         "data": {
             **split.stats,
             "vocab_size": tokenizer.vocab_size,
@@ -190,21 +179,13 @@ def main(argv: list[str] | None = None) -> dict:
             tokenizer.save(out / ADAPTER_DIR)
             final = merge(peft_model)
         save_output(str(out), model=final, tokenizer=tokenizer, config=config, report=data.report, metrics=metrics)
-        repo_id = hub_args.hub_model_id or out.name
-        write_model_card(out, repo_id=repo_id, metrics=metrics, config=config, report_summary=data.report.summary())
-        if hub_args.push_to_hub:
-            print(f"pushed to {push_folder(out, repo_id, private=hub_args.hub_private)}")
-        keys = [f"{m}@{k}" for k in eval_args.metric_ks for m in ("hr", "ndcg", "mrr")]
-        rows = {
-            f"{ft_args.method} ({ft_args.task})": results["test"],
-            **{name: b["test"] for name, b in metrics["baselines"].items()},
-        }
+        publish(out, metrics=metrics, config=config, report=data.report, hub_args=hub_args)
         print(
             f"\ntrainable parameters {counts['trainable']:,} of {counts['total']:,} "
             f"({100 * counts['trainable_fraction']:.2f}%), {train_seconds:.0f} s"
         )
-        print(f"test metrics ({results['test']['users']} users):")
-        print(format_metrics_table(rows, keys))
+        heading = f"test metrics ({results['test']['users']} users):"
+        print_test_table(f"{ft_args.method} ({ft_args.task})", metrics, eval_args.metric_ks, heading)
         print(f"saved to {out}")
     accelerator.end_training()
     return metrics

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from bertrec.args import (
-    ConfigError,
     DataArguments,
     EvalArguments,
     HubArguments,
@@ -26,17 +24,20 @@ from bertrec.args import (
 from bertrec.baselines import item_counts
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model
-from bertrec.hub import push_folder, write_model_card
 from bertrec.losses import ItemLoss
 from bertrec.modeling import ARCHITECTURES, build_model, objective_for
 from bertrec.recipes.common import (
     check_choices,
     evaluate_baselines,
-    format_metrics_table,
+    evaluate_parts,
+    evaluation_options,
     make_tokenizer,
     prepare_data,
+    print_test_table,
+    publish,
     save_output,
     start_run,
+    training_summary,
 )
 from bertrec.tokenization import LAYOUTS
 from bertrec.training import Objective, TrainingArguments, train
@@ -48,8 +49,6 @@ ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArgument
 def main(argv: list[str] | None = None) -> dict:
     data_args, tok_args, model_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv)
     config = resolved_config(data_args, tok_args, model_args, train_args, eval_args, hub_args)
-    if hub_args.push_to_hub and not hub_args.hub_model_id:
-        raise ConfigError("--push_to_hub needs --hub_model_id (e.g. your-name/shop-recommender)")
     accelerator = start_run(train_args, config, project="bertrec")
     started = time.perf_counter()
 
@@ -103,13 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     # a target action conditions the prompt where the model was trained on conditioned prompts
     conditioned = objective_name == "masked" or model_args.supervise_conditioned
-    eval_kwargs = {
-        "action": data_args.target_action if conditioned else None,
-        "ks": tuple(eval_args.metric_ks),
-        "exclude_seen": eval_args.exclude_seen,
-        "batch_size": train_args.eval_batch_size,
-        "accelerator": accelerator,
-    }
+    action = data_args.target_action if conditioned else None
+    eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 
     def validate() -> dict:
         return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
@@ -117,22 +111,12 @@ def main(argv: list[str] | None = None) -> dict:
     state = train(accelerator, loss_module, windows, objective, validate, train_args)
     train_seconds = time.perf_counter() - started
 
-    results = {
-        name: evaluate_model(model, tokenizer, examples, desc=name, **eval_kwargs)
-        for name, examples in (("valid", split.valid), ("test", split.test))
-    }
+    results = evaluate_parts(model, tokenizer, split, **eval_kwargs)
     baselines = evaluate_baselines(tokenizer, split, data_args.target_action, **eval_kwargs)
     metrics = {
         **results,
         "baselines": baselines,
-        "training": {
-            "best_step": state["best_step"],
-            "best_valid_ndcg@10": state["best_metric"],
-            "epochs_run": state["epoch"],
-            "steps": state["global_step"],
-            "wall_seconds": round(train_seconds, 1),
-            "history": state["history"],
-        },
+        "training": {**training_summary(state), "wall_seconds": round(train_seconds, 1)},
         "data": {
             **split.stats,
             "vocab_size": tokenizer.vocab_size,
@@ -151,20 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
             report=data.report,
             metrics=metrics,
         )
-        repo_id = hub_args.hub_model_id or Path(train_args.output_dir).name
-        write_model_card(
-            train_args.output_dir, repo_id=repo_id, metrics=metrics, config=config, report_summary=data.report.summary()
-        )
-        if hub_args.push_to_hub:
-            print(f"pushed to {push_folder(train_args.output_dir, repo_id, private=hub_args.hub_private)}")
-        keys = [f"{m}@{k}" for k in eval_args.metric_ks for m in ("hr", "ndcg", "mrr")]
-        rows = {
-            f"{model_args.model_type} ({objective_name})": results["test"],
-            **{name: b["test"] for name, b in baselines.items()},
-        }
+        publish(train_args.output_dir, metrics=metrics, config=config, report=data.report, hub_args=hub_args)
         print(f"\nvalidation ndcg@10 {results['valid']['ndcg@10']:.4f}  (best step {state['best_step']})")
-        print(f"test metrics ({results['test']['users']} users, full ranking over {tokenizer.num_items} items):")
-        print(format_metrics_table(rows, keys))
+        heading = f"test metrics ({results['test']['users']} users, full ranking over {tokenizer.num_items} items):"
+        print_test_table(f"{model_args.model_type} ({objective_name})", metrics, eval_args.metric_ks, heading)
         print(f"saved to {train_args.output_dir}")
     accelerator.end_training()
     return metrics
