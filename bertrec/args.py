@@ -24,6 +24,13 @@ class DataArguments:
         metadata={"help": "A log file (csv/tsv/parquet/jsonl) or 'synthetic' for the built-in shop log."},
     )
     format: str | None = field(default=None, metadata={"help": "File format if the extension does not say it."})
+    reader: str | None = field(
+        default=None,
+        metadata={
+            "help": "Read --dataset in a public dataset's native format: movielens, recbole, sequence_text, amazon, "
+            "retailrocket, taobao, tmall, yoochoose or diginetica (docs/datasets.md). Default: the generic reader."
+        },
+    )
     user_column: str = field(default="user_id", metadata={"help": "Column holding user ids."})
     item_column: str = field(default="item_id", metadata={"help": "Column holding item ids."})
     action_column: str | None = field(

@@ -127,8 +127,15 @@ def evaluate_scorer(
     action: str | None = None,
     accelerator=None,
     desc: str = "evaluate",
+    details: bool = False,
 ) -> dict:
     """Rank every example's target among all items with ``score`` and return metrics plus miss counts.
+
+    Besides HR/NDCG/MRR, ``coverage@K`` is the share of the catalogue that appears in at least one top-K list
+    (a model that recommends only best sellers scores high on a popular-target log and low here). With
+    ``details`` (single process only) the result also holds ``details``: each example's ``user_id``, target
+    ``rank`` and ``top_items`` (item indices of its top-max(K) list), in the order of ``examples``, for paired
+    significance tests and popularity analyses.
 
     With ``exclude_seen`` the user's history items are removed from the ranking; a target the user has seen
     before then cannot be recommended and counts as a miss (reported as ``repeat_targets_excluded``). When the
@@ -138,6 +145,8 @@ def evaluate_scorer(
     """
     if examples.height == 0:
         raise ValueError("no examples to evaluate: the split is empty (too few events per user?)")
+    if details and accelerator is not None and accelerator.num_processes > 1:
+        raise ValueError("details=True needs a single process; evaluate in one process to get per-user details")
     is_main = accelerator is None or accelerator.is_main_process
     if accelerator is not None and accelerator.num_processes > 1:
         shard = np.array_split(np.arange(examples.height), accelerator.num_processes)[accelerator.process_index]
@@ -145,7 +154,8 @@ def evaluate_scorer(
     prompts = encode_prompts(tokenizer, examples, objective, action)
     by_length = np.argsort([len(p) for p in prompts], kind="stable")  # less padding; metrics ignore order
     examples, prompts = examples[by_length], [prompts[i] for i in by_length]
-    all_ranks, unknown, repeats, missing = [], 0, 0, 0
+    all_ranks, all_top, unknown, repeats, missing = [], [], 0, 0, 0
+    top_k = min(max(ks), tokenizer.num_items)
     for batch in tqdm(
         _batches(tokenizer, examples, prompts, batch_size),
         desc=desc,
@@ -166,18 +176,37 @@ def evaluate_scorer(
             scores = scores.index_put((seen[0], seen[1]), torch.tensor(float("-inf"), device=scores.device))
         unknown += int((batch.targets < 0).sum())
         all_ranks.append(pessimistic_ranks(scores, batch.targets.to(scores.device)))
-    ranks = torch.cat(all_ranks)
+        best = scores.topk(top_k, dim=1)
+        all_top.append(best.indices.masked_fill(best.values == float("-inf"), -1).cpu())  # -1: nothing rankable
+    ranks, top = torch.cat(all_ranks), torch.cat(all_top)
     counts = torch.tensor([unknown, repeats, missing], device=ranks.device)
+    recommended = torch.stack([_recommended_items(top[:, :k], tokenizer.num_items) for k in ks]).to(ranks.device)
     if accelerator is not None and accelerator.num_processes > 1:
         ranks = _gather_ragged(accelerator, ranks)
         counts = accelerator.reduce(counts, reduction="sum")
+        recommended = accelerator.reduce(recommended, reduction="sum")
     metrics = metrics_from_ranks(ranks.cpu(), ks)
+    for k, items in zip(ks, recommended):
+        metrics[f"coverage@{k}"] = float((items > 0).float().mean())
     metrics["unknown_targets"] = int(counts[0])
     if exclude_seen:
         metrics["repeat_targets_excluded"] = int(counts[1])
     if CANDIDATES in examples.columns:
         metrics["targets_not_in_candidates"] = int(counts[2])
+    if details:
+        original_order = np.argsort(by_length, kind="stable")
+        metrics["details"] = {
+            "user_id": examples["user_id"][original_order].to_list(),
+            "rank": ranks.cpu().numpy()[original_order],
+            "top_items": top.numpy()[original_order],
+        }
     return metrics
+
+
+def _recommended_items(top: torch.Tensor, num_items: int) -> torch.Tensor:
+    """How often each item appears in the given top-K lists (a count per catalogue item; -1 slots are empty)."""
+    listed = top.reshape(-1)
+    return torch.bincount(listed[listed >= 0], minlength=num_items)
 
 
 def _gather_ragged(accelerator, values: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,7 @@ def train(
         "best_step": -1,
         "bad_evaluations": 0,
         "history": [],
+        "elapsed_seconds": 0.0,  # training + validation wall time, summed over resumed runs
     }
     resume = args.resume_from_checkpoint
     if resume:
@@ -214,6 +216,7 @@ def train(
         disable=not accelerator.is_local_main_process,
     )
     stop = False
+    clock = _Clock(state.get("elapsed_seconds", 0.0))
     while state["epoch"] < args.num_epochs and not stop:
         batches = epoch_batches(lengths, args.batch_size, args.seed, state["epoch"], rank, world)
         for micro, indices in enumerate(batches):
@@ -254,7 +257,7 @@ def train(
         state["epoch"] += 1
         state["micro_step_in_epoch"] = 0
         if state["epoch"] % args.eval_every_epochs == 0 or state["epoch"] == args.num_epochs:
-            stop = _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric)
+            stop = _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock)
             _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
     progress.close()
     best = checkpoint_root / BEST_DIR / "model.safetensors"
@@ -279,11 +282,24 @@ def _load_best(model: torch.nn.Module, path: Path) -> None:
         raise ValueError(f"{path} does not match the model being trained: {unexplained[:5]}")
 
 
-def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric) -> bool:
+class _Clock:
+    """Wall seconds of this training, continuing the count of the run it resumed (time to the best epoch)."""
+
+    def __init__(self, already: float):
+        self.already, self.started = already, time.perf_counter()
+
+    def seconds(self) -> float:
+        return round(self.already + time.perf_counter() - self.started, 2)
+
+
+def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock) -> bool:
     """Evaluate, keep the best weights, update early stopping; returns True when training should stop."""
     metrics = evaluate()
     value = metrics[selection_metric]
-    state["history"].append({"epoch": state["epoch"], "step": state["global_step"], **metrics})
+    state["elapsed_seconds"] = clock.seconds()
+    state["history"].append(
+        {"epoch": state["epoch"], "step": state["global_step"], "elapsed_seconds": state["elapsed_seconds"], **metrics}
+    )
     accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state["global_step"])
     logger.info("epoch %d step %d validation %s=%.4f", state["epoch"], state["global_step"], selection_metric, value)
     if value > state["best_metric"]:

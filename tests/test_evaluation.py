@@ -31,3 +31,20 @@ def test_markov_scores_follow_transitions(split):
     one_user = split.test.filter(pl.col("user_id") == "u1")  # last item x; x was never followed in training
     metrics = evaluate_scorer(markov_scorer(tokenizer, split.train), tokenizer, one_user, ks=(1,))
     assert metrics["hr@1"] == 1.0  # falls back to popularity: a
+
+
+def test_coverage_and_per_user_details(split):
+    tokenizer = EventTokenizer.build(split.train, layout="item")
+    popular = evaluate_scorer(popularity_scorer(tokenizer, split.train), tokenizer, split.test, ks=(1, 2), details=True)
+    # every user gets the same list: top-1 covers one item, top-2 two items of the catalogue
+    assert popular["coverage@1"] == pytest.approx(1 / tokenizer.num_items)
+    assert popular["coverage@2"] == pytest.approx(2 / tokenizer.num_items)
+    details = popular["details"]
+    assert details["user_id"] == split.test["user_id"].to_list()  # in the order of the examples
+    assert details["top_items"].shape == (split.test.height, 2)
+    a = tokenizer.item_indices(pl.Series(["a"]))[0]
+    assert (details["top_items"][:, 0] == a).all()
+    by_user = dict(zip(details["user_id"], details["rank"]))
+    assert by_user["u1"] == 1 and by_user["u2"] == float("inf")  # u2's target zzz is unknown
+    markov = evaluate_scorer(markov_scorer(tokenizer, split.train), tokenizer, split.test, ks=(1,))
+    assert markov["coverage@1"] >= popular["coverage@1"] and "details" not in markov

@@ -81,6 +81,21 @@ def load_events(data_args) -> pl.DataFrame:
         if data_args.synthetic_users is not None:
             config.n_users = data_args.synthetic_users
         return generate_shop_log(config)
+    if data_args.reader is not None:
+        from bertrec.data.public_formats import read_public
+
+        generic = {
+            "format": None,
+            "user_column": "user_id",
+            "item_column": "item_id",
+            "action_column": None,
+            "timestamp_column": None,
+            "timestamp_unit": "auto",
+        }  # the generic reader's options: with a native reader they would be silently ignored
+        clash = [f"--{name}" for name, default in generic.items() if getattr(data_args, name) != default]
+        if clash:
+            raise ConfigError(f"--reader {data_args.reader} decides the columns itself; drop {', '.join(clash)}")
+        return read_public(data_args.dataset, reader=data_args.reader)
     columns = ColumnMapping(
         user=data_args.user_column,
         item=data_args.item_column,
@@ -199,6 +214,9 @@ def training_summary(state: dict) -> dict:
     return {
         "best_step": state["best_step"],
         "best_valid_ndcg@10": state["best_metric"],
+        "seconds_to_best": next(
+            (h["elapsed_seconds"] for h in state["history"] if h["step"] == state["best_step"]), None
+        ),
         "epochs_run": state["epoch"],
         "steps": state["global_step"],
         "history": state["history"],

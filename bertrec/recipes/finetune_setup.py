@@ -26,6 +26,7 @@ ADAPTER_DIR = "adapter"
 SOURCE_FIELDS = (
     "dataset",
     "format",
+    "reader",
     "user_column",
     "item_column",
     "action_column",

@@ -1,0 +1,399 @@
+"""Quality benchmark: bertrec, classical baselines and RecBole side by side under one protocol.
+
+python benchmarks/quality.py --dataset ml-100k --models popular markov lstm sasrec bert4rec bertrec-next \\
+    bertrec-masked recbole-sasrec recbole-bert4rec recbole-gru4rec
+python benchmarks/quality.py --dataset ml-100k --protocol temporal --models popular markov sasrec bertrec-next
+python benchmarks/quality.py --report            # all results -> benchmarks/results/quality.md
+
+Protocol (``quality_protocol.py``): leave-one-out (or a global temporal split, or "next purchase" on a target
+action), full ranking over every training item, seen items excluded (the headline) and kept, ties in
+timestamps broken by input order. Configurations are selected on validation NDCG@10 only; each frozen
+configuration's test split is read once, and every configuration tried is logged. bertrec rows repeat the
+selected configuration over 3 seeds (mean +- std); peers run one seed. Every "beats" claim carries a paired
+sign-flip permutation test over users. Runs are cached per (dataset, protocol, model, config, seed) in
+``--work_dir`` and a rerun resumes where it stopped. Data is read from ``$BERTREC_DATA`` (default
+``../shared/data``) and never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_protocol import (  # noqa: E402
+    DATASETS,
+    ROOT,
+    coverage_of,
+    data_flags,
+    evaluate_both,
+    export_recbole,
+    mean_std,
+    paired_test,
+    popularity_of,
+    prepared_split,
+    read_evaluation,
+    write_evaluation,
+)
+
+RESULTS = ROOT / "benchmarks" / "results"
+RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
+# equal size for every neural row; validation (early stopping, selection) in the headline setting
+SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2", "--exclude_seen", "true"]
+BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
+    "sasrec": ("gpt2", "item", []),
+    "bert4rec": ("bert", "item", ["--mask_prob", "0.2"]),
+    "bertrec-next": ("gpt2", None, []),
+    "bertrec-masked": ("bert", None, ["--mask_prob", "0.2"]),
+}
+RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
+MODELS = ("popular", "markov", "lstm", *BERTREC_MODELS, *RECBOLE_MODELS)
+DEFAULT_GRID = {"dropout": ["0.2", "0.5"]}
+
+
+def run_child(command: list[str], log: Path) -> dict:
+    """Run one training process; its own wall time and peak RSS (wait4 reports that child's usage alone)."""
+    print("running:", " ".join(command), flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"{command[1]} failed with exit code {process.returncode}; see {log}")
+    seconds = time.perf_counter() - started
+    print(f"  done in {seconds:.0f} s", flush=True)
+    return {"process_seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def grid_configs(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    configs = [{}]
+    for name, values in grid.items():
+        configs = [{**c, name: v} for c in configs for v in values]
+    return configs
+
+
+def config_id(config: dict[str, str]) -> str:
+    return "-".join(f"{k}{v}" for k, v in config.items()) or "default"
+
+
+class Benchmark:
+    """One (dataset, protocol): its split, its run folders, and the rows of its table."""
+
+    def __init__(self, dataset: str, protocol: str, work: Path, threads: int, budget: int):
+        self.dataset, self.protocol, self.spec = dataset, protocol, DATASETS[dataset]
+        self.split, self.data_args, self.split_dir = prepared_split(dataset, work, protocol)
+        self.root = work / dataset / protocol
+        self.threads, self.budget = threads, budget
+        self.catalogue = self.split.train["item_id"].explode().n_unique()
+
+    # bertrec ---------------------------------------------------------------------------------------------
+    def bertrec_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
+        model_type, layout, flags = BERTREC_MODELS[model]
+        run_dir = self.root / model / f"{config_id(config)}-seed{seed}"
+        evaluation = read_evaluation(run_dir)
+        if evaluation is not None:
+            return evaluation
+        command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
+        command += ["--model_type", model_type, "--layout", layout or self.spec.rich_layout]
+        command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *flags]
+        command += ["--seed", str(seed), "--cpu_threads", str(self.threads), "--output_dir", str(run_dir)]
+        for name, value in config.items():
+            command += [f"--{name}", value]
+        usage = run_child(command + extra, run_dir.parent / f"{run_dir.name}.log")
+        evaluation = self._evaluate_saved(run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        evaluation["training"] = {**usage, **{k: v for k, v in metrics["training"].items() if k != "history"}}
+        evaluation["training"]["valid_curve"] = [h["ndcg@10"] for h in metrics["training"]["history"]]
+        write_evaluation(run_dir, evaluation)
+        return evaluation
+
+    def _evaluate_saved(self, run_dir: Path) -> dict:
+        import torch
+
+        from bertrec.evaluation import model_scorer
+        from bertrec.modeling import model_objective
+        from bertrec.recipes.evaluate import load_model
+        from bertrec.tokenization import EventTokenizer
+
+        torch.set_num_threads(self.threads)
+        model, tokenizer = load_model(str(run_dir)).eval(), EventTokenizer.load(run_dir)
+        objective = model_objective(model)
+        action = self.spec.target_action if self.protocol == "target" and objective == "masked" else None
+        return evaluate_both(model_scorer(model, tokenizer), tokenizer, self.split, objective, action=action)
+
+    # baselines -------------------------------------------------------------------------------------------
+    def baseline_run(self, model: str) -> dict:
+        from bertrec.baselines import markov_scorer, popularity_scorer
+        from bertrec.tokenization import EventTokenizer
+
+        run_dir = self.root / model / "default-seed0"
+        evaluation = read_evaluation(run_dir)
+        if evaluation is None:
+            started = time.perf_counter()
+            tokenizer = EventTokenizer.build(self.split.train, layout="item", max_events=self.spec.max_events)
+            action = self.spec.target_action if self.protocol == "target" else None
+            if model == "popular":
+                score = popularity_scorer(tokenizer, self.split.train, action)
+            else:
+                score = markov_scorer(tokenizer, self.split.train)
+            evaluation = evaluate_both(score, tokenizer, self.split, "next")
+            evaluation["training"] = {"wall_seconds": round(time.perf_counter() - started, 1)}
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_evaluation(run_dir, evaluation)
+        return evaluation
+
+    def lstm_run(self, config: dict[str, str], seed: int) -> dict:
+        run_dir = self.root / "lstm" / f"{config_id(config)}-seed{seed}"
+        evaluation = read_evaluation(run_dir)
+        if evaluation is None:
+            command = [
+                sys.executable,
+                str(ROOT / "benchmarks" / "lstm_next_item.py"),
+                "--split_dir",
+                str(self.split_dir),
+            ]
+            command += ["--output_dir", str(run_dir), "--max_events", str(self.spec.max_events), "--seed", str(seed)]
+            command += ["--cpu_threads", str(self.threads)]
+            for name, value in config.items():
+                command += [f"--{name}", value]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
+            evaluation = read_evaluation(run_dir)
+            evaluation["training"].update(usage)
+            write_evaluation(run_dir, evaluation)
+        return evaluation
+
+    def recbole_run(self, model: str) -> dict:
+        if self.protocol != "loo":
+            raise SystemExit("RecBole peers run on the leave-one-out protocol only (their runner takes LOO files)")
+        run_dir = self.root / model / "default-seed2020"
+        evaluation = read_evaluation(run_dir)
+        if evaluation is None:
+            if not RECBOLE_PYTHON.is_file():
+                raise SystemExit("RecBole is not installed: run benchmarks/peers/install_recbole.sh")
+            files = export_recbole(self.split, self.root / "recbole_files")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            command = [str(RECBOLE_PYTHON), str(ROOT / "benchmarks" / "peers" / "recbole_run.py")]
+            command += ["--split_dir", str(files), "--model", RECBOLE_MODELS[model]]
+            command += ["--max_len", str(self.spec.max_events), "--hidden_size", "64", "--num_layers", "2"]
+            command += ["--num_heads", "2", "--threads", str(self.threads), "--budget_seconds", str(self.budget)]
+            command += ["--output", str(run_dir / "recbole.json")]
+            usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
+            evaluation = recbole_evaluation(json.loads((run_dir / "recbole.json").read_text()), usage)
+            write_evaluation(run_dir, evaluation)
+        return evaluation
+
+    # rows ------------------------------------------------------------------------------------------------
+    def row(self, model: str, seeds: list[int], grid: dict[str, list[str]], extra: list[str]) -> dict:
+        """Select a configuration on validation (first seed), then run the other seeds of the chosen one."""
+        if model in ("popular", "markov"):
+            return self.summarise(model, [self.baseline_run(model)], tried=[])
+        if model in RECBOLE_MODELS:
+            return self.summarise(model, [self.recbole_run(model)], tried=[])
+        trials = {}
+        for config in grid_configs(grid):
+            if model == "lstm":
+                trials[config_id(config)] = (config, self.lstm_run(config, seeds[0]))
+            else:
+                trials[config_id(config)] = (config, self.bertrec_run(model, config, seeds[0], extra))
+        tried = [{"config": c, "valid_ndcg@10": e["valid"]["ndcg@10"]} for c, e in trials.values()]
+        config, first = max(trials.values(), key=lambda t: t[1]["valid"]["ndcg@10"])
+        runs = [first]
+        for seed in seeds[1:]:
+            run = self.lstm_run(config, seed) if model == "lstm" else self.bertrec_run(model, config, seed, extra)
+            runs.append(run)
+        return self.summarise(model, runs, tried=tried, config=config)
+
+    def summarise(self, model: str, runs: list[dict], tried: list, config: dict | None = None) -> dict:
+        row = {"model": model, "seeds": len(runs), "config": config or {}, "configurations_tried": tried}
+        for setting in ("excluded", "plain"):
+            tests = [r[f"test_{setting}"] for r in runs]
+            row[setting] = {
+                k: mean_std([t[k] for t in tests]) for k in ("hr@10", "ndcg@10", "mrr@10", "hr@50", "ndcg@50")
+            }
+            top10 = [i for r in runs[:1] for i in r[f"details_{setting}"]["top10"]]
+            row[setting]["coverage@10"] = coverage_of(top10, self.catalogue)
+            row[setting]["popularity@10"] = popularity_of(top10, self.split.train)
+        row["valid_ndcg@10"] = mean_std([r["valid"]["ndcg@10"] for r in runs])
+        row["per_user_ndcg@10"] = {
+            setting: _mean_per_user([r[f"details_{setting}"] for r in runs]) for setting in ("excluded", "plain")
+        }
+        training = [r.get("training", {}) for r in runs]
+        row["training"] = {
+            key: mean_std([t[key] for t in training if t.get(key) is not None])
+            for key in ("wall_seconds", "seconds_to_best", "peak_rss_mb", "epochs_run")
+            if any(t.get(key) is not None for t in training)
+        }
+        for key in ("best_epoch", "stopped_by", "flattened", "valid_curve"):
+            if key in training[0]:
+                row["training"][key] = training[0][key]
+        return row
+
+
+def _mean_per_user(details: list[dict]) -> dict[str, float]:
+    """Per-user NDCG@10 averaged over seeds (the unit of the paired test)."""
+    totals: dict[str, float] = {}
+    for detail in details:
+        for user, value in zip(detail["user_id"], detail["ndcg@10"]):
+            totals[user] = totals.get(user, 0.0) + value / len(details)
+    return totals
+
+
+def recbole_evaluation(result: dict, usage: dict) -> dict:
+    """The RecBole runner's JSON in the shape of our evaluation files."""
+    evaluation = {"valid": {"ndcg@10": result["best_valid_ndcg@10"]}}
+    for setting in ("excluded", "plain"):
+        evaluation[f"test_{setting}"] = result["test"][setting]
+        per_user = result["per_user_ndcg@10"][setting]
+        evaluation[f"details_{setting}"] = {
+            "user_id": list(per_user),
+            "ndcg@10": list(per_user.values()),
+            "top10": [i for items in result.get("top10", {}).get(setting, {}).values() for i in items],
+        }
+    evaluation["training"] = {
+        "wall_seconds": result["train_seconds"],
+        "seconds_to_best": result["seconds_to_best"],
+        "epochs_run": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "stopped_by": result["stopped_by"],
+        "flattened": result["flattened"],
+        "valid_curve": result["valid_curve"],
+        "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage["peak_rss_mb"]),
+    }
+    return evaluation
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """The best bertrec row against every other row: mean difference and paired p-value (seen excluded)."""
+    ours = [r for r in rows if r["model"] in BERTREC_MODELS]
+    if not ours:
+        return []
+    best = max(ours, key=lambda r: r["valid_ndcg@10"][0])  # chosen on validation, not test
+    result = []
+    for other in rows:
+        if other is best:
+            continue
+        test = paired_test(best["per_user_ndcg@10"]["excluded"], other["per_user_ndcg@10"]["excluded"])
+        ratio = best["excluded"]["ndcg@10"][0] / max(other["excluded"]["ndcg@10"][0], 1e-12)
+        result.append({"best": best["model"], "other": other["model"], "ratio": ratio, **test})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS))
+    parser.add_argument("--protocol", default="loo", choices=("loo", "temporal", "target"))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--grid", nargs="*", default=None, help="name=v1,v2 pairs of pretrain flags to select over")
+    parser.add_argument("--extra", default="", help='flags added to every bertrec run, e.g. --extra="--num_epochs 300"')
+    parser.add_argument("--work_dir", default="outputs/bench_quality")
+    parser.add_argument("--cpu_threads", type=int, default=1)
+    parser.add_argument("--recbole_budget_seconds", type=int, default=3600)
+    parser.add_argument("--report", action="store_true", help="only rebuild the markdown from the result files")
+    args = parser.parse_args()
+    if not args.report:
+        if args.dataset is None:
+            parser.error("--dataset is required unless --report")
+        grid = DEFAULT_GRID if args.grid is None else dict(_grid_pair(p) for p in args.grid)
+        bench = Benchmark(
+            args.dataset, args.protocol, Path(args.work_dir), args.cpu_threads, args.recbole_budget_seconds
+        )
+        out = RESULTS / f"quality_{args.dataset}_{args.protocol}.json"
+        saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+        rows = {r["model"]: r for r in saved["rows"]}
+        for model in args.models:
+            rows[model] = bench.row(model, args.seeds, grid, shlex.split(args.extra))
+            _save(out, args, bench, list(rows.values()))
+    print(write_report())
+
+
+def _grid_pair(text: str) -> tuple[str, list[str]]:
+    name, _, values = text.partition("=")
+    return name, values.split(",")
+
+
+def _save(out: Path, args, bench: Benchmark, rows: list[dict]) -> None:
+    order = {m: i for i, m in enumerate(MODELS)}
+    rows = sorted(rows, key=lambda r: order[r["model"]])
+    result = {
+        "dataset": bench.dataset,
+        "protocol": bench.protocol,
+        "split": bench.split.stats,
+        "catalogue_items": bench.catalogue,
+        "max_events": bench.spec.max_events,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.cpu_threads} torch thread(s) per run",
+        "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
+        "rows": rows,
+        "comparisons": comparisons(rows),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    temp = out.with_suffix(".tmp")
+    temp.write_text(json.dumps(result, indent=1) + "\n")
+    temp.replace(out)
+
+
+def write_report() -> str:
+    """Every result file as one markdown document (``benchmarks/results/quality.md``)."""
+    parts = []
+    for path in sorted(RESULTS.glob("quality_*.json")):
+        parts.append(markdown(json.loads(path.read_text())))
+    text = "\n\n".join(parts) + "\n"
+    (RESULTS / "quality.md").write_text(text)
+    return text
+
+
+def _cell(pair) -> str:
+    mean, std = pair
+    return f"{mean:.4f} ± {std:.4f}" if std else f"{mean:.4f}"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"### {result['dataset']} — {result['protocol']} ({result['split'].get('evaluated_users', '?')} test users, "
+        f"{result['catalogue_items']} items, max length {result['max_events']})",
+        "",
+        f"`{result['command']}` — {result['machine']}, {result['date']}",
+        "",
+        "| model | NDCG@10 | HR@10 | MRR@10 | HR@50 | NDCG@50 | NDCG@10 seen kept | cov@10 | pop@10 | seeds "
+        "| train s | s to best | epochs | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        ex, training = row["excluded"], row["training"]
+        lines.append(
+            f"| {row['model']} | {_cell(ex['ndcg@10'])} | {_cell(ex['hr@10'])} | {_cell(ex['mrr@10'])} "
+            f"| {_cell(ex['hr@50'])} | {_cell(ex['ndcg@50'])} | {_cell(row['plain']['ndcg@10'])} "
+            f"| {ex['coverage@10']:.3f} | {ex['popularity@10']:.2f} | {row['seeds']} "
+            f"| {_num(training.get('wall_seconds'))} | {_num(training.get('seconds_to_best'))} "
+            f"| {_num(training.get('epochs_run'))} | {_num(training.get('peak_rss_mb'))} |"
+        )
+    if result["comparisons"]:
+        lines += [
+            "",
+            "| best bertrec (by validation) | vs | NDCG@10 ratio | mean difference | paired p |",
+            "|---|---|---|---|---|",
+        ]
+        for c in result["comparisons"]:
+            lines.append(
+                f"| {c['best']} | {c['other']} | {c['ratio']:.3f} | {c['mean_difference']:+.4f} | {c['p_value']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def _num(pair) -> str:
+    return "" if pair is None else f"{pair[0]:.0f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The one protocol every model of ``quality.py`` is measured under: data, split, evaluation, statistics.
+
+- Data: a public log read by ``bertrec.data.public_formats``, written once as canonical events (Parquet), then
+  cleaned and split by the library's own ``prepare_data``. bertrec runs read the same Parquet with the same
+  cleaning flags, so every model (and RecBole, through exported atomic files) sees the identical split.
+- Ties in timestamps keep input order (the canonical ``event_index``), for us and for RecBole, which gets each
+  event's ordinal position as its timestamp.
+- Evaluation: full ranking over every training item, in two settings: seen items kept (``plain``) and the
+  user's history items excluded (``excluded``). Per-user ranks and top-10 lists are kept for paired tests,
+  catalogue coverage and the popularity of what is recommended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from bertrec.args import DataArguments
+from bertrec.atomic import atomic_write_text
+from bertrec.data.splits import Split
+from bertrec.evaluation import evaluate_scorer
+from bertrec.recipes.common import prepare_data
+from bertrec.recipes.prepare import load_split, save_split
+from bertrec.tokenization import EventTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("BERTREC_DATA", ROOT.parent / "shared" / "data"))
+KS = (10, 50)
+SETTINGS = ("excluded", "plain")  # seen items excluded (the headline), and kept
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a benchmark dataset lives, how it is read and cleaned, and its protocol constants."""
+
+    path: str  # relative to DATA_ROOT
+    reader: str
+    max_events: int
+    reader_options: dict = field(default_factory=dict)
+    cleaning: dict = field(default_factory=dict)  # DataArguments fields
+    rich_layout: str = "time action item"  # bertrec's own rows; "item" where the log has no time or actions
+    target_action: str | None = None  # the "next purchase" row set
+
+
+DATASETS = {
+    # MovieLens 100K as RecBole ships it; every rating kept; ratings become actions rate_1..rate_5
+    "ml-100k": DatasetSpec("ml-100k/ml-100k.inter", "recbole", 200, reader_options={"rating_actions": "rate"}),
+    # the BERT4Rec paper's file: already 5-core, chronological, no timestamps or actions; repeats kept as they are
+    "amazon-beauty": DatasetSpec(
+        "amazon-beauty/beauty.txt", "sequence_text", 50, cleaning={"drop_duplicates": False}, rich_layout="item"
+    ),
+    # 4 actions, dates only (same-day order = file order); repeated same-day clicks are exact duplicates: dropped
+    "tmall-2014-brand": DatasetSpec(
+        "tmall-2014-brand/t_alibaba_data.csv", "tmall", 200, target_action="buy", cleaning={"min_user_events": 3}
+    ),
+    # sessions as users; 2-click sessions cannot be validated and tested but still train
+    "yoochoose-100k": DatasetSpec(
+        "yoochoose-100k/yoochoose-clicks-100k.txt", "yoochoose", 50, cleaning={"min_user_events": 2}
+    ),
+}
+
+
+def data_arguments(spec: DatasetSpec, events_file: Path, protocol: str) -> DataArguments:
+    """The DataArguments every run of a (dataset, protocol) uses; ``protocol`` is loo, temporal or target."""
+    options = dict(spec.cleaning)
+    if protocol == "temporal":
+        options["split"] = "temporal"
+    if protocol == "target":
+        options["target_action"] = spec.target_action
+    return DataArguments(dataset=str(events_file), **options)
+
+
+def data_flags(arguments: DataArguments) -> list[str]:
+    """The same DataArguments as recipe flags (only fields that differ from the defaults)."""
+    defaults, flags = DataArguments(), []
+    for name, value in vars(arguments).items():
+        if value != getattr(defaults, name):
+            flags += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return flags
+
+
+def canonical_events(name: str, work: Path) -> Path:
+    """The dataset as canonical events in Parquet (cached), read from DATA_ROOT by its public-format reader."""
+    from bertrec.data.public_formats import read_public
+
+    out = work / name / "events.parquet"
+    if out.is_file():
+        return out
+    spec = DATASETS[name]
+    source = DATA_ROOT / spec.path
+    if not source.is_file():
+        raise SystemExit(f"{source} not found: set BERTREC_DATA to the folder holding {spec.path}")
+    events = read_public(source, reader=spec.reader, **spec.reader_options).sort("event_index")
+    if "timestamp" in events.columns and events["timestamp"].null_count() == events.height:
+        events = events.drop("timestamp")  # no times at all: order is file order
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_suffix(".tmp")
+    events.drop("event_index").write_parquet(temp)
+    temp.replace(out)
+    return out
+
+
+def prepared_split(name: str, work: Path, protocol: str) -> tuple[Split, DataArguments, Path]:
+    """The split of (dataset, protocol), made once by the library and cached as Parquet."""
+    events_file = canonical_events(name, work)
+    arguments = data_arguments(DATASETS[name], events_file, protocol)
+    folder = work / name / protocol / "split"
+    if not (folder / "split_stats.json").is_file():
+        data = prepare_data(arguments)
+        save_split(data.split, folder)
+        data.report.save(folder.parent / "cleaning_report.json")
+    return load_split(folder), arguments, folder
+
+
+def export_recbole(split: Split, folder: Path) -> Path:
+    """train/valid/test atomic files for the RecBole runner; timestamps are ordinal positions per user."""
+    if (folder / "test.inter").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    train = split.train.select("user_id", "item_id").explode("item_id")
+    train = train.with_columns(position=pl.int_range(pl.len()).over("user_id"))
+    lengths = split.valid.select("user_id", n=pl.col("item_id").list.len())
+    valid = split.valid.select("user_id", item_id="target_item_id").join(lengths, on="user_id")
+    test = split.test.select("user_id", item_id="target_item_id").join(lengths, on="user_id")
+    header = "user_id:token\titem_id:token\ttimestamp:float\n"
+    for part, frame in (
+        ("train", train.select("user_id", "item_id", timestamp="position")),
+        ("valid", valid.select("user_id", "item_id", timestamp="n")),
+        ("test", test.select("user_id", "item_id", timestamp=pl.col("n") + 1)),
+    ):
+        body = frame.with_columns(pl.col("timestamp").cast(pl.Float64)).write_csv(separator="\t", include_header=False)
+        atomic_write_text(folder / f"{part}.inter", header + body)
+    return folder
+
+
+def evaluate_both(score, tokenizer: EventTokenizer, split: Split, objective: str, **options) -> dict:
+    """Validation metrics and test metrics in both seen-item settings, with per-user test details."""
+    result = {"valid": evaluate_scorer(score, tokenizer, split.valid, objective=objective, ks=KS, **options)}
+    for setting in SETTINGS:
+        metrics = evaluate_scorer(
+            score,
+            tokenizer,
+            split.test,
+            objective=objective,
+            ks=KS,
+            exclude_seen=setting == "excluded",
+            details=True,
+            **options,
+        )
+        details = metrics.pop("details")
+        result[f"test_{setting}"] = metrics
+        result[f"details_{setting}"] = {
+            "user_id": details["user_id"],
+            "ndcg@10": _ndcg_at_10(details["rank"]).tolist(),
+            "top10": [tokenizer.spec.items[i] if i >= 0 else None for i in details["top_items"][:, :10].reshape(-1)],
+        }
+    return result
+
+
+def _ndcg_at_10(ranks: np.ndarray) -> np.ndarray:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def write_evaluation(run_dir: Path, evaluation: dict) -> None:
+    atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation) + "\n")
+
+
+def read_evaluation(run_dir: Path) -> dict | None:
+    path = run_dir / "evaluation.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def popularity_of(top10: list, train: pl.DataFrame) -> float:
+    """Mean share of training events of the recommended items (average recommendation popularity), in
+    events per thousand; the targets' own figure is reported beside it for scale."""
+    counts = train["item_id"].explode().value_counts()
+    lookup = dict(zip(counts["item_id"].to_list(), counts["count"].to_list()))
+    total = counts["count"].sum()
+    listed = [lookup.get(i, 0) for i in top10 if i is not None]
+    return 1000.0 * float(np.mean(listed)) / total if listed else 0.0
+
+
+def coverage_of(top10: list, catalogue_size: int) -> float:
+    return len({i for i in top10 if i is not None}) / catalogue_size
+
+
+def paired_test(ours: dict[str, float], theirs: dict[str, float], permutations: int = 20000, seed: int = 0) -> dict:
+    """Two-sided paired sign-flip permutation test on per-user NDCG@10 (users both rows evaluated)."""
+    users = sorted(ours.keys() & theirs.keys())
+    diff = np.array([ours[u] - theirs[u] for u in users])
+    observed = diff.mean()
+    rng = np.random.default_rng(seed)
+    signs = rng.choice((-1.0, 1.0), size=(permutations, diff.size))
+    null = np.abs(signs @ diff) / diff.size
+    p_value = (1 + int((null >= abs(observed) - 1e-15).sum())) / (permutations + 1)
+    return {"users": len(users), "mean_difference": float(observed), "p_value": p_value}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return mean, std
