@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_protocol import (  # noqa: E402
     DATASETS,
@@ -105,10 +107,16 @@ class Benchmark:
         command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
         command += ["--model_type", model_type, "--layout", layout or self.spec.rich_layout]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *flags]
+        if self.protocol == "target" and model_type == "gpt2" and (layout or self.spec.rich_layout) != "item":
+            command += ["--supervise_conditioned", "true"]  # so "what will they buy next" can be asked
         command += ["--seed", str(seed), "--cpu_threads", str(self.threads), "--output_dir", str(run_dir)]
         for name, value in config.items():
             command += [f"--{name}", value]
-        usage = run_child(command + extra, run_dir.parent / f"{run_dir.name}.log")
+        usage_file = run_dir / "usage.json"
+        if not (run_dir / "metrics.json").is_file():  # trained before: only the evaluation is redone
+            usage = run_child(command + extra, run_dir.parent / f"{run_dir.name}.log")
+            usage_file.write_text(json.dumps(usage) + "\n")
+        usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
         evaluation = self._evaluate_saved(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         evaluation["training"] = {**usage, **{k: v for k, v in metrics["training"].items() if k != "history"}}
@@ -121,13 +129,16 @@ class Benchmark:
 
         from bertrec.evaluation import model_scorer
         from bertrec.modeling import model_objective
+        from bertrec.recipes.common import CONFIG_FILE
         from bertrec.recipes.evaluate import load_model
         from bertrec.tokenization import EventTokenizer
 
         torch.set_num_threads(self.threads)
         model, tokenizer = load_model(str(run_dir)).eval(), EventTokenizer.load(run_dir)
         objective = model_objective(model)
-        action = self.spec.target_action if self.protocol == "target" and objective == "masked" else None
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+        conditioned = objective == "masked" or config.get("supervise_conditioned", False)
+        action = self.spec.target_action if self.protocol == "target" and conditioned else None
         return evaluate_both(model_scorer(model, tokenizer), tokenizer, self.split, objective, action=action)
 
     # baselines -------------------------------------------------------------------------------------------

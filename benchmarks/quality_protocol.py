@@ -138,27 +138,39 @@ def export_recbole(split: Split, folder: Path) -> Path:
     return folder
 
 
+EVALUATION_VERSION = 2  # bump when evaluate_both changes; older evaluation files are recomputed
+
+
 def evaluate_both(score, tokenizer: EventTokenizer, split: Split, objective: str, **options) -> dict:
-    """Validation metrics and test metrics in both seen-item settings, with per-user test details."""
-    result = {"valid": evaluate_scorer(score, tokenizer, split.valid, objective=objective, ks=KS, **options)}
-    for setting in SETTINGS:
-        metrics = evaluate_scorer(
-            score,
-            tokenizer,
-            split.test,
-            objective=objective,
-            ks=KS,
-            exclude_seen=setting == "excluded",
-            details=True,
-            **options,
-        )
-        details = metrics.pop("details")
-        result[f"test_{setting}"] = metrics
-        result[f"details_{setting}"] = {
-            "user_id": details["user_id"],
-            "ndcg@10": _ndcg_at_10(details["rank"]).tolist(),
-            "top10": [tokenizer.spec.items[i] if i >= 0 else None for i in details["top_items"][:, :10].reshape(-1)],
-        }
+    """Validation and test metrics in both seen-item settings, with per-user test details.
+
+    ``valid`` is the headline setting (seen items excluded), the one configurations are selected on.
+    """
+    result: dict = {"version": EVALUATION_VERSION}
+    for part, examples in (("valid", split.valid), ("test", split.test)):
+        for setting in SETTINGS:
+            metrics = evaluate_scorer(
+                score,
+                tokenizer,
+                examples,
+                objective=objective,
+                ks=KS,
+                exclude_seen=setting == "excluded",
+                details=part == "test",
+                desc=f"{part} ({setting})",
+                **options,
+            )
+            if part == "valid":
+                result["valid" if setting == "excluded" else "valid_plain"] = metrics
+                continue
+            details = metrics.pop("details")
+            result[f"test_{setting}"] = metrics
+            top10 = details["top_items"][:, :10].reshape(-1)
+            result[f"details_{setting}"] = {
+                "user_id": details["user_id"],
+                "ndcg@10": _ndcg_at_10(details["rank"]).tolist(),
+                "top10": [tokenizer.spec.items[i] if i >= 0 else None for i in top10],
+            }
     return result
 
 
@@ -173,8 +185,12 @@ def write_evaluation(run_dir: Path, evaluation: dict) -> None:
 
 
 def read_evaluation(run_dir: Path) -> dict | None:
+    """A run's evaluation file, or None when it is missing or was made by an older ``evaluate_both``."""
     path = run_dir / "evaluation.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    evaluation = json.loads(path.read_text())
+    return evaluation if evaluation.get("version") == EVALUATION_VERSION else None
 
 
 def popularity_of(top10: list, train: pl.DataFrame) -> float:
