@@ -320,11 +320,8 @@ def main() -> None:
             args.dataset, args.protocol, Path(args.work_dir), args.cpu_threads, args.recbole_budget_seconds
         )
         out = RESULTS / f"quality_{args.dataset}_{args.protocol}.json"
-        saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-        rows = {r["model"]: r for r in saved["rows"]}
         for model in args.models:
-            rows[model] = bench.row(model, args.seeds, grid, shlex.split(args.extra))
-            _save(out, args, bench, list(rows.values()))
+            _save(out, args, bench, bench.row(model, args.seeds, grid, shlex.split(args.extra)))
     print(write_report())
 
 
@@ -333,9 +330,13 @@ def _grid_pair(text: str) -> tuple[str, list[str]]:
     return name, values.split(",")
 
 
-def _save(out: Path, args, bench: Benchmark, rows: list[dict]) -> None:
+def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
+    """Add or replace one model's row; rows of other models (perhaps written by another run) are kept."""
+    saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    row["command"] = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
+    rows = {r["model"]: r for r in saved["rows"]} | {row["model"]: row}
     order = {m: i for i, m in enumerate(MODELS)}
-    rows = sorted(rows, key=lambda r: order[r["model"]])
+    rows = sorted(rows.values(), key=lambda r: order[r["model"]])
     result = {
         "dataset": bench.dataset,
         "protocol": bench.protocol,
@@ -344,7 +345,7 @@ def _save(out: Path, args, bench: Benchmark, rows: list[dict]) -> None:
         "max_events": bench.spec.max_events,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.cpu_threads} torch thread(s) per run",
-        "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
+        "commands": sorted({r["command"] for r in rows}),
         "rows": rows,
         "comparisons": comparisons(rows),
     }
@@ -374,7 +375,9 @@ def markdown(result: dict) -> str:
         f"### {result['dataset']} — {result['protocol']} ({result['split'].get('evaluated_users', '?')} test users, "
         f"{result['catalogue_items']} items, max length {result['max_events']})",
         "",
-        f"`{result['command']}` — {result['machine']}, {result['date']}",
+        f"{result['machine']}, {result['date']}; commands:",
+        "",
+        *[f"- `{command}`" for command in result["commands"]],
         "",
         "| model | NDCG@10 | HR@10 | MRR@10 | HR@50 | NDCG@50 | NDCG@10 seen kept | cov@10 | pop@10 | seeds "
         "| train s | s to best | epochs | peak MB |",
