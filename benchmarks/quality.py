@@ -345,7 +345,7 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
         "max_events": bench.spec.max_events,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.cpu_threads} torch thread(s) per run",
-        "commands": sorted({r["command"] for r in rows}),
+        "commands": sorted({r["command"] for r in rows if "command" in r}),
         "rows": rows,
         "comparisons": comparisons(rows),
     }
