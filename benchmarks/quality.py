@@ -377,7 +377,7 @@ def markdown(result: dict) -> str:
         "",
         f"{result['machine']}, {result['date']}; commands:",
         "",
-        *[f"- `{command}`" for command in result["commands"]],
+        *[f"- `{command}`" for command in result.get("commands") or [result.get("command")]],
         "",
         "| model | NDCG@10 | HR@10 | MRR@10 | HR@50 | NDCG@50 | NDCG@10 seen kept | cov@10 | pop@10 | seeds "
         "| train s | s to best | epochs | peak MB |",
