@@ -84,7 +84,9 @@ def grid_configs(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def config_id(config: dict[str, str]) -> str:
-    return "-".join(f"{k}{v}" for k, v in config.items()) or "default"
+    """Run folder name of a configuration; switched-off flags are left out, so adding a boolean to a grid
+    reuses the runs made before it existed."""
+    return "-".join(f"{k}{v}" for k, v in config.items() if v != "false") or "default"
 
 
 class Benchmark:

@@ -43,3 +43,52 @@ def test_item_loss_trains_only_labelled_positions():
     sampled = ItemLoss(model, item_offset=10, num_items=50, item_log_frequency=torch.full((50,), -3.9),
                        num_uniform_negatives=8)  # fmt: skip
     assert torch.isfinite(sampled(ids, torch.ones_like(ids), labels, torch.Generator().manual_seed(0)))
+
+
+def test_seen_mask_covers_each_positions_history_only():
+    from bertrec.losses import seen_item_mask
+
+    # offset 10, 50 items; ids below 10 are actions/time tokens, 0 is padding
+    ids = torch.tensor([[3, 12, 4, 15, 3, 12, 0], [11, 11, 13, 0, 0, 0, 0]])
+    labelled = torch.zeros_like(ids, dtype=torch.bool)
+    labelled[0, 2] = labelled[0, 5] = labelled[1, 0] = True
+    seen = seen_item_mask(ids, labelled, 10, 50)
+    assert seen.shape == (3, 50)
+    assert seen[0].nonzero().flatten().tolist() == [2]  # up to position 2: item 12 only
+    assert seen[1].nonzero().flatten().tolist() == [2, 5]  # 12, 15 (12 again adds nothing)
+    assert seen[2].nonzero().flatten().tolist() == [1]
+
+
+def test_unseen_softmax_leaves_history_out_and_skips_repeats():
+    from bertrec.losses import unseen_softmax_loss
+
+    model = tiny_model()
+    features, targets = torch.randn(3, 8), torch.tensor([4, 2, 7])
+    seen = torch.zeros(3, 50, dtype=torch.bool)
+    seen[0, [1, 2]] = True  # target 4 is new
+    seen[1, [2, 3]] = True  # target 2 repeats a seen item: skipped
+    seen[2, 9] = True
+    loss = unseen_softmax_loss(model, features, targets, seen, 10, 50)
+    logits = model.lm_head(features)[:, 10:60].masked_fill(seen, float("-inf"))
+    expected = F.cross_entropy(logits[[0, 2]], targets[[0, 2]])
+    assert torch.allclose(loss, expected)
+    all_repeats = unseen_softmax_loss(model, features[1:2], targets[1:2], seen[1:2], 10, 50)
+    all_repeats.backward()  # a zero loss that still flows through the output layer
+    assert all_repeats.item() == 0.0 and model.lm_head.weight.grad is not None
+
+
+def test_item_loss_exclude_seen_wires_the_mask_and_refuses_sampled():
+    import pytest
+
+    model = tiny_model()
+    ids = torch.tensor([[12, 15, 12, 20]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 1], labels[0, 2] = 2, 10  # after [12, 15] the target 12 repeats (skipped); after 12 comes 20
+    model.eval()  # no dropout: the reference below is computed separately
+    got = ItemLoss(model, item_offset=10, num_items=50, exclude_seen=True)(ids, torch.ones_like(ids), labels)
+    hidden = model.transformer(input_ids=ids).last_hidden_state[0, 2]
+    logits = model.lm_head(hidden)[10:60]
+    logits[[2, 5]] = float("-inf")
+    assert torch.allclose(got, F.cross_entropy(logits[None], torch.tensor([10])), atol=1e-6)
+    with pytest.raises(ValueError, match="full softmax"):
+        ItemLoss(model, item_offset=10, num_items=50, item_log_frequency=torch.zeros(50), exclude_seen=True)
