@@ -112,6 +112,7 @@ class Benchmark:
         if self.protocol == "target" and model_type == "gpt2" and (layout or self.spec.rich_layout) != "item":
             command += ["--supervise_conditioned", "true"]  # so "what will they buy next" can be asked
         command += ["--seed", str(seed), "--cpu_threads", str(self.threads), "--output_dir", str(run_dir)]
+        command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint
         for name, value in config.items():
             command += [f"--{name}", value]
         usage_file = run_dir / "usage.json"
