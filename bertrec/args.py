@@ -107,8 +107,8 @@ class ModelArguments:
     loss_exclude_seen: bool = field(
         default=False,
         metadata={
-            "help": "Next event, full loss: leave each position's earlier items out of the softmax and skip "
-            "repeat targets (trains for rankings with seen items excluded, --exclude_seen true)."
+            "help": "Next event, full loss: leave each position's earlier items (other than its target) out "
+            "of the softmax, to train for rankings with seen items excluded (--exclude_seen true)."
         },
     )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})

@@ -41,17 +41,14 @@ def unseen_softmax_loss(
     item_offset: int,
     num_items: int,
 ) -> torch.Tensor:
-    """Cross-entropy over the items the user has not seen yet, for models ranked with seen items excluded.
+    """Cross-entropy where the user's earlier items (other than the target) are left out of the softmax.
 
-    Earlier items of the sequence leave the softmax, and targets that repeat one are skipped: under that
-    protocol a repeat can never be recommended, so training on it only spends capacity on ranking seen items.
+    For models ranked with seen items excluded: they never compete with unseen items at serving time, so
+    pushing them down only spends capacity. Repeat targets still train (they carry the sequential signal).
     """
-    novel = ~seen.gather(1, targets[:, None])[:, 0]
-    if not bool(novel.any()):
-        # a zero that still reaches the features and the output layer, so every parameter gets a gradient
-        return item_logits(model, features[:1], item_offset, num_items).sum() * 0.0
-    logits = item_logits(model, features[novel], item_offset, num_items).float()
-    return F.cross_entropy(logits.masked_fill(seen[novel], float("-inf")), targets[novel])
+    competing = seen.scatter(1, targets[:, None], False)
+    logits = item_logits(model, features, item_offset, num_items).float()
+    return F.cross_entropy(logits.masked_fill(competing, float("-inf")), targets)
 
 
 def sampled_softmax_loss(
