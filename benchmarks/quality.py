@@ -57,6 +57,7 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
 }
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
 MODELS = ("popular", "markov", "lstm", *BERTREC_MODELS, *RECBOLE_MODELS)
+PROTOCOLS = {"loo": "leave-one-out", "temporal": "global temporal split", "target": "next purchase (leave-one-out)"}
 DEFAULT_GRID = {"dropout": ["0.2", "0.5"]}
 
 
@@ -344,6 +345,7 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
         "dataset": bench.dataset,
         "protocol": bench.protocol,
         "split": bench.split.stats,
+        "test_users": bench.split.test.height,
         "catalogue_items": bench.catalogue,
         "max_events": bench.spec.max_events,
         "date": time.strftime("%Y-%m-%d"),
@@ -375,7 +377,7 @@ def _cell(pair) -> str:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"### {result['dataset']} — {result['protocol']} ({result['split'].get('evaluated_users', '?')} test users, "
+        f"### {result['dataset']} — {PROTOCOLS[result['protocol']]} ({result.get('test_users', '?')} test users, "
         f"{result['catalogue_items']} items, max length {result['max_events']})",
         "",
         f"{result['machine']}, {result['date']}; commands:",
