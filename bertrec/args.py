@@ -104,13 +104,6 @@ class ModelArguments:
     )
     loss: str = field(default="full", metadata={"help": "full (softmax over all items) or sampled."})
     num_negatives: int = field(default=1024, metadata={"help": "Sampled loss: uniform negatives per batch."})
-    loss_exclude_seen: bool = field(
-        default=False,
-        metadata={
-            "help": "Next event, full loss: leave each position's earlier items (other than its target) out "
-            "of the softmax, to train for rankings with seen items excluded (--exclude_seen true)."
-        },
-    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
 
 

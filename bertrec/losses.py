@@ -16,41 +16,6 @@ def full_softmax_loss(
     return F.cross_entropy(item_logits(model, features, item_offset, num_items).float(), targets)
 
 
-def seen_item_mask(input_ids: torch.Tensor, labelled: torch.Tensor, item_offset: int, num_items: int) -> torch.Tensor:
-    """``[n, num_items]``: True where the item appears at or before each labelled position of its sequence.
-
-    For next-event training that is exactly the history the prediction at that position is made from; the
-    rows follow ``labelled.nonzero()`` order, like the features and targets of ``ItemLoss``.
-    """
-    items = input_ids - item_offset
-    items = torch.where((items >= 0) & (items < num_items), items, num_items)  # num_items: not an item
-    rows, positions = labelled.nonzero(as_tuple=True)
-    history = items[rows]  # [n, length]
-    later = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] > positions[:, None]
-    history = history.masked_fill(later, num_items)
-    seen = torch.zeros(len(rows), num_items + 1, dtype=torch.bool, device=input_ids.device)
-    seen.scatter_(1, history, True)
-    return seen[:, :num_items]
-
-
-def unseen_softmax_loss(
-    model: PreTrainedModel,
-    features: torch.Tensor,
-    targets: torch.Tensor,
-    seen: torch.Tensor,
-    item_offset: int,
-    num_items: int,
-) -> torch.Tensor:
-    """Cross-entropy where the user's earlier items (other than the target) are left out of the softmax.
-
-    For models ranked with seen items excluded: they never compete with unseen items at serving time, so
-    pushing them down only spends capacity. Repeat targets still train (they carry the sequential signal).
-    """
-    competing = seen.scatter(1, targets[:, None], False)
-    logits = item_logits(model, features, item_offset, num_items).float()
-    return F.cross_entropy(logits.masked_fill(competing, float("-inf")), targets)
-
-
 def sampled_softmax_loss(
     model: PreTrainedModel,
     features: torch.Tensor,
@@ -126,12 +91,9 @@ class ItemLoss(torch.nn.Module):
         item_log_frequency: torch.Tensor | None = None,
         num_uniform_negatives: int = 0,
         rerank_loss: str | None = None,
-        exclude_seen: bool = False,
     ):
         super().__init__()
-        if exclude_seen and (rerank_loss is not None or item_log_frequency is not None):
-            raise ValueError("exclude_seen works with the full softmax loss only (not sampled or re-ranking)")
-        self.rerank_loss, self.exclude_seen = rerank_loss, exclude_seen
+        self.rerank_loss = rerank_loss
         self.model = model
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
@@ -170,7 +132,4 @@ class ItemLoss(torch.nn.Module):
                 self.num_uniform_negatives,
                 generator,
             )
-        if self.exclude_seen:
-            seen = seen_item_mask(input_ids, labelled, self.item_offset, self.num_items)
-            return unseen_softmax_loss(self.model, features, targets, seen, self.item_offset, self.num_items)
         return full_softmax_loss(self.model, features, targets, self.item_offset, self.num_items)

@@ -52,9 +52,3 @@ def test_users_with_one_event_are_counted_drops(tmp_path, capsys):
 def test_unknown_option_value(tmp_path, capsys):
     message = run(capsys, tmp_path, "--model_type", "xlnet")
     assert "--model_type 'xlnet'" in message and "bert" in message
-
-
-def test_seen_excluding_loss_needs_a_next_event_model_and_the_full_loss(tmp_path, capsys):
-    for flags in (["--model_type", "bert"], ["--model_type", "gpt2", "--loss", "sampled"]):
-        message = run(capsys, tmp_path, "--loss_exclude_seen", "true", *flags)
-        assert "--loss_exclude_seen" in message and "next-event" in message

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from bertrec.args import (
-    ConfigError,
     DataArguments,
     EvalArguments,
     HubArguments,
@@ -58,8 +57,6 @@ def main(argv: list[str] | None = None) -> dict:
         layout=(tok_args.layout, tuple(LAYOUTS)),
         loss=(model_args.loss, ("full", "sampled")),
     )
-    if model_args.loss_exclude_seen and (objective_for(model_args.model_type) != "next" or model_args.loss != "full"):
-        raise ConfigError("--loss_exclude_seen needs a next-event model (gpt2, llama) and --loss full")
     data = prepare_data(data_args)
     split = data.split
     tokenizer = make_tokenizer(tok_args, split)
@@ -95,7 +92,6 @@ def main(argv: list[str] | None = None) -> dict:
         num_items=tokenizer.num_items,
         item_log_frequency=log_frequency,
         num_uniform_negatives=model_args.num_negatives,
-        exclude_seen=model_args.loss_exclude_seen,
     )
     objective = Objective(
         objective_name,
