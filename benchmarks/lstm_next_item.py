@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--early_stopping_patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cpu_threads", type=int, default=1)
+    parser.add_argument("--exclude_seen", default="true", choices=("true", "false"), help="validation setting")
     args = parser.parse_args()
     torch.set_num_threads(args.cpu_threads)
     torch.manual_seed(args.seed)
@@ -105,9 +106,9 @@ def main() -> None:
         for indices in epoch_batches(lengths, args.batch_size, args.seed, epoch, 0, 1):
             train_step(model, optimizer, pad_sequences([windows[i] for i in indices], tokenizer.pad_id), tokenizer)
         model.eval()
-        valid = evaluate_scorer(scorer(model), tokenizer, split.valid, ks=(10,), exclude_seen=True, desc="validate")[
-            "ndcg@10"
-        ]
+        valid = evaluate_scorer(
+            scorer(model), tokenizer, split.valid, ks=(10,), exclude_seen=args.exclude_seen == "true", desc="validate"
+        )["ndcg@10"]
         history.append({"epoch": epoch + 1, "ndcg@10": valid, "elapsed_seconds": time.perf_counter() - started})
         print(f"epoch {epoch + 1} valid ndcg@10 {valid:.4f}", flush=True)
         if valid > best:

@@ -47,8 +47,7 @@ from quality_protocol import (  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
-# equal size for every neural row; validation (early stopping, selection) in the headline setting
-SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2", "--exclude_seen", "true"]
+SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2"]  # equal size for every row
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
     "bert4rec": ("bert", "item", ["--mask_prob", "0.2"]),
@@ -99,6 +98,8 @@ class Benchmark:
         self.root = work / dataset / protocol
         self.threads, self.budget = threads, budget
         self.catalogue = self.split.train["item_id"].explode().n_unique()
+        self.headline, self.valid_key = self.spec.headline, self.spec.valid_key
+        self.excluded = "true" if self.headline == "excluded" else "false"
 
     # bertrec ---------------------------------------------------------------------------------------------
     def bertrec_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
@@ -110,6 +111,7 @@ class Benchmark:
         command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
         command += ["--model_type", model_type, "--layout", layout or self.spec.rich_layout]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *flags]
+        command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
         if self.protocol == "target" and model_type == "gpt2" and (layout or self.spec.rich_layout) != "item":
             command += ["--supervise_conditioned", "true"]  # so "what will they buy next" can be asked
         command += ["--seed", str(seed), "--cpu_threads", str(self.threads), "--output_dir", str(run_dir)]
@@ -177,7 +179,7 @@ class Benchmark:
                 str(self.split_dir),
             ]
             command += ["--output_dir", str(run_dir), "--max_events", str(self.spec.max_events), "--seed", str(seed)]
-            command += ["--cpu_threads", str(self.threads)]
+            command += ["--cpu_threads", str(self.threads), "--exclude_seen", self.excluded]
             for name, value in config.items():
                 command += [f"--{name}", value]
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -220,8 +222,8 @@ class Benchmark:
                 trials[config_id(config)] = (config, self.lstm_run(config, seeds[0]))
             else:
                 trials[config_id(config)] = (config, self.bertrec_run(model, config, seeds[0], extra))
-        tried = [{"config": c, "valid_ndcg@10": e["valid"]["ndcg@10"]} for c, e in trials.values()]
-        config, first = max(trials.values(), key=lambda t: t[1]["valid"]["ndcg@10"])
+        tried = [{"config": c, "valid_ndcg@10": e[self.valid_key]["ndcg@10"]} for c, e in trials.values()]
+        config, first = max(trials.values(), key=lambda t: t[1][self.valid_key]["ndcg@10"])
         runs = [first]
         for seed in seeds[1:]:
             run = self.lstm_run(config, seed) if model == "lstm" else self.bertrec_run(model, config, seed, extra)
@@ -238,7 +240,7 @@ class Benchmark:
             top10 = [i for r in runs[:1] for i in r[f"details_{setting}"]["top10"]]
             row[setting]["coverage@10"] = coverage_of(top10, self.catalogue)
             row[setting]["popularity@10"] = popularity_of(top10, self.split.train)
-        row["valid_ndcg@10"] = mean_std([r["valid"]["ndcg@10"] for r in runs])
+        row["valid_ndcg@10"] = mean_std([r[self.valid_key]["ndcg@10"] for r in runs])
         row["per_user_ndcg@10"] = {
             setting: _mean_per_user([r[f"details_{setting}"] for r in runs]) for setting in ("excluded", "plain")
         }
@@ -265,7 +267,8 @@ def _mean_per_user(details: list[dict]) -> dict[str, float]:
 
 def recbole_evaluation(result: dict, usage: dict) -> dict:
     """The RecBole runner's JSON in the shape of our evaluation files."""
-    evaluation = {"valid": {"ndcg@10": result["best_valid_ndcg@10"]}}
+    valid = {"ndcg@10": result["best_valid_ndcg@10"]}  # RecBole's own (seen items kept), its selection metric
+    evaluation = {"valid": valid, "valid_plain": valid}
     for setting in ("excluded", "plain"):
         evaluation[f"test_{setting}"] = result["test"][setting]
         per_user = result["per_user_ndcg@10"][setting]
@@ -287,8 +290,8 @@ def recbole_evaluation(result: dict, usage: dict) -> dict:
     return evaluation
 
 
-def comparisons(rows: list[dict]) -> list[dict]:
-    """The best bertrec row against every other row: mean difference and paired p-value (seen excluded)."""
+def comparisons(rows: list[dict], setting: str) -> list[dict]:
+    """The best bertrec row against every other row: mean difference and paired p-value in ``setting``."""
     ours = [r for r in rows if r["model"] in BERTREC_MODELS]
     if not ours:
         return []
@@ -297,8 +300,8 @@ def comparisons(rows: list[dict]) -> list[dict]:
     for other in rows:
         if other is best:
             continue
-        test = paired_test(best["per_user_ndcg@10"]["excluded"], other["per_user_ndcg@10"]["excluded"])
-        ratio = best["excluded"]["ndcg@10"][0] / max(other["excluded"]["ndcg@10"][0], 1e-12)
+        test = paired_test(best["per_user_ndcg@10"][setting], other["per_user_ndcg@10"][setting])
+        ratio = best[setting]["ndcg@10"][0] / max(other[setting]["ndcg@10"][0], 1e-12)
         result.append({"best": best["model"], "other": other["model"], "ratio": ratio, **test})
     return result
 
@@ -352,7 +355,8 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.cpu_threads} torch thread(s) per run",
         "commands": sorted({r["command"] for r in rows if "command" in r}),
         "rows": rows,
-        "comparisons": comparisons(rows),
+        "headline": bench.headline,
+        "comparisons": comparisons(rows, bench.headline),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     temp = out.with_suffix(".tmp")
@@ -375,7 +379,12 @@ def _cell(pair) -> str:
     return f"{mean:.4f} ± {std:.4f}" if std else f"{mean:.4f}"
 
 
+SETTING_NAMES = {"excluded": "excluded", "plain": "kept"}
+
+
 def markdown(result: dict) -> str:
+    headline = result.get("headline", "excluded")
+    other = "plain" if headline == "excluded" else "excluded"
     lines = [
         f"### {result['dataset']} — {PROTOCOLS[result['protocol']]} ({result.get('test_users', '?')} test users, "
         f"{result['catalogue_items']} items, max length {result['max_events']})",
@@ -384,16 +393,20 @@ def markdown(result: dict) -> str:
         "",
         *[f"- `{command}`" for command in result.get("commands") or [result.get("command")]],
         "",
-        "| model | NDCG@10 | HR@10 | MRR@10 | HR@50 | NDCG@50 | NDCG@10 seen kept | cov@10 | pop@10 | seeds "
-        "| train s | s to best | epochs | peak MB |",
+        f"Metrics with seen items {SETTING_NAMES[headline]} (the headline here); the other setting's NDCG@10 "
+        "beside them. cov@10: share of the catalogue in some top-10 list; pop@10: training events per thousand of "
+        "the average recommended item.",
+        "",
+        f"| model | NDCG@10 | HR@10 | MRR@10 | HR@50 | NDCG@50 | NDCG@10 seen {SETTING_NAMES[other]} | cov@10 "
+        "| pop@10 | seeds | train s | s to best | epochs | peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        ex, training = row["excluded"], row["training"]
+        top, training = row[headline], row["training"]
         lines.append(
-            f"| {row['model']} | {_cell(ex['ndcg@10'])} | {_cell(ex['hr@10'])} | {_cell(ex['mrr@10'])} "
-            f"| {_cell(ex['hr@50'])} | {_cell(ex['ndcg@50'])} | {_cell(row['plain']['ndcg@10'])} "
-            f"| {ex['coverage@10']:.3f} | {ex['popularity@10']:.2f} | {row['seeds']} "
+            f"| {row['model']} | {_cell(top['ndcg@10'])} | {_cell(top['hr@10'])} | {_cell(top['mrr@10'])} "
+            f"| {_cell(top['hr@50'])} | {_cell(top['ndcg@50'])} | {_cell(row[other]['ndcg@10'])} "
+            f"| {top['coverage@10']:.3f} | {top['popularity@10']:.2f} | {row['seeds']} "
             f"| {_num(training.get('wall_seconds'))} | {_num(training.get('seconds_to_best'))} "
             f"| {_num(training.get('epochs_run'))} | {_num(training.get('peak_rss_mb'))} |"
         )
