@@ -241,9 +241,12 @@ class Benchmark:
             row[setting]["coverage@10"] = coverage_of(top10, self.catalogue)
             row[setting]["popularity@10"] = popularity_of(top10, self.split.train)
         row["valid_ndcg@10"] = mean_std([r[self.valid_key]["ndcg@10"] for r in runs])
-        row["per_user_ndcg@10"] = {
+        per_user = {
             setting: _mean_per_user([r[f"details_{setting}"] for r in runs]) for setting in ("excluded", "plain")
         }
+        # per-user figures (for the paired tests) stay in the work folder: they would make the results file MBs
+        (self.root / "per_user").mkdir(exist_ok=True)
+        (self.root / "per_user" / f"{model}.json").write_text(json.dumps(per_user) + "\n")
         training = [r.get("training", {}) for r in runs]
         row["training"] = {
             key: mean_std([t[key] for t in training if t.get(key) is not None])
@@ -290,17 +293,21 @@ def recbole_evaluation(result: dict, usage: dict) -> dict:
     return evaluation
 
 
-def comparisons(rows: list[dict], setting: str) -> list[dict]:
+def comparisons(rows: list[dict], setting: str, root: Path) -> list[dict]:
     """The best bertrec row against every other row: mean difference and paired p-value in ``setting``."""
     ours = [r for r in rows if r["model"] in BERTREC_MODELS]
     if not ours:
         return []
     best = max(ours, key=lambda r: r["valid_ndcg@10"][0])  # chosen on validation, not test
+
+    def per_user(row: dict) -> dict[str, float]:
+        return json.loads((root / "per_user" / f"{row['model']}.json").read_text())[setting]
+
     result = []
     for other in rows:
         if other is best:
             continue
-        test = paired_test(best["per_user_ndcg@10"][setting], other["per_user_ndcg@10"][setting])
+        test = paired_test(per_user(best), per_user(other))
         ratio = best[setting]["ndcg@10"][0] / max(other[setting]["ndcg@10"][0], 1e-12)
         result.append({"best": best["model"], "other": other["model"], "ratio": ratio, **test})
     return result
@@ -342,6 +349,8 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
     saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
     row["command"] = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
     rows = {r["model"]: r for r in saved["rows"]} | {row["model"]: row}
+    for kept in rows.values():
+        kept.pop("per_user_ndcg@10", None)  # from result files written before per-user figures moved out
     order = {m: i for i, m in enumerate(MODELS)}
     rows = sorted(rows.values(), key=lambda r: order[r["model"]])
     result = {
@@ -356,7 +365,7 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
         "commands": sorted({r["command"] for r in rows if "command" in r}),
         "rows": rows,
         "headline": bench.headline,
-        "comparisons": comparisons(rows, bench.headline),
+        "comparisons": comparisons(rows, bench.headline, bench.root),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     temp = out.with_suffix(".tmp")
