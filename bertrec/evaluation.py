@@ -128,6 +128,7 @@ def evaluate_scorer(
     accelerator=None,
     desc: str = "evaluate",
     details: bool = False,
+    max_score_elements: int = 2**26,
 ) -> dict:
     """Rank every example's target among all items with ``score`` and return metrics plus miss counts.
 
@@ -142,6 +143,9 @@ def evaluate_scorer(
     examples have a ``candidates`` list column, each example ranks its target among its candidates only (a
     target missing from its candidates is a miss, counted as ``targets_not_in_candidates``).
     Under ``accelerate`` each process scores its shard and ranks are gathered without duplicates.
+
+    Memory stays bounded for any catalogue: a batch holds at most ``max_score_elements`` scores (256 MB of
+    float32 by default), so with a million items 64 examples are ranked at a time, each against every item.
     """
     if examples.height == 0:
         raise ValueError("no examples to evaluate: the split is empty (too few events per user?)")
@@ -154,6 +158,7 @@ def evaluate_scorer(
     prompts = encode_prompts(tokenizer, examples, objective, action)
     by_length = np.argsort([len(p) for p in prompts], kind="stable")  # less padding; metrics ignore order
     examples, prompts = examples[by_length], [prompts[i] for i in by_length]
+    batch_size = max(1, min(batch_size, max_score_elements // max(tokenizer.num_items, 1)))
     all_ranks, all_top, unknown, repeats, missing = [], [], 0, 0, 0
     top_k = min(max(ks), tokenizer.num_items)
     for batch in tqdm(

@@ -150,8 +150,11 @@ class EventTokenizer:
 
     def item_indices(self, item_ids: pl.Series) -> np.ndarray:
         """Index of each raw item id in the item vocabulary (0-based), -1 for items never seen in training."""
-        frame = item_ids.alias("item_id").to_frame().with_row_index("_row")
-        joined = frame.join(self._item_lookup, on="item_id", how="left").sort("_row")
+        joined = (
+            item_ids.alias("item_id")
+            .to_frame()
+            .join(self._item_lookup, on="item_id", how="left", maintain_order="left")
+        )
         return joined["item_index"].fill_null(-1).to_numpy(writable=True)
 
     def action_ids(self, actions: pl.Series) -> np.ndarray:

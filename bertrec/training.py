@@ -136,6 +136,16 @@ def epoch_batches(
     return [np.array_split(b, world)[rank] for b in batches if len(b) >= world]
 
 
+def _global_mean_weight(accelerator, labels: torch.Tensor) -> torch.Tensor | float:
+    """Scale of this process's mean loss so that DDP's average over processes is the mean over every labelled
+    position of the global batch, as one process would compute it (processes hold different label counts)."""
+    if accelerator.num_processes == 1:
+        return 1.0
+    count = (labels != -100).sum().float()
+    total = accelerator.reduce(count.clone(), reduction="sum")
+    return count * accelerator.num_processes / total.clamp(min=1.0)
+
+
 def _seed_for(seed: int, *parts: int) -> int:
     return int(np.random.default_rng([seed, *parts]).integers(2**62))
 
@@ -229,13 +239,14 @@ def train(
             input_ids, labels = objective.inputs_and_labels(batch, generator)
             sync = (micro + 1) % args.gradient_accumulation_steps == 0 or micro == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_module):
+                labels = labels.to(accelerator.device)
                 loss = loss_module(
                     input_ids.to(accelerator.device),
                     batch["attention_mask"].to(accelerator.device),
-                    labels.to(accelerator.device),
+                    labels,
                     generator,
                 )
-                accelerator.backward(loss / args.gradient_accumulation_steps)
+                accelerator.backward(_global_mean_weight(accelerator, labels) * loss / args.gradient_accumulation_steps)
             state["micro_step_in_epoch"] = micro + 1
             if not sync:
                 continue
@@ -321,8 +332,10 @@ def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int)
     temp = checkpoint_root / f".checkpoint-{state['global_step']}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir(parents=True)  # before any process writes its own RNG state file into it
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temp))
+    accelerator.wait_for_everyone()  # every process has written its files before the folder is renamed
     if accelerator.is_main_process:
         atomic_write_text(temp / STATE_FILE, json.dumps(state, indent=2))
         shutil.rmtree(target, ignore_errors=True)

@@ -15,7 +15,7 @@ Steps run in this order, and each row is counted under the first one that drops 
 
 The output keeps the canonical column order, the extra columns, the input order (by ``event_index``) and the
 ``event_index`` values themselves; sequencing is ``bertrec.data.sequences``' job. Everything is vectorised
-polars, so 10M-row logs clean in seconds.
+polars on integer codes, so 10M-row logs clean in seconds.
 """
 
 from __future__ import annotations
@@ -120,7 +120,13 @@ class CleaningReport:
 
 
 def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> tuple[pl.DataFrame, CleaningReport]:
-    """Apply ``config`` to canonical ``events``; return the kept events and the report (see the module doc)."""
+    """Apply ``config`` to canonical ``events``; return the kept events and the report (see the module doc).
+
+    Every step runs on a narrow frame of integer codes (user and item ids dictionary-encoded once, the
+    action, time and event index) and the wide frame is gathered once at the end: hashing, counting and
+    grouping 32-bit codes is several times faster than doing it on id strings, and extra columns are copied
+    once instead of at every step.
+    """
     config = config or CleaningConfig()
     check_canonical(events, source="clean_events input")
     extras = [name for name in events.columns if name not in CANONICAL_COLUMNS]
@@ -128,21 +134,28 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
     if not frame["event_index"].is_sorted():
         frame = frame.sort("event_index")
     has_timestamps = frame.height > 0 and frame["timestamp"].null_count() < frame.height
-    before = _counts(frame)
-    dropped: dict[str, int] = {}
     notes: list[str] = []
-
-    def drop(reason: str, keep: pl.Expr | pl.Series) -> None:
-        """Count and drop the rows where ``keep`` is false; the (costly) copy happens only if some are."""
-        nonlocal frame
-        mask = keep if isinstance(keep, pl.Series) else frame.select(keep).to_series()
-        dropped[reason] = frame.height - int(mask.sum())
-        if dropped[reason]:
-            frame = frame.filter(mask)
-
     if config.rename_actions:
         _note_unseen(notes, "rename_actions", config.rename_actions, frame)
         frame = frame.with_columns(pl.col("action").replace(config.rename_actions))
+    keys = frame.select(
+        *(pl.col(c).cast(pl.Categorical).to_physical() for c in ("user_id", "item_id")),
+        "action",
+        "timestamp",
+        "event_index",
+        _row=pl.int_range(pl.len(), dtype=pl.UInt32 if frame.height < 2**32 else pl.UInt64),
+    )
+    before = _counts(keys)
+    dropped: dict[str, int] = {}
+
+    def drop(reason: str, keep: pl.Expr | pl.Series) -> None:
+        """Count and drop the rows where ``keep`` is false; the copy happens only if some are."""
+        nonlocal keys
+        mask = keep if isinstance(keep, pl.Series) else keys.select(keep).to_series()
+        dropped[reason] = keys.height - int(mask.sum())
+        if dropped[reason]:
+            keys = keys.filter(mask)
+
     drop("null_user", pl.col("user_id").is_not_null())
     drop("null_item", pl.col("item_id").is_not_null())
     drop("null_action", pl.col("action").is_not_null())
@@ -160,10 +173,13 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
                 "from a duplicate without a time)"
             )
     if config.collapse_consecutive_repeats:
-        drop("consecutive_repeat", ~_consecutive_repeats(frame, has_timestamps))
-    frame, minimum_drops, rounds = _minimum_filters(frame, config)
+        drop("consecutive_repeat", ~_consecutive_repeats(keys, has_timestamps))
+    keys, minimum_drops, rounds = _minimum_filters(keys, config)
     dropped.update(minimum_drops)
-    after = _counts(frame) if frame.height < events.height or config.rename_actions else before
+    changed = keys.height < frame.height
+    after = _counts(keys) if changed or config.rename_actions else before
+    if changed:
+        frame = frame[keys["_row"]]
     report = CleaningReport(
         input_rows=events.height,
         output_rows=frame.height,
@@ -178,33 +194,30 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
     return frame, report
 
 
-def _consecutive_repeats(frame: pl.DataFrame, has_timestamps: bool) -> pl.Series:
+def _consecutive_repeats(keys: pl.DataFrame, has_timestamps: bool) -> pl.Series:
     """True where an event repeats the item and action of the user's previous event (in time order).
 
-    Only the narrow key columns are reordered: a numeric sort by (timestamp, event_index), then a shift within
-    each user (a window keeps that order), and the flags go back to row order. Sorting by the user strings
-    instead would be several times slower on large logs. Without times the frame is already in order.
+    A numeric sort by (timestamp, event_index), then a shift within each user (a window keeps that order), and
+    the flags go back to row order. Without times the frame is already in order.
     """
-    keyed = frame.select("user_id", "item_id", "action", "timestamp", "event_index", _row=pl.int_range(pl.len()))
+    keyed = keys.select("user_id", "item_id", "action", "timestamp", "event_index", _position=pl.int_range(pl.len()))
     if has_timestamps:
         keyed = keyed.sort(["timestamp", "event_index"])
     same = (pl.col("item_id") == pl.col("item_id").shift(1)) & (pl.col("action") == pl.col("action").shift(1))
-    flags = keyed.select("_row", repeat=same.over("user_id").fill_null(False))
+    flags = keyed.select("_position", repeat=same.over("user_id").fill_null(False))
     if has_timestamps:
-        flags = flags.sort("_row")
+        flags = flags.sort("_position")
     return flags["repeat"]
 
 
-def _minimum_filters(frame: pl.DataFrame, config: CleaningConfig) -> tuple[pl.DataFrame, dict[str, int], int]:
+def _minimum_filters(keys: pl.DataFrame, config: CleaningConfig) -> tuple[pl.DataFrame, dict[str, int], int]:
     """Items then users below their minimum; repeated to a fixpoint with ``k_core``.
 
-    Returns the kept frame, rows dropped per reason (summed over rounds) and the number of rounds. The rounds
-    run on the narrow (user, item, event_index) columns and the wide frame is filtered once at the end by a
-    semi join, so a k-core of many rounds does not copy the extra columns every time.
+    Returns the kept rows, rows dropped per reason (summed over rounds) and the number of rounds.
     """
     counts: dict[str, int] = {}
     if config.min_item_events <= 1 and config.min_user_events <= 1:
-        return frame, counts, 0
+        return keys, counts, 0
     filters = [
         (reason, key, minimum)
         for reason, key, minimum in (
@@ -213,20 +226,17 @@ def _minimum_filters(frame: pl.DataFrame, config: CleaningConfig) -> tuple[pl.Da
         )
         if minimum > 1
     ]
-    core = frame.select("user_id", "item_id", "event_index")
     rounds = 0
     while True:
         rounds += 1
-        start = core.height
+        start = keys.height
         for reason, key, minimum in filters:
-            kept = core.filter(pl.len().over(key) >= minimum)
-            counts[reason] = counts.get(reason, 0) + core.height - kept.height
-            core = kept
-        if not config.k_core or core.height == start:
+            kept = keys.filter(pl.len().over(key) >= minimum)
+            counts[reason] = counts.get(reason, 0) + keys.height - kept.height
+            keys = kept
+        if not config.k_core or keys.height == start:
             break
-    if core.height < frame.height:
-        frame = frame.join(core.select("event_index"), on="event_index", how="semi", maintain_order="left")
-    return frame, counts, rounds
+    return keys, counts, rounds
 
 
 def _counts(frame: pl.DataFrame) -> dict[str, int]:

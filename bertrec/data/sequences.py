@@ -38,9 +38,11 @@ def build_sequences(events: pl.DataFrame, *, key: str = "user_id", max_events: i
     """
     if max_events is not None and max_events < 1:
         raise ValueError(f"max_events must be at least 1, got {max_events}")
-    ordered = events.sort([key, "timestamp", "event_index"], nulls_last=False)
+    # a numeric sort of the whole log, then a hash group-by (which keeps each group's rows in frame order) and a
+    # sort of the far fewer sequence rows by key: about twice as fast as sorting every event by its key string
+    ordered = events.sort(["timestamp", "event_index"], nulls_last=False)
     aggregations = [pl.col(c) for c in SEQUENCE_LIST_COLUMNS]
-    sequences = ordered.group_by(key, maintain_order=True).agg(aggregations)
+    sequences = ordered.group_by(key).agg(aggregations).sort(key)
     if max_events is not None:
         sequences = sequences.with_columns([pl.col(c).list.tail(max_events) for c in SEQUENCE_LIST_COLUMNS])
     if key != "user_id":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import torch
 import yaml
 
 from bertrec.args import ConfigError
@@ -63,13 +64,29 @@ def start_run(train_args, config: dict[str, Any], *, project: str):
         mixed_precision=train_args.mixed_precision,
         project_dir=train_args.output_dir,
         log_with=None if train_args.report_to == "none" else train_args.report_to,
+        cpu=not torch.accelerator.is_available(),  # else accelerate leaves CPU-only launches undistributed
     )
+    check_process_group(accelerator.num_processes)
     setup_logging(accelerator.is_main_process)
     configure_cpu_threads(accelerator, train_args.cpu_threads)
     logger.info("resolved config: %s", json.dumps(config))
     accelerator.init_trackers(project, config={k: str(v) for k, v in config.items()})
     set_seed(train_args.seed)
     return accelerator
+
+
+def check_process_group(num_processes: int) -> None:
+    """Refuse to run when the launcher started N processes but they did not join one group.
+
+    Each would then train alone on the whole data and write the same output folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != num_processes:
+        raise RuntimeError(
+            f"the launcher started {launched} processes (WORLD_SIZE) but accelerate formed a group of "
+            f"{num_processes}; check the accelerate config (e.g. `accelerate launch --multi_gpu "
+            "--num_processes N` or `torchrun --nproc_per_node N`) or launch a single process"
+        )
 
 
 def load_events(data_args) -> pl.DataFrame:

@@ -1,0 +1,230 @@
+"""Speed and scale, measured side by side: data path, training step, evaluation, serving, a 1M-item catalogue,
+and wall time to RecBole's best validation quality.
+
+    python benchmarks/throughput.py                                  # every section
+    python benchmarks/throughput.py --sections data --events 1e6 1e7
+    python benchmarks/throughput.py --report                         # rebuild the markdown from the JSON
+
+Figures go to ``benchmarks/results/throughput.json`` (each section replaces its own entry) and the table to
+``benchmarks/results/throughput.md``. Sections that need a fresh process (peak RSS) run in one. RecBole
+figures need ``benchmarks/peers/install_recbole.sh``; the training and time-to-quality sections read ml-100k and
+yoochoose-100k like ``quality.py`` (``BERTREC_DATA``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
+RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
+SECTIONS = ("data", "training", "evaluation", "latency", "million", "time_to_quality")
+SIZES = ((64, 2), (256, 4))
+RECBOLE_NAMES = {"gpt2": "SASRec", "bert": "BERT4Rec"}
+
+
+def child(section: str, *options: str) -> dict:
+    """Run one measurement in a fresh interpreter (its own peak RSS) and return the JSON it prints last."""
+    command = [sys.executable, __file__, "--child", section, *options]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_child_section(args) -> None:
+    import throughput_parts as parts
+
+    work = Path(args.work_dir)
+    if args.child == "generate":
+        parts.synthetic_log(work / f"log-{int(args.events[0])}.parquet", int(args.events[0]))
+        result = {}
+    elif args.child == "data":
+        result = parts.data_path(work / f"log-{int(args.events[0])}.parquet")
+    else:
+        result = parts.million_item_run(work / "million")
+    print(json.dumps(result))
+
+
+def data_section(args) -> dict:
+    rows = []
+    for events in (int(e) for e in args.events):
+        child("generate", "--events", str(events), "--work_dir", args.work_dir)
+        rows.append(child("data", "--events", str(events), "--work_dir", args.work_dir))
+        print(f"data path, {events:,} events: {rows[-1]['events_per_second']:,} events/s", flush=True)
+    return {"cleaning": "dedup + min 5 events per user and item", "runs": rows}
+
+
+def training_section(args) -> dict:
+    import throughput_parts as parts
+    import torch
+    from quality_protocol import export_recbole, prepared_split
+
+    from bertrec.tokenization import EventTokenizer
+
+    torch.set_num_threads(args.threads)
+    work = ROOT / "outputs" / "bench_quality"
+    split, _, _ = prepared_split("ml-100k", work, "loo")
+    tokenizer = EventTokenizer.build(split.train, layout="item", max_events=200)
+    peak = parts.matmul_gflops()
+    ours, recbole = [], []
+    for model_type in ("gpt2", "bert"):
+        for hidden, layers in SIZES:
+            row = parts.training_step_rate(
+                tokenizer.encode_training_windows(split.train, min_events=2 if model_type == "gpt2" else 1),
+                tokenizer,
+                model_type=model_type,
+                hidden_size=hidden,
+                num_layers=layers,
+            )
+            row["share_of_matmul_peak"] = round(row["achieved_gflops"] / peak, 3)
+            ours.append(row)
+            print(f"bertrec {model_type} {hidden}x{layers}: {row['supervised_events_per_second']:,} ev/s", flush=True)
+            if RECBOLE_PYTHON.is_file():
+                files = export_recbole(split, work / "ml-100k" / "loo" / "recbole_files")
+                recbole.append(recbole_rate(files, RECBOLE_NAMES[model_type], hidden, layers, args.threads))
+    return {
+        "data": "ml-100k leave-one-out training split, item layout, max length 200",
+        "threads": args.threads,
+        "matmul_peak_gflops": round(peak, 1),
+        "bertrec": ours,
+        "recbole": recbole,
+    }
+
+
+def recbole_rate(files: Path, model: str, hidden: int, layers: int, threads: int) -> dict:
+    with tempfile.TemporaryDirectory() as temp:
+        output = Path(temp) / "rate.json"
+        command = [str(RECBOLE_PYTHON), str(ROOT / "benchmarks" / "peers" / "recbole_run.py"), "--quiet"]
+        command += ["--split_dir", str(files), "--model", model, "--max_len", "200", "--hidden_size", str(hidden)]
+        command += ["--num_layers", str(layers), "--num_heads", str(max(hidden // 64, 2))]
+        command += ["--inner_size", str(4 * hidden), "--threads", str(threads), "--throughput_batches", "8"]
+        command += ["--output", str(output)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"RecBole {model} failed:\n{result.stderr[-3000:]}")
+        row = json.loads(output.read_text())
+    row.update(hidden_size=hidden, num_layers=layers)
+    row["epoch_seconds_estimate"] = round(row["n_train_examples"] / row["samples_per_second"], 1)
+    print(f"recbole {model} {hidden}x{layers}: {row['samples_per_second']:.1f} samples/s", flush=True)
+    return row
+
+
+def evaluation_section(args) -> dict:
+    import throughput_parts as parts
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = [parts.evaluation_rate(items) for items in (10_000, 100_000, 1_000_000)]
+    for row in rows:
+        print(f"evaluation, {row['items']:,} items: {row['users_per_second']} users/s", flush=True)
+    return {"model": "GPT-2, 64 hidden, 2 layers, history 50", "threads": args.threads, "runs": rows}
+
+
+def latency_section(args) -> dict:
+    import throughput_parts as parts
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result = {"threads": args.threads, **parts.recommend_latency()}
+    print(f"latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms", flush=True)
+    return result
+
+
+def million_section(args) -> dict:
+    result = child("million", "--work_dir", args.work_dir)
+    print(f"1M items: {result['step_seconds']} s/step, peak RSS {result['peak_rss_mb']} MB", flush=True)
+    return result
+
+
+def time_to_quality_section(args) -> dict:
+    """Our SASRec-equivalent, validated with seen items kept (RecBole's own validation setting), against the
+    RecBole SASRec run of ``quality.py``: wall seconds until our validation NDCG@10 first reaches RecBole's
+    best. Both train with 1 thread on the same split, hidden size and maximum length."""
+    from quality import SHARED_MODEL_FLAGS, Benchmark, run_child
+    from quality_protocol import data_flags
+
+    rows = []
+    for dataset, epochs in (("yoochoose-100k", "100"), ("ml-100k", "200")):
+        bench = Benchmark(dataset, "loo", ROOT / "outputs" / "bench_quality", threads=1, budget=3600)
+        recbole_file = bench.root / "recbole-sasrec" / "default-seed2020" / "recbole.json"
+        if not recbole_file.is_file():
+            print(f"{dataset}: no RecBole SASRec run yet (quality.py --models recbole-sasrec); skipped")
+            continue
+        theirs = json.loads(recbole_file.read_text())
+        dropout = "0.5" if dataset == "yoochoose-100k" else "0.2"  # chosen on validation in quality.py
+        run_dir = Path(args.work_dir) / "time_to_quality" / dataset
+        if not (run_dir / "metrics.json").is_file():
+            command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(bench.data_args)]
+            command += ["--model_type", "gpt2", "--layout", "item", "--max_events", str(bench.spec.max_events)]
+            command += [*SHARED_MODEL_FLAGS, "--dropout", dropout, "--exclude_seen", "false", "--cpu_threads", "1"]
+            command += ["--num_epochs", epochs, "--early_stopping_patience", "10", "--output_dir", str(run_dir)]
+            command += ["--resume_from_checkpoint", "latest"]
+            run_child(command, run_dir.parent / f"{dataset}.log")
+        history = json.loads((run_dir / "metrics.json").read_text())["training"]["history"]
+        bar = theirs["best_valid_ndcg@10"]
+        reached = next((h for h in history if h["ndcg@10"] >= bar), None)
+        rows.append(
+            {
+                "dataset": dataset,
+                "recbole_best_valid_ndcg@10": bar,
+                "recbole_seconds_to_best": round(theirs["seconds_to_best"], 1),
+                "recbole_epochs_run": theirs["epochs_run"],
+                "recbole_stopped_by": theirs["stopped_by"],
+                "ours_best_valid_ndcg@10": max(h["ndcg@10"] for h in history),
+                "ours_seconds_to_reach": reached and reached["elapsed_seconds"],
+                "ours_epoch_reached": reached and reached["epoch"],
+                "speedup": reached and round(theirs["seconds_to_best"] / reached["elapsed_seconds"], 1),
+            }
+        )
+        print(f"{dataset}: {rows[-1]}", flush=True)
+    return {"threads": 1, "runs": rows}
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--events", nargs="+", type=float, default=[1e6, 1e7])
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "bench_throughput"))
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--child", choices=("generate", "data", "million"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return run_child_section(args)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if not args.report:
+        command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
+        for section in args.sections:
+            figures = globals()[f"{section}_section"](args)
+            results[section] = {**machine(), "command": command.strip(), **figures}
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    from throughput_report import markdown
+
+    (RESULTS.parent / "throughput.md").write_text(markdown(results))
+    print(f"written {RESULTS} and throughput.md")
+
+
+if __name__ == "__main__":
+    main()

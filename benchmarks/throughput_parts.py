@@ -1,0 +1,359 @@
+"""The measurements behind ``throughput.py``: each returns a plain dict of figures, nothing is printed here.
+
+Every measurement runs the library's own code path (reader, cleaning, sequences, split, tokenizer, the training
+step of ``bertrec.training``, ``evaluate_model``, ``Recommender``), on synthetic data made here or on a public
+log read through ``quality_protocol`` (ml-100k, the split every quality row uses).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import torch
+
+from bertrec.collators import TokenLayout, pad_sequences
+from bertrec.data.cleaning import CleaningConfig, clean_events
+from bertrec.data.readers import read_events
+from bertrec.data.sequences import build_sequences
+from bertrec.data.splits import leave_one_out
+from bertrec.evaluation import evaluate_model
+from bertrec.losses import ItemLoss
+from bertrec.modeling import build_model, objective_for
+from bertrec.tokenization import DEFAULT_TIME_BOUNDARIES, EventTokenizer, EventTokenizerSpec
+from bertrec.training import Objective, epoch_batches
+
+ACTIONS = np.array(["view", "cart", "fav", "buy"])
+CLEANING = {"min_user_events": 5, "min_item_events": 5}  # the "default cleaning" of the data path figure
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_log(path: Path, events: int, seed: int = 0) -> Path:
+    """A shop-like log as Parquet with integer ids: 50 events per user on average, a skewed catalogue of
+    ``events // 20`` items (cubed uniform draws), 4 actions, second timestamps over one year, 1% duplicates."""
+    if path.is_file():
+        return path
+    rng = np.random.default_rng(seed)
+    items = max(events // 20, 1000)
+    user = rng.integers(0, max(events // 50, 1), events)
+    item = (items * rng.random(events) ** 3).astype(np.int64)
+    action = ACTIONS[rng.choice(4, events, p=[0.85, 0.07, 0.05, 0.03])]
+    stamp = rng.integers(1_700_000_000, 1_700_000_000 + 365 * 86400, events)
+    duplicate = rng.random(events) < 0.01
+    previous = np.maximum(np.arange(events) - 1, 0)
+    for column in (user, item, stamp):
+        column[duplicate] = column[previous[duplicate]]
+    action[duplicate] = action[previous[duplicate]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pl.DataFrame({"user_id": user, "item_id": item, "action": action, "timestamp": stamp})
+    frame.write_parquet(path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def data_path(path: Path, layout: str = "time action item", max_events: int = 200) -> dict:
+    """Seconds per stage from Parquet to training windows, events/s end to end, and the process's peak RSS
+    (run it in a fresh process). k-core is timed separately and not part of the end-to-end figure."""
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = round(now - clock, 3)
+        clock = now
+
+    events = read_events(path, columns={"action": "action", "timestamp": "timestamp"})
+    stage("read")
+    cleaned, report = clean_events(events, CleaningConfig(**CLEANING))
+    stage("clean")
+    sequences = build_sequences(cleaned)
+    stage("sequences")
+    split = leave_one_out(sequences)
+    stage("split")
+    tokenizer = EventTokenizer.build(split.train, layout=layout, max_events=max_events)
+    stage("tokenizer")
+    windows = tokenizer.encode_training_windows(split.train, min_events=2)
+    stage("encode")
+    dataset = windows_dataset(windows)
+    stage("datasets")
+    rss = peak_rss_mb()
+    del windows, dataset, split, sequences
+    start = time.perf_counter()
+    _, core_report = clean_events(cleaned, CleaningConfig(min_user_events=5, min_item_events=5, k_core=True))
+    k_core_seconds = time.perf_counter() - start
+    total = sum(stages.values())
+    return {
+        "events": events.height,
+        "events_after_cleaning": report.output_rows,
+        "users": report.users_after,
+        "items": report.items_after,
+        "stages_seconds": stages,
+        "seconds": round(total, 2),
+        "events_per_second": round(events.height / total),
+        "peak_rss_mb": round(rss),
+        "k_core_seconds": round(k_core_seconds, 2),
+        "k_core_rounds": core_report.k_core_iterations,
+    }
+
+
+def windows_dataset(windows: list[np.ndarray]):
+    """The training windows as a ``datasets.Dataset`` (one ``input_ids`` list per row), built zero-copy from
+    one flat Arrow array: what a multi-worker or memory-mapped training input would be made from."""
+    lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.concatenate(windows) if windows else np.zeros(0, dtype=np.int64)
+    column = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.int32)))
+    return datasets.Dataset(pa.table({"input_ids": column}))
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """The machine's practical float32 arithmetic limit with the current torch threads (square matmuls)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def training_step_rate(
+    windows: list[np.ndarray],
+    tokenizer: EventTokenizer,
+    *,
+    model_type: str,
+    hidden_size: int,
+    num_layers: int,
+    batch_size: int = 128,
+    steps: int = 20,
+    warmup: int = 3,
+) -> dict:
+    """Events and tokens per second of the training loop's step (pad, label, forward, backward, clip, AdamW),
+    over the first ``steps`` length-grouped batches of an epoch after ``warmup`` batches."""
+    model = build_model(
+        model_type=model_type,
+        vocab_size=tokenizer.vocab_size,
+        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=max(hidden_size // 64, 2),
+        dropout=0.2,
+    )
+    loss_module = ItemLoss(model, item_offset=tokenizer.item_offset, num_items=tokenizer.num_items)
+    optimizer = torch.optim.AdamW(loss_module.parameters(), lr=1e-3)
+    objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
+    lengths = np.array([len(w) for w in windows])
+    batches = epoch_batches(lengths, batch_size, seed=0, epoch=0, rank=0, world=1)
+    generator = torch.Generator().manual_seed(0)
+    tokens = real = labelled = 0
+    times = []
+    for index, rows in enumerate(batches[: warmup + steps]):
+        start = time.perf_counter()
+        batch = pad_sequences([windows[i] for i in rows], tokenizer.pad_id)
+        input_ids, labels = objective.inputs_and_labels(batch, generator)
+        loss = loss_module(input_ids, batch["attention_mask"], labels, generator)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(loss_module.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+            tokens += input_ids.numel()
+            real += int(batch["attention_mask"].sum())
+            labelled += int((labels != -100).sum())
+    seconds = sum(times)
+    epoch_steps = len(batches)
+    params = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight.numel()
+    # forward + backward ~ 6 FLOPs per weight per token for the transformer, plus the output layer at labelled
+    # positions (full softmax over the catalogue) and attention scores (4 * seq * hidden per token per layer)
+    seq = tokens / (len(times) * batch_size)
+    flops = 6 * (params - embedding) * real + 6 * hidden_size * tokenizer.num_items * labelled
+    flops += 6 * 2 * seq * hidden_size * num_layers * real
+    return {
+        "model_type": model_type,
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "parameters": params,
+        "batch_size": batch_size,
+        "steps_timed": len(times),
+        "median_step_seconds": round(statistics.median(times), 4),
+        "events_per_second": round(real / seconds),
+        "supervised_events_per_second": round(labelled / seconds),
+        "tokens_per_second": round(tokens / seconds),
+        "padding_share": round(1 - real / tokens, 3),
+        "epoch_seconds_estimate": round(epoch_steps * seconds / len(times), 1),
+        "achieved_gflops": round(flops / seconds / 1e9, 2),
+    }
+
+
+def random_catalogue_model(num_items: int, max_events: int = 50, hidden_size: int = 64, num_layers: int = 2):
+    """An untrained 64-dim GPT-2 and an ``item`` tokenizer over ``num_items`` synthetic item ids: timing needs
+    the shapes, not trained weights."""
+    spec = EventTokenizerSpec(
+        layout="item",
+        time_boundaries=list(DEFAULT_TIME_BOUNDARIES),
+        actions=["view"],
+        items=[f"i{k}" for k in range(num_items)],
+        max_events=max_events,
+    )
+    tokenizer = EventTokenizer(spec)
+    model = build_model(
+        model_type="gpt2",
+        vocab_size=tokenizer.vocab_size,
+        max_positions=max_events,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        dropout=0.0,
+    )
+    return model.eval(), tokenizer
+
+
+def random_examples(num_items: int, users: int, history: int, seed: int = 0) -> pl.DataFrame:
+    """Leave-one-out test examples of ``users`` random histories of ``history + 2`` events."""
+    rng = np.random.default_rng(seed)
+    n = users * (history + 2)
+    events = pl.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(users), history + 2).astype(str),
+            "item_id": np.char.add("i", rng.integers(0, num_items, n).astype(str)),
+            "action": np.full(n, "view"),
+            "timestamp": np.arange(n, dtype=np.float64),
+            "event_index": np.arange(n, dtype=np.int64),
+        }
+    )
+    return leave_one_out(build_sequences(events)).test
+
+
+def evaluation_rate(num_items: int, users: int = 2048, history: int = 50, batch_size: int = 512) -> dict:
+    """Users per second of full-catalogue evaluation (every item scored, seen items excluded, ranks + top-50)."""
+    model, tokenizer = random_catalogue_model(num_items, max_events=history)
+    examples = random_examples(num_items, users, history)
+    evaluate_model(model, tokenizer, examples[:64], ks=(10, 50), exclude_seen=True)  # warm-up
+    start = time.perf_counter()
+    metrics = evaluate_model(model, tokenizer, examples, ks=(10, 50), exclude_seen=True, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    return {
+        "items": num_items,
+        "users": metrics["users"],
+        "seconds": round(seconds, 2),
+        "users_per_second": round(metrics["users"] / seconds, 1),
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+
+
+def recommend_latency(num_items: int = 10_000, history: int = 50, calls: int = 200, batch: int = 256) -> dict:
+    """``Recommender.recommend`` latency for one raw history (p50/p99) and ``recommend_batch`` throughput."""
+    from bertrec.recommend import Recommender
+
+    model, tokenizer = random_catalogue_model(num_items, max_events=history)
+    recommender = Recommender(model, tokenizer)
+    rng = np.random.default_rng(0)
+    histories = [
+        [(f"i{item}", "view", float(t)) for t, item in enumerate(rng.integers(0, num_items, history))]
+        for _ in range(batch)
+    ]
+    for warm in histories[:10]:
+        recommender.recommend(warm, k=10)
+    latencies = []
+    for call in range(calls):
+        start = time.perf_counter()
+        recommender.recommend(histories[call % batch], k=10)
+        latencies.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    recommender.recommend_batch(histories, k=10)
+    batch_seconds = time.perf_counter() - start
+    return {
+        "items": num_items,
+        "history_events": history,
+        "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
+        "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 2),
+        "batch": batch,
+        "batch_histories_per_second": round(batch / batch_seconds, 1),
+    }
+
+
+def million_item_run(work: Path, items: int = 1_000_000, users: int = 20_000, per_user: int = 100) -> dict:
+    """Train a 64-dim GPT-2 over a catalogue of ``items`` items with sampled softmax for one epoch through the
+    library's training loop, validating with full-catalogue ranking; run it in a fresh process for its RSS.
+
+    The log covers every item at least once (so the vocabulary holds them all) and draws the rest from a
+    skewed distribution. Full softmax is out of reach here: one batch's logits would be 128 x 99 x 1M floats.
+    """
+    from accelerate import Accelerator
+
+    from bertrec.training import TrainingArguments, train
+
+    rng = np.random.default_rng(0)
+    n = users * per_user
+    item = np.concatenate([rng.permutation(items), (items * rng.random(n - items) ** 3).astype(np.int64)])
+    events = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, users, n).astype(str),
+            "item_id": np.char.add("i", item.astype(str)),
+            "action": np.full(n, "view"),
+            "timestamp": np.arange(n, dtype=np.float64),
+            "event_index": np.arange(n, dtype=np.int64),
+        }
+    )
+    split = leave_one_out(build_sequences(events))
+    tokenizer = EventTokenizer.build(split.train, layout="item", max_events=per_user)
+    windows = tokenizer.encode_training_windows(split.train, min_events=2)
+    model = build_model(
+        model_type="gpt2", vocab_size=tokenizer.vocab_size, max_positions=per_user, hidden_size=64, num_layers=2
+    )
+    from bertrec.baselines import item_counts
+
+    counts = item_counts(tokenizer, split.train) + 1.0
+    loss_module = ItemLoss(
+        model,
+        item_offset=tokenizer.item_offset,
+        num_items=tokenizer.num_items,
+        item_log_frequency=torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32),
+        num_uniform_negatives=4096,
+    )
+    valid = split.valid[:1000]
+    evaluations = []
+
+    def validate() -> dict:
+        start = time.perf_counter()
+        metrics = evaluate_model(model, tokenizer, valid, ks=(10,), exclude_seen=True)
+        evaluations.append(time.perf_counter() - start)
+        return metrics
+
+    args = TrainingArguments(
+        output_dir=str(work), num_epochs=1, batch_size=128, learning_rate=2e-3, early_stopping_patience=0
+    )
+    start = time.perf_counter()
+    state = train(
+        Accelerator(cpu=True),
+        loss_module,
+        windows,
+        Objective("next", TokenLayout.from_tokenizer(tokenizer)),
+        validate,
+        args,
+    )
+    seconds = time.perf_counter() - start - sum(evaluations)
+    return {
+        "items": tokenizer.num_items,
+        "training_events": int(sum(len(w) for w in windows)),
+        "steps": state["global_step"],
+        "train_seconds": round(seconds, 1),
+        "step_seconds": round(seconds / state["global_step"], 3),
+        "loss": "sampled softmax, 4,096 uniform negatives + in-batch, logQ-corrected",
+        "valid_users": valid.height,
+        "valid_seconds": round(evaluations[-1], 1),
+        "valid_users_per_second": round(valid.height / evaluations[-1], 1),
+        "valid_ndcg@10": state["history"][-1]["ndcg@10"],
+        "peak_rss_mb": round(peak_rss_mb()),
+    }

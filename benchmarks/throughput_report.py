@@ -1,0 +1,141 @@
+"""The markdown tables of ``throughput.py``'s JSON results (one block per section, with its machine and command)."""
+
+from __future__ import annotations
+
+
+def _head(section: dict) -> str:
+    gpu = section.get("gpu") or "no GPU"
+    return f"{section['machine']}, {gpu}, torch {section['torch']}, {section['date']}; `{section['command']}`\n\n"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n\n"
+
+
+def _num(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def data(section: dict) -> str:
+    rows = [
+        [
+            _num(r["events"]),
+            _num(r["events_after_cleaning"]),
+            r["seconds"],
+            _num(r["events_per_second"]),
+            _num(r["peak_rss_mb"]),
+            ", ".join(f"{k} {v}" for k, v in r["stages_seconds"].items()),
+            f"{r['k_core_seconds']} ({r['k_core_rounds']} rounds)",
+        ]
+        for r in section["runs"]
+    ]
+    header = ["events", "after cleaning", "seconds", "events/s", "peak RSS MB", "stages (s)", "k-core s"]
+    return (
+        f"### Data path: Parquet to training windows ({section['cleaning']})\n\n"
+        + _head(section)
+        + _table(header, rows)
+    )
+
+
+def training(section: dict) -> str:
+    peers = {(r["model"], r["hidden_size"], r["num_layers"]): r for r in section["recbole"]}
+    names = {"gpt2": "SASRec", "bert": "BERT4Rec"}
+    rows = []
+    for r in section["bertrec"]:
+        peer = peers.get((names[r["model_type"]], r["hidden_size"], r["num_layers"]))
+        rows.append(
+            [
+                f"{r['model_type']} {r['hidden_size']}x{r['num_layers']}",
+                _num(r["supervised_events_per_second"]),
+                _num(r["tokens_per_second"]),
+                r["padding_share"],
+                r["epoch_seconds_estimate"],
+                f"{r['achieved_gflops']} ({100 * r['share_of_matmul_peak']:.0f}%)",
+                peer and f"{peer['samples_per_second']:.1f}",
+                peer and peer["epoch_seconds_estimate"],
+                peer and f"{peer['epoch_seconds_estimate'] / r['epoch_seconds_estimate']:.0f}x",
+            ]
+        )
+    header = [
+        "model (hidden x layers)",
+        "supervised events/s",
+        "tokens/s",
+        "padding",
+        "s/epoch",
+        "GFLOP/s (of matmul peak)",
+        "RecBole samples/s",
+        "RecBole s/epoch",
+        "epoch time ratio",
+    ]
+    return (
+        f"### Training step ({section['data']}, {section['threads']} threads; matmul peak "
+        f"{section['matmul_peak_gflops']} GFLOP/s)\n\n" + _head(section) + _table(header, rows)
+    )
+
+
+def evaluation(section: dict) -> str:
+    rows = [
+        [_num(r["items"]), r["users"], r["seconds"], r["users_per_second"], r["peak_rss_mb"]] for r in section["runs"]
+    ]
+    header = ["catalogue items", "users", "seconds", "users/s", "peak RSS MB (process)"]
+    return (
+        f"### Full-catalogue evaluation ({section['model']}, {section['threads']} threads)\n\n"
+        + _head(section)
+        + _table(header, rows)
+    )
+
+
+def latency(section: dict) -> str:
+    row = [
+        _num(section["items"]),
+        section["history_events"],
+        section["p50_ms"],
+        section["p99_ms"],
+        section["batch_histories_per_second"],
+    ]
+    header = ["catalogue items", "history events", "p50 ms", "p99 ms", f"batch of {section['batch']}: histories/s"]
+    return (
+        f"### Recommendation latency (`Recommender`, {section['threads']} threads)\n\n"
+        + _head(section)
+        + _table(header, [row])
+    )
+
+
+def million(section: dict) -> str:
+    row = [
+        _num(section["items"]),
+        _num(section["training_events"]),
+        section["steps"],
+        section["step_seconds"],
+        section["valid_users_per_second"],
+        _num(section["peak_rss_mb"]),
+    ]
+    header = ["catalogue items", "training events", "steps", "s/step", "eval users/s", "peak RSS MB"]
+    return f"### A 1M-item catalogue ({section['loss']})\n\n" + _head(section) + _table(header, [row])
+
+
+def time_to_quality(section: dict) -> str:
+    rows = [
+        [
+            r["dataset"],
+            r["recbole_best_valid_ndcg@10"],
+            f"{r['recbole_seconds_to_best']} ({r['recbole_epochs_run']} epochs, {r['recbole_stopped_by']})",
+            r["ours_best_valid_ndcg@10"] and round(r["ours_best_valid_ndcg@10"], 4),
+            r["ours_seconds_to_reach"],
+            r["speedup"] and f"{r['speedup']}x",
+        ]
+        for r in section["runs"]
+    ]
+    header = ["dataset", "RecBole best valid NDCG@10", "RecBole s to best", "ours best", "ours s to reach", "speedup"]
+    return (
+        "### Wall time to RecBole SASRec's best validation NDCG@10 (1 thread each)\n\n"
+        + _head(section)
+        + _table(header, rows)
+    )
+
+
+def markdown(results: dict) -> str:
+    order = ("data", "training", "evaluation", "latency", "million", "time_to_quality")
+    return "".join(globals()[name](results[name]) for name in order if name in results)

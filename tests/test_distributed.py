@@ -1,0 +1,97 @@
+"""Two CPU processes through `accelerate launch` train and evaluate like one process.
+
+`accelerate launch` with ``recipes/accelerate_configs/cpu_two_processes.yaml`` (multi-GPU, 2 processes) on a
+machine without a GPU starts two gloo processes (the
+recipe passes ``cpu=True`` to the Accelerator when no accelerator device exists; without it accelerate 1.15
+leaves each process undistributed, and both would train alone and write the same folder). Each process takes
+half of every global batch and its loss is weighted by its share of the batch's labelled positions, so with
+dropout off the two runs compute the same updates up to floating-point reduction order (measured: identical
+metrics to the last digit on this machine; the tolerance allows two of 400 users to move across the cut-off).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bertrec.recipes.common import check_process_group
+from tests.conftest import TINY_PRETRAIN
+
+CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "accelerate_configs" / "cpu_two_processes.yaml"
+TOLERANCE = 0.005  # absolute NDCG@10 / HR@10 difference allowed between 1 and 2 processes
+DETERMINISTIC = ["--model_type", "gpt2", "--dropout", "0", "--attention_dropout", "0", "--num_epochs", "4"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def one_and_two_processes(tmp_path_factory) -> dict:
+    from bertrec.recipes.pretrain import main
+
+    one = tmp_path_factory.mktemp("one-process")
+    two = tmp_path_factory.mktemp("two-processes")
+    args = [*TINY_PRETRAIN, *DETERMINISTIC]
+    main([*args, "--batch_size", "32", "--cpu_threads", "1", "--output_dir", str(one)])
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG)]
+    launch += ["--main_process_port", str(_free_port()), "-m", "bertrec.recipes.pretrain"]
+    result = subprocess.run(
+        [*launch, *args, "--batch_size", "16", "--output_dir", str(two)],  # 2 x 16 = the same global batches
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {
+        "one": json.loads((one / "metrics.json").read_text()),
+        "two": json.loads((two / "metrics.json").read_text()),
+        "two_dir": two,
+    }
+
+
+def test_two_processes_really_ran(one_and_two_processes):
+    assert one_and_two_processes["one"]["training"]["processes"] == 1
+    assert one_and_two_processes["two"]["training"]["processes"] == 2
+    checkpoint = sorted((one_and_two_processes["two_dir"] / "checkpoints").glob("checkpoint-*"))[-1]
+    assert (checkpoint / "random_states_1.pkl").is_file()  # the second rank wrote its own state
+
+
+def test_two_processes_take_the_same_steps_and_match_one(one_and_two_processes):
+    one, two = one_and_two_processes["one"], one_and_two_processes["two"]
+    assert two["training"]["steps"] == one["training"]["steps"]
+    for part in ("valid", "test"):
+        for metric in ("ndcg@10", "hr@10"):
+            assert abs(two[part][metric] - one[part][metric]) <= TOLERANCE, (part, metric, one[part], two[part])
+    for epoch_one, epoch_two in zip(one["training"]["history"], two["training"]["history"], strict=True):
+        assert abs(epoch_one["ndcg@10"] - epoch_two["ndcg@10"]) <= TOLERANCE
+
+
+def test_two_process_evaluation_counts_every_user_once(one_and_two_processes):
+    one, two = one_and_two_processes["one"], one_and_two_processes["two"]
+    evaluated = two["data"]["evaluated_users"]
+    assert two["valid"]["users"] == two["test"]["users"] == evaluated == one["test"]["users"]
+    assert two["baselines"]["markov"]["test"] == pytest.approx(one["baselines"]["markov"]["test"])  # no model noise
+
+
+def test_a_launch_that_formed_no_group_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="group of 1"):
+        check_process_group(1)
+    check_process_group(2)
+
+
+@pytest.mark.parametrize("name", ["multi_gpu_ddp.yaml", "cpu_two_processes.yaml"])
+def test_shipped_accelerate_configs_load_with_accelerate(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(CONFIG.parent / name))
+    assert config.num_processes == 2 and config.num_machines == 1
+    assert str(config.distributed_type).endswith("MULTI_GPU")
