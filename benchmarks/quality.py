@@ -32,6 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_protocol import (  # noqa: E402
     DATASETS,
+    EVALUATION_VERSION,
     ROOT,
     coverage_of,
     data_flags,
@@ -194,6 +195,9 @@ class Benchmark:
             raise SystemExit("RecBole peers run on the leave-one-out protocol only (their runner takes LOO files)")
         run_dir = self.root / model / "default-seed2020"
         evaluation = read_evaluation(run_dir)
+        if evaluation is None and (run_dir / "recbole.json").is_file():  # trained: only the conversion is redone
+            evaluation = recbole_evaluation(json.loads((run_dir / "recbole.json").read_text()), {})
+            write_evaluation(run_dir, evaluation)
         if evaluation is None:
             if not RECBOLE_PYTHON.is_file():
                 raise SystemExit("RecBole is not installed: run benchmarks/peers/install_recbole.sh")
@@ -271,7 +275,7 @@ def _mean_per_user(details: list[dict]) -> dict[str, float]:
 def recbole_evaluation(result: dict, usage: dict) -> dict:
     """The RecBole runner's JSON in the shape of our evaluation files."""
     valid = {"ndcg@10": result["best_valid_ndcg@10"]}  # RecBole's own (seen items kept), its selection metric
-    evaluation = {"valid": valid, "valid_plain": valid}
+    evaluation = {"version": EVALUATION_VERSION, "valid": valid, "valid_plain": valid}
     for setting in ("excluded", "plain"):
         evaluation[f"test_{setting}"] = result["test"][setting]
         per_user = result["per_user_ndcg@10"][setting]
@@ -288,7 +292,7 @@ def recbole_evaluation(result: dict, usage: dict) -> dict:
         "stopped_by": result["stopped_by"],
         "flattened": result["flattened"],
         "valid_curve": result["valid_curve"],
-        "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage["peak_rss_mb"]),
+        "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage.get("peak_rss_mb", 0)),
     }
     return evaluation
 
@@ -303,9 +307,12 @@ def comparisons(rows: list[dict], setting: str, root: Path) -> list[dict]:
     def per_user(row: dict) -> dict[str, float]:
         return json.loads((root / "per_user" / f"{row['model']}.json").read_text())[setting]
 
+    def stored(row: dict) -> bool:  # rows kept from an earlier run get their figures when next summarised
+        return (root / "per_user" / f"{row['model']}.json").is_file()
+
     result = []
     for other in rows:
-        if other is best:
+        if other is best or not (stored(best) and stored(other)):
             continue
         test = paired_test(per_user(best), per_user(other))
         ratio = best[setting]["ndcg@10"][0] / max(other[setting]["ndcg@10"][0], 1e-12)

@@ -34,6 +34,11 @@ CLEANING = {"min_user_events": 5, "min_item_events": 5}  # the "default cleaning
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ``getrusage``: Linux keeps ``ru_maxrss`` across
+    fork and exec, so a fresh child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -248,7 +253,6 @@ def evaluation_rate(num_items: int, users: int = 2048, history: int = 50, batch_
         "users": metrics["users"],
         "seconds": round(seconds, 2),
         "users_per_second": round(metrics["users"] / seconds, 1),
-        "peak_rss_mb": round(peak_rss_mb()),
     }
 
 
@@ -357,3 +361,38 @@ def million_item_run(work: Path, items: int = 1_000_000, users: int = 20_000, pe
         "valid_ndcg@10": state["history"][-1]["ndcg@10"],
         "peak_rss_mb": round(peak_rss_mb()),
     }
+
+
+def profile_step(
+    windows: list[np.ndarray], tokenizer: EventTokenizer, model_type: str = "gpt2", steps: int = 5
+) -> list:
+    """Where a training step's time goes: the top operators by self CPU time over ``steps`` steps (64x2)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model(
+        model_type=model_type,
+        vocab_size=tokenizer.vocab_size,
+        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event,
+        hidden_size=64,
+        num_layers=2,
+    )
+    loss_module = ItemLoss(model, item_offset=tokenizer.item_offset, num_items=tokenizer.num_items)
+    optimizer = torch.optim.AdamW(loss_module.parameters(), lr=1e-3)
+    objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
+    batches = epoch_batches(np.array([len(w) for w in windows]), 128, seed=0, epoch=0, rank=0, world=1)
+    generator = torch.Generator().manual_seed(0)
+
+    def step(rows) -> None:
+        batch = pad_sequences([windows[i] for i in rows], tokenizer.pad_id)
+        input_ids, labels = objective.inputs_and_labels(batch, generator)
+        loss_module(input_ids, batch["attention_mask"], labels, generator).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step(batches[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for rows in batches[1 : 1 + steps]:
+            step(rows)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in events[:8]]

@@ -50,7 +50,10 @@ class TrainingArguments:
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name after warmup."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 disables."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
-    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)."})
+    mixed_precision: str | None = field(
+        default=None,
+        metadata={"help": "no, fp16 or bf16; unset: the accelerate config's (launcher), else no."},
+    )
     eval_every_epochs: int = field(default=1, metadata={"help": "Validate (and checkpoint) every N epochs."})
     early_stopping_patience: int = field(
         default=10,
@@ -134,6 +137,13 @@ def epoch_batches(
         batches += [chunk[i : i + global_size] for i in range(0, len(chunk), global_size)]
     batches = [batches[i] for i in rng.permutation(len(batches))]
     return [np.array_split(b, world)[rank] for b in batches if len(b) >= world]
+
+
+def _to_device(device: torch.device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Batches are built on the CPU; to a GPU they go through pinned memory without blocking the host."""
+    if device.type != "cuda":
+        return tuple(t.to(device) for t in tensors)
+    return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
 
 
 def _global_mean_weight(accelerator, labels: torch.Tensor) -> torch.Tensor | float:
@@ -239,13 +249,10 @@ def train(
             input_ids, labels = objective.inputs_and_labels(batch, generator)
             sync = (micro + 1) % args.gradient_accumulation_steps == 0 or micro == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_module):
-                labels = labels.to(accelerator.device)
-                loss = loss_module(
-                    input_ids.to(accelerator.device),
-                    batch["attention_mask"].to(accelerator.device),
-                    labels,
-                    generator,
+                input_ids, attention_mask, labels = _to_device(
+                    accelerator.device, input_ids, batch["attention_mask"], labels
                 )
+                loss = loss_module(input_ids, attention_mask, labels, generator)
                 accelerator.backward(_global_mean_weight(accelerator, labels) * loss / args.gradient_accumulation_steps)
             state["micro_step_in_epoch"] = micro + 1
             if not sync:
