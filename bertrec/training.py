@@ -71,6 +71,10 @@ class TrainingArguments:
         },
     )
     logging_steps: int = field(default=50, metadata={"help": "Log the training loss every N optimizer steps."})
+    torch_compile: bool = field(
+        default=False,
+        metadata={"help": "Compile the transformer with torch.compile (dynamic shapes): a one-off compile cost."},
+    )
 
 
 @dataclass
@@ -209,6 +213,9 @@ def train(
     # the scheduler is a pure function of the step: kept out of accelerate (which would step it once per
     # process) and fast-forwarded on resume instead of being unpickled
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+    if args.torch_compile:  # the backbone only: batches vary in length, and the loss indexes labelled positions
+        backbone = accelerator.unwrap_model(loss_module).model.base_model
+        backbone.forward = torch.compile(backbone.forward, dynamic=True)
     state = {
         "global_step": 0,
         "epoch": 0,

@@ -3,7 +3,7 @@ import pytest
 
 from bertrec.baselines import markov_scorer, popularity_scorer
 from bertrec.data.sequences import build_sequences
-from bertrec.data.splits import leave_one_out
+from bertrec.data.splits import LeakageError, leave_one_out
 from bertrec.evaluation import evaluate_scorer
 from bertrec.tokenization import EventTokenizer
 from tests.conftest import make_events
@@ -48,3 +48,30 @@ def test_coverage_and_per_user_details(split):
     assert by_user["u1"] == 1 and by_user["u2"] == float("inf")  # u2's target zzz is unknown
     markov = evaluate_scorer(markov_scorer(tokenizer, split.train), tokenizer, split.test, ks=(1,))
     assert markov["coverage@1"] >= popular["coverage@1"] and "details" not in markov
+
+
+def test_evaluation_refuses_examples_whose_target_is_in_their_own_history(split):
+    tokenizer = EventTokenizer.build(split.train, layout="item")
+    # a hand-built leaky frame: u1's history is extended with its own target event (the usual off-by-one)
+    leaky = split.test.with_columns(
+        pl.when(pl.col("user_id") == "u1")
+        .then(pl.concat_list("event_index", "target_event_index"))
+        .otherwise(pl.col("event_index"))
+        .alias("event_index")
+    )
+    with pytest.raises(LeakageError, match="1 of 2 examples have their target event in their own input history"):
+        evaluate_scorer(popularity_scorer(tokenizer, split.train), tokenizer, leaky)
+    # the same item seen earlier is a legitimate revisit, not a leak: u1's target item "a" is in its history
+    assert evaluate_scorer(popularity_scorer(tokenizer, split.train), tokenizer, split.test)["users"] == 2
+
+
+def test_scores_are_computed_in_blocks_of_bounded_size(split):
+    tokenizer = EventTokenizer.build(split.train, layout="item")
+    sizes = []
+
+    def score(batch):
+        sizes.append(len(batch.targets))
+        return popularity_scorer(tokenizer, split.train)(batch)
+
+    evaluate_scorer(score, tokenizer, split.test, batch_size=256, max_score_elements=tokenizer.num_items)
+    assert sizes == [1, 1]  # one example per block when a block may hold one row of scores

@@ -13,7 +13,7 @@ from bertrec.recipes.prepare import load_split
 from bertrec.recipes.pretrain import ARGUMENTS
 from bertrec.tokenization import EventTokenizer
 from bertrec.training import TrainingArguments
-from tests.conftest import run_without_bertrec
+from tests.conftest import TINY_PRETRAIN, run_without_bertrec
 
 
 @pytest.mark.parametrize("model_type", ["bert", "gpt2"])
@@ -152,3 +152,13 @@ def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
         parse_args(ARGUMENTS, ["--config", str(config)])
     with pytest.raises(ConfigError, match="'--hiden_size' \\(did you mean '--hidden_size'"):
         parse_args((ModelArguments, TokenizerArguments, EvalArguments), ["--hiden_size", "1"])
+
+
+@pytest.mark.slow  # about two minutes of compiling on 2 CPU cores
+def test_torch_compile_trains_like_eager(tmp_path):
+    from bertrec.recipes.pretrain import main
+
+    args = [*TINY_PRETRAIN, "--model_type", "gpt2", "--num_epochs", "2", "--dropout", "0"]
+    eager = main([*args, "--output_dir", str(tmp_path / "eager")])
+    compiled = main([*args, "--torch_compile", "true", "--output_dir", str(tmp_path / "compiled")])
+    assert compiled["valid"]["ndcg@10"] == pytest.approx(eager["valid"]["ndcg@10"], abs=0.01)
