@@ -57,7 +57,11 @@ class _History:
 
 
 class Recommender:
-    """Top-k raw item ids for raw histories, with business rules (allow/deny lists) and embeddings for ANN."""
+    """Top-k raw item ids for raw histories, with business rules (allow/deny lists) and embeddings for ANN.
+
+    One instance may serve several threads at once: a call keeps all its state in locals and only reads the
+    model (in eval mode, without gradients), so concurrent calls return what serial calls return (tested).
+    """
 
     def __init__(self, model, tokenizer: EventTokenizer, device: str | torch.device = "cpu"):
         self.model = model.to(device).eval()

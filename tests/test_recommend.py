@@ -288,3 +288,19 @@ def test_time_layout_truncation_now_and_action(model_type):
     assert recommender.recommend(history, k=8, exclude_seen=False, action="cart").scores != default.scores
     with pytest.raises(ValueError, match="action 'buy' is not in the model's vocabulary"):
         recommender.recommend(history, action="buy")
+
+
+def test_concurrent_calls_from_threads_match_serial_calls(setup):
+    """A web server calls one Recommender from several threads: results must equal serial calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recommender, _ = setup
+    histories = [random_history(recommender, 1 + i % 30, seed=100 + i) for i in range(64)]
+    serial = [recommender.recommend(h, k=10) for h in histories]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(lambda h: recommender.recommend(h, k=10), histories))
+        batched = list(pool.map(lambda i: recommender.recommend_batch(histories[i : i + 8], k=10), range(0, 64, 8)))
+    for a, b in zip(threaded, serial, strict=True):
+        assert_same(a, b, exact=False)
+    for a, b in zip([r for chunk in batched for r in chunk], serial, strict=True):
+        assert_same(a, b, exact=False)
