@@ -15,7 +15,13 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _num(value) -> str:
+    if value is None:
+        return "—"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("s" if n != 1 else "")
 
 
 def data(section: dict) -> str:
@@ -70,14 +76,14 @@ def training(section: dict) -> str:
         "epoch time ratio",
     ]
     return (
-        f"### Training step ({section['data']}, {section['threads']} threads; matmul peak "
+        f"### Training step ({section['data']}, {_threads(section['threads'])}; matmul peak "
         f"{section['matmul_peak_gflops']} GFLOP/s)\n\n" + _head(section) + _table(header, rows)
     )
 
 
 def profile(section: dict) -> str:
     ops = ", ".join(f"`{p['op']}` {100 * p['share']:.0f}%" for p in section["top_ops"])
-    return f"### Where a training step's time goes ({section['model']}, {section['threads']} threads)\n\n" + (
+    return f"### Where a training step's time goes ({section['model']}, {_threads(section['threads'])})\n\n" + (
         _head(section) + f"Self CPU time by operator: {ops}.\n\n"
     )
 
@@ -86,7 +92,7 @@ def evaluation(section: dict) -> str:
     rows = [[_num(r["items"]), r["users"], r["seconds"], r["users_per_second"]] for r in section["runs"]]
     header = ["catalogue items", "users", "seconds", "users/s"]
     return (
-        f"### Full-catalogue evaluation ({section['model']}, {section['threads']} threads)\n\n"
+        f"### Full-catalogue evaluation ({section['model']}, {_threads(section['threads'])})\n\n"
         + _head(section)
         + _table(header, rows)
     )
@@ -102,7 +108,7 @@ def latency(section: dict) -> str:
     ]
     header = ["catalogue items", "history events", "p50 ms", "p99 ms", f"batch of {section['batch']}: histories/s"]
     return (
-        f"### Recommendation latency (`Recommender`, {section['threads']} threads)\n\n"
+        f"### Recommendation latency (`Recommender`, {_threads(section['threads'])})\n\n"
         + _head(section)
         + _table(header, [row])
     )
@@ -129,9 +135,9 @@ def time_to_quality(section: dict) -> str:
             f"{r['recbole_seconds_to_best']} ({r['recbole_epochs_run']} epochs, {r['recbole_stopped_by']})",
             r["ours_best_valid_ndcg@10"] and round(r["ours_best_valid_ndcg@10"], 4),
             r["ours_seconds_to_reach"] or "never",
-            r["speedup"] and f"{r['speedup']}x",
-            r.get("ours_seconds_to_98_percent"),
-            r.get("ours_seconds_to_own_best"),
+            f"{r['speedup']}x" if r["speedup"] else "—",
+            _num(r.get("ours_seconds_to_98_percent")),
+            _num(r.get("ours_seconds_to_own_best")),
         ]
         for r in section["runs"]
     ]
