@@ -243,3 +243,15 @@ def test_empty_input_gives_an_empty_report():
     cleaned, report = clean_events(empty, CleaningConfig(min_user_events=3, k_core=True))
     assert cleaned.height == 0 and report.output_rows == 0 and report.input_rows == 0
     assert_adds_up(report)
+
+
+def test_colliding_id_hashes_fall_back_to_exact_codes(monkeypatch):
+    """Cleaning groups ids by a 64-bit hash only when no two ids share one; a collision must change nothing."""
+    rows: list[Row] = [("u1", "a", "view", 1.0), ("u1", "a", "view", 1.0), ("u1", "b", "view", 2.0)]
+    rows += [("u2", "b", "view", 1.0), ("u2", "c", "view", 1.0), (None, "c", "view", 3.0), ("u3", "a", "view", 4.0)]
+    config = CleaningConfig(min_user_events=2, min_item_events=2)
+    expected, expected_report = clean_events(events_of(rows), config)
+    monkeypatch.setattr(pl.Series, "hash", lambda self, *args, **kwargs: pl.Series(self.name, [7] * len(self)))
+    cleaned, report = clean_events(events_of(rows), config)
+    assert cleaned.equals(expected) and report == expected_report
+    assert report.users_before == 3 and report.dropped["duplicate"] == 1 and report.dropped["null_user"] == 1

@@ -139,7 +139,7 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
         _note_unseen(notes, "rename_actions", config.rename_actions, frame)
         frame = frame.with_columns(pl.col("action").replace(config.rename_actions))
     keys = frame.select(
-        *(pl.col(c).cast(pl.Categorical).to_physical() for c in ("user_id", "item_id")),
+        *_id_codes(frame),
         "action",
         "timestamp",
         "event_index",
@@ -192,6 +192,22 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
         config=asdict(config),
     )
     return frame, report
+
+
+def _id_codes(frame: pl.DataFrame) -> list[pl.Series]:
+    """User and item ids as integers that are equal exactly when the ids are (nulls stay null).
+
+    A 64-bit hash of each id costs a fraction of building a dictionary of millions of strings; it is used when
+    it is verified collision-free (as many distinct hashes as distinct ids), else exact dictionary codes are.
+    """
+    codes = []
+    for column in ("user_id", "item_id"):
+        ids = frame[column]
+        hashed = pl.select(pl.when(ids.is_not_null()).then(ids.hash())).to_series().alias(column)
+        if hashed.drop_nulls().n_unique() != ids.drop_nulls().n_unique():
+            hashed = ids.cast(pl.Categorical).to_physical().alias(column)
+        codes.append(hashed)
+    return codes
 
 
 def _consecutive_repeats(keys: pl.DataFrame, has_timestamps: bool) -> pl.Series:
