@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from bertrec.collators import pad_sequences
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
-from bertrec.data.splits import LeakageError
+from bertrec.data.splits import check_targets_not_in_history
 from bertrec.metrics import metrics_from_ranks, pessimistic_ranks
 from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective
 from bertrec.tokenization import EventTokenizer, action_token
@@ -150,7 +150,7 @@ def evaluate_scorer(
     """
     if examples.height == 0:
         raise ValueError("no examples to evaluate: the split is empty (too few events per user?)")
-    refuse_leaky_examples(examples)
+    check_targets_not_in_history(examples)
     if details and accelerator is not None and accelerator.num_processes > 1:
         raise ValueError("details=True needs a single process; evaluate in one process to get per-user details")
     is_main = accelerator is None or accelerator.is_main_process
@@ -208,23 +208,6 @@ def evaluate_scorer(
             "top_items": top.numpy()[original_order],
         }
     return metrics
-
-
-def refuse_leaky_examples(examples: pl.DataFrame) -> None:
-    """Refuse examples whose target event is among the events of their own input history.
-
-    A split made by ``bertrec.data.splits`` never has this; an examples frame built or edited by hand can, and
-    its metrics would be inflated. Events are compared by ``event_index``, not item: revisits are legitimate.
-    """
-    if "target_event_index" not in examples.columns or "event_index" not in examples.columns:
-        return
-    leaky = examples.filter(pl.col("event_index").list.contains(pl.col("target_event_index")))
-    if leaky.height:
-        raise LeakageError(
-            f"{leaky.height} of {examples.height} examples have their target event in their own input history "
-            f"(user {leaky['user_id'][0]!r}, event_index {leaky['target_event_index'][0]}); the metrics would be "
-            "inflated. Build examples with bertrec.data.splits (leave_one_out / temporal_split)."
-        )
 
 
 def _recommended_items(top: torch.Tensor, num_items: int) -> torch.Tensor:

@@ -162,6 +162,23 @@ def check_no_leakage(split: Split) -> None:
                 f"{leaked.height} {name} target events (event_index e.g. {leaked['event_index'].head(5).to_list()}) "
                 "are visible in data the model sees earlier; the split is leaky and its metrics would be inflated"
             )
-        own = examples.filter(pl.col("event_index").list.contains(pl.col("target_event_index")))
-        if own.height:
-            raise LeakageError(f"{own.height} {name} targets appear in their own history (user {own['user_id'][0]})")
+        check_targets_not_in_history(examples, name)
+
+
+def check_targets_not_in_history(examples: pl.DataFrame, part: str | None = None) -> None:
+    """Raise ``LeakageError`` if an example's target event (by ``event_index``) is among its own input events.
+
+    Runs on every split this module makes and on every examples frame evaluation is given, since a frame built
+    or edited by hand can carry the classic off-by-one. Revisits of the same item are legitimate and pass.
+    """
+    if "target_event_index" not in examples.columns or "event_index" not in examples.columns:
+        return
+    leaky = examples.filter(pl.col("event_index").list.contains(pl.col("target_event_index")))
+    if leaky.height:
+        what = f"{part} examples" if part else "examples"
+        raise LeakageError(
+            f"{leaky.height} of {examples.height} {what} have their target event in their own input history "
+            f"(user {leaky['user_id'][0]!r}, event_index {leaky['target_event_index'][0]}): a target visible in "
+            "its own history inflates the metrics. Build examples with bertrec.data.splits (leave_one_out / "
+            "temporal_split)."
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -118,17 +118,41 @@ def _read_fields(
     first = 2 if skip_header else 1
     frame = frame.with_columns(pl.int_range(first, first + frame.height, dtype=pl.Int64).alias(_LINE))
     frame = frame.filter(~pl.all_horizontal(pl.col(name).is_null() for name in (*names, _EXTRA)))
-    extra = frame[_EXTRA].is_not_null()
-    if extra.any():
-        row = int(extra.arg_true()[0])
-        raise _fail(
-            path,
-            int(frame[_LINE][row]),
-            None,
+    _reject_first(
+        frame,
+        path,
+        frame[_EXTRA].is_not_null(),
+        None,
+        lambda row: (
             f"has more than the {len(names)} {_separator_name(separator)}-separated fields of {layout}; "
-            f"this is not a {reader} file in that layout. {_READER_HINT}",
-        )
+            f"this is not a {reader} file in that layout. {_READER_HINT}"
+        ),
+    )
     return frame.drop(_EXTRA)
+
+
+def _reject_first(
+    frame: pl.DataFrame, path: Path, bad: pl.Series, column: str | None, message: Callable[[int], str]
+) -> None:
+    """Raise for the first row where ``bad`` holds, naming its line; ``message(row)`` says what is wrong there."""
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise _fail(path, int(frame[_LINE][row]), column, message(row))
+
+
+def _read_each(
+    paths: PathLike | Sequence[PathLike], names: Sequence[str], read_one: Callable[[Path], pl.DataFrame]
+) -> pl.DataFrame:
+    """Canonical events of one file, a list of files (rows in the order given) or the files ``names`` found in a
+    folder, each read by ``read_one``."""
+    files = _paths(paths)
+    if len(files) == 1 and files[0].is_dir():
+        folder = files[0]
+        files = [folder / name for name in names if (folder / name).is_file()]
+        if not files:
+            raise EventDataError(f"{folder}: no {' or '.join(names)} here; pass the files")
+    label = files[0] if len(files) == 1 else ", ".join(str(path) for path in files)
+    return _finish(pl.concat([read_one(path) for path in files], how="diagonal_relaxed"), label)
 
 
 def _separator_name(separator: str) -> str:
@@ -169,15 +193,16 @@ def _require(frame: pl.DataFrame, path: Path, columns: Sequence[str], layout: st
     """Every row has a value in each of ``columns``; else the first gap is an error with the expected layout."""
     for name in columns:
         missing = frame[name].is_null()
-        if missing.any():
-            row = int(missing.arg_true()[0])
-            raise _fail(
-                path,
-                int(frame[_LINE][row]),
-                name,
+        _reject_first(
+            frame,
+            path,
+            missing,
+            name,
+            lambda row, missing=missing: (
                 f"missing value ({int(missing.sum())} row(s) like this); every line must be {layout}. "
-                "Check the separator, or whether this is the right file for the reader.",
-            )
+                "Check the separator, or whether this is the right file for the reader."
+            ),
+        )
 
 
 def _numbers(frame: pl.DataFrame, path: Path, column: str, hint: str) -> pl.Series:
@@ -185,28 +210,28 @@ def _numbers(frame: pl.DataFrame, path: Path, column: str, hint: str) -> pl.Seri
     text = frame[column]
     values = text.str.strip_chars().cast(pl.Float64, strict=False)
     bad = text.is_not_null() & (values.is_null() | ~values.is_finite().fill_null(True))
-    if bad.any():
-        row = int(bad.arg_true()[0])
-        raise _fail(
-            path,
-            int(frame[_LINE][row]),
-            column,
-            f"{_show(text[row])} is not a number ({int(bad.sum())} row(s) like this); {hint}",
-        )
+    _reject_first(
+        frame,
+        path,
+        bad,
+        column,
+        lambda row: f"{_show(text[row])} is not a number ({int(bad.sum())} row(s) like this); {hint}",
+    )
     return values.alias(column)
 
 
 def _check_values(frame: pl.DataFrame, path: Path, column: str, allowed: Sequence[str], hint: str) -> None:
     bad = frame[column].is_not_null() & ~frame[column].is_in(list(allowed))
-    if bad.any():
-        row = int(bad.arg_true()[0])
-        raise _fail(
-            path,
-            int(frame[_LINE][row]),
-            column,
-            f"unknown value {_show(frame[column][row])} ({int(bad.sum())} row(s) like this); expected one of "
-            f"{list(allowed)}. {hint}",
-        )
+    _reject_first(
+        frame,
+        path,
+        bad,
+        column,
+        lambda row: (
+            f"unknown value {_show(frame[column][row])} ({int(bad.sum())} row(s) like this); expected "
+            f"one of {list(allowed)}. {hint}"
+        ),
+    )
 
 
 def _finish(frame: pl.DataFrame, path: Path | str, *, has_time: bool = True, unit: str = "s") -> pl.DataFrame:
@@ -235,15 +260,16 @@ def _date_seconds(text: pl.Series) -> pl.Series:
 
 def _bad_time(frame: pl.DataFrame, path: Path, column: str, seconds: pl.Series, expected: str) -> None:
     bad = frame[column].is_not_null() & seconds.is_null()
-    if bad.any():
-        row = int(bad.arg_true()[0])
-        raise _fail(
-            path,
-            int(frame[_LINE][row]),
-            column,
-            f"cannot parse the time {_show(frame[column][row])} ({int(bad.sum())} row(s) like this); expected "
-            f"{expected}. Check that this is the right file for the reader.",
-        )
+    _reject_first(
+        frame,
+        path,
+        bad,
+        column,
+        lambda row: (
+            f"cannot parse the time {_show(frame[column][row])} ({int(bad.sum())} row(s) like this); "
+            f"expected {expected}. Check that this is the right file for the reader."
+        ),
+    )
 
 
 def _paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:

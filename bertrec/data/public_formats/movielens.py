@@ -15,6 +15,7 @@ from bertrec.data.public_formats._fields import (
     _numbers,
     _pick,
     _read_fields,
+    _reject_first,
     _require,
     _show,
 )
@@ -39,9 +40,7 @@ def read_movielens(path: PathLike, *, rating_actions: str = "rate", like_thresho
         names = ("user_id", "_sep1", "item_id", "_sep2", "rating", "_sep3", "timestamp")
         frame = _read_fields(path, names, separator=":", skip_header=False, reader="movielens", layout=layout)
         single = frame["_sep1"].is_not_null() | frame["_sep2"].is_not_null() | frame["_sep3"].is_not_null()
-        if single.any():
-            row = int(single.arg_true()[0])
-            raise _fail(path, int(frame[_LINE][row]), None, f"is not '::'-separated; expected {layout}")
+        _reject_first(frame, path, single, None, lambda row: f"is not '::'-separated; expected {layout}")
     elif first.replace('"', "").lower().startswith("userid,movieid"):
         layout = "'userId,movieId,rating,timestamp' (ratings.csv)"
         header = _header_fields(path, ",", "movielens")

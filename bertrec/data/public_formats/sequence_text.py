@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from bertrec.data.public_formats._fields import _LINE, PathLike, _existing, _fail, _finish, _read_fields, _show
+from bertrec.data.public_formats._fields import _LINE, PathLike, _existing, _finish, _read_fields, _reject_first, _show
 from bertrec.data.schema import DEFAULT_ACTION, EventDataError
 
 
@@ -23,8 +23,8 @@ def read_sequence_text(path: PathLike, *, one_line_per_user: bool = False) -> pl
     tokens = frame["line"].str.strip_chars().str.replace_all(r"\s+", " ").str.split(" ")
     counts = tokens.list.len()
     bad = (counts < 2) if one_line_per_user else (counts != 2)
-    if bad.any():
-        row = int(bad.arg_true()[0])
+
+    def problem(row: int) -> str:
         if one_line_per_user:
             advice = "each line needs a user and at least one item."
         elif counts[row] > 2:
@@ -34,12 +34,11 @@ def read_sequence_text(path: PathLike, *, one_line_per_user: bool = False) -> pl
             )
         else:
             advice = "each line must be 'user item'."
-        raise _fail(
-            path,
-            int(frame[_LINE][row]),
-            "line",
-            f"{_show(frame['line'][row])} has {counts[row]} whitespace-separated field(s), expected {layout}; {advice}",
+        return (
+            f"{_show(frame['line'][row])} has {counts[row]} whitespace-separated field(s), expected {layout}; {advice}"
         )
+
+    _reject_first(frame, path, bad, "line", problem)
     events = pl.DataFrame([frame[_LINE], tokens.list.first().alias("user_id"), tokens.list.slice(1).alias("item_id")])
     events = events.explode("item_id")
     events = events.with_columns(pl.lit(DEFAULT_ACTION, dtype=pl.String).alias("action"))

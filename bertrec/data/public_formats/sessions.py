@@ -15,17 +15,15 @@ from bertrec.data.public_formats._fields import (
     _date_seconds,
     _divide,
     _fail,
-    _finish,
     _first_line,
     _header_fields,
     _numbers,
-    _paths,
+    _read_each,
     _read_fields,
     _require,
     _require_header,
     _show,
 )
-from bertrec.data.schema import EventDataError
 
 
 def read_yoochoose(paths: PathLike | Sequence[PathLike]) -> pl.DataFrame:
@@ -37,15 +35,7 @@ def read_yoochoose(paths: PathLike | Sequence[PathLike]) -> pl.DataFrame:
     with a fraction, action ``click``; further columns kept). Pass one file, a list of files (e.g. clicks and
     buys; rows keep the order given) or a folder holding yoochoose-clicks.dat and/or yoochoose-buys.dat.
     """
-    files = _paths(paths)
-    if len(files) == 1 and files[0].is_dir():
-        folder = files[0]
-        files = [folder / name for name in ("yoochoose-clicks.dat", "yoochoose-buys.dat") if (folder / name).is_file()]
-        if not files:
-            raise EventDataError(f"{folder}: no yoochoose-clicks.dat or yoochoose-buys.dat here; pass the files")
-    frames = [_yoochoose_file(path) for path in files]
-    label = files[0] if len(files) == 1 else ", ".join(str(path) for path in files)
-    return _finish(pl.concat(frames, how="diagonal_relaxed"), label)
+    return _read_each(paths, ("yoochoose-clicks.dat", "yoochoose-buys.dat"), _yoochoose_file)
 
 
 def _yoochoose_file(path: Path) -> pl.DataFrame:
@@ -108,15 +98,7 @@ def read_diginetica(paths: PathLike | Sequence[PathLike]) -> pl.DataFrame:
     time is ``eventdate`` at 00:00 UTC plus ``timeframe`` milliseconds (the time since the session started), so
     events of a session are ordered by timeframe. Pass one file, a list, or a folder holding them.
     """
-    files = _paths(paths)
-    if len(files) == 1 and files[0].is_dir():
-        folder = files[0]
-        files = [folder / name for name in ("train-item-views.csv", "train-purchases.csv") if (folder / name).is_file()]
-        if not files:
-            raise EventDataError(f"{folder}: no train-item-views.csv or train-purchases.csv here; pass the files")
-    frames = [_diginetica_file(path) for path in files]
-    label = files[0] if len(files) == 1 else ", ".join(str(path) for path in files)
-    return _finish(pl.concat(frames, how="diagonal_relaxed"), label)
+    return _read_each(paths, ("train-item-views.csv", "train-purchases.csv"), _diginetica_file)
 
 
 def _diginetica_file(path: Path) -> pl.DataFrame:
