@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 import torch
 
+from bertrec.baselines import item_counts
 from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.cleaning import CleaningConfig, clean_events
 from bertrec.data.readers import read_events
@@ -31,6 +32,7 @@ from bertrec.training import Objective, epoch_batches
 
 ACTIONS = np.array(["view", "cart", "fav", "buy"])
 CLEANING = {"min_user_events": 5, "min_item_events": 5}  # the "default cleaning" of the data path figure
+TRAINING_BATCH = 128  # sequences per training step in every training measurement
 
 
 def peak_rss_mb() -> float:
@@ -132,19 +134,11 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def training_step_rate(
-    windows: list[np.ndarray],
-    tokenizer: EventTokenizer,
-    *,
-    model_type: str,
-    hidden_size: int,
-    num_layers: int,
-    batch_size: int = 128,
-    steps: int = 20,
-    warmup: int = 3,
-) -> dict:
-    """Events and tokens per second of the training loop's step (pad, label, forward, backward, clip, AdamW),
-    over the first ``steps`` length-grouped batches of an epoch after ``warmup`` batches."""
+def training_step(
+    windows: list[np.ndarray], tokenizer: EventTokenizer, *, model_type: str, hidden_size: int, num_layers: int
+):
+    """A fresh model and the training loop's step on it (pad, label, forward, backward, clip, AdamW), with the
+    length-grouped batches of one epoch: ``(model, batches, step)``, ``step(rows) -> (input_ids, mask, labels)``."""
     model = build_model(
         model_type=model_type,
         vocab_size=tokenizer.vocab_size,
@@ -157,24 +151,45 @@ def training_step_rate(
     loss_module = ItemLoss(model, item_offset=tokenizer.item_offset, num_items=tokenizer.num_items)
     optimizer = torch.optim.AdamW(loss_module.parameters(), lr=1e-3)
     objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
-    lengths = np.array([len(w) for w in windows])
-    batches = epoch_batches(lengths, batch_size, seed=0, epoch=0, rank=0, world=1)
+    batches = epoch_batches(np.array([len(w) for w in windows]), TRAINING_BATCH, seed=0, epoch=0, rank=0, world=1)
     generator = torch.Generator().manual_seed(0)
+
+    def step(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = pad_sequences([windows[i] for i in rows], tokenizer.pad_id)
+        input_ids, labels = objective.inputs_and_labels(batch, generator)
+        loss_module(input_ids, batch["attention_mask"], labels, generator).backward()
+        torch.nn.utils.clip_grad_norm_(loss_module.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        return input_ids, batch["attention_mask"], labels
+
+    return model, batches, step
+
+
+def training_step_rate(
+    windows: list[np.ndarray],
+    tokenizer: EventTokenizer,
+    *,
+    model_type: str,
+    hidden_size: int,
+    num_layers: int,
+    steps: int = 20,
+    warmup: int = 3,
+) -> dict:
+    """Events and tokens per second of the training step over the first ``steps`` batches of an epoch (batches
+    of ``TRAINING_BATCH``, grouped by length) after ``warmup`` batches."""
+    model, batches, step = training_step(
+        windows, tokenizer, model_type=model_type, hidden_size=hidden_size, num_layers=num_layers
+    )
     tokens = real = labelled = 0
     times = []
     for index, rows in enumerate(batches[: warmup + steps]):
         start = time.perf_counter()
-        batch = pad_sequences([windows[i] for i in rows], tokenizer.pad_id)
-        input_ids, labels = objective.inputs_and_labels(batch, generator)
-        loss = loss_module(input_ids, batch["attention_mask"], labels, generator)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(loss_module.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
+        input_ids, attention_mask, labels = step(rows)
         if index >= warmup:
             times.append(time.perf_counter() - start)
             tokens += input_ids.numel()
-            real += int(batch["attention_mask"].sum())
+            real += int(attention_mask.sum())
             labelled += int((labels != -100).sum())
     seconds = sum(times)
     epoch_steps = len(batches)
@@ -182,7 +197,7 @@ def training_step_rate(
     embedding = model.get_input_embeddings().weight.numel()
     # forward + backward ~ 6 FLOPs per weight per token for the transformer, plus the output layer at labelled
     # positions (full softmax over the catalogue) and attention scores (4 * seq * hidden per token per layer)
-    seq = tokens / (len(times) * batch_size)
+    seq = tokens / (len(times) * TRAINING_BATCH)
     flops = 6 * (params - embedding) * real + 6 * hidden_size * tokenizer.num_items * labelled
     flops += 6 * 2 * seq * hidden_size * num_layers * real
     return {
@@ -190,7 +205,7 @@ def training_step_rate(
         "hidden_size": hidden_size,
         "num_layers": num_layers,
         "parameters": params,
-        "batch_size": batch_size,
+        "batch_size": TRAINING_BATCH,
         "steps_timed": len(times),
         "median_step_seconds": round(statistics.median(times), 4),
         "events_per_second": round(real / seconds),
@@ -316,8 +331,6 @@ def million_item_run(work: Path, items: int = 1_000_000, users: int = 20_000, pe
     model = build_model(
         model_type="gpt2", vocab_size=tokenizer.vocab_size, max_positions=per_user, hidden_size=64, num_layers=2
     )
-    from bertrec.baselines import item_counts
-
     counts = item_counts(tokenizer, split.train) + 1.0
     loss_module = ItemLoss(
         model,
@@ -336,7 +349,7 @@ def million_item_run(work: Path, items: int = 1_000_000, users: int = 20_000, pe
         return metrics
 
     args = TrainingArguments(
-        output_dir=str(work), num_epochs=1, batch_size=128, learning_rate=2e-3, early_stopping_patience=0
+        output_dir=str(work), num_epochs=1, batch_size=TRAINING_BATCH, learning_rate=2e-3, early_stopping_patience=0
     )
     start = time.perf_counter()
     state = train(
@@ -369,26 +382,7 @@ def profile_step(
     """Where a training step's time goes: the top operators by self CPU time over ``steps`` steps (64x2)."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = build_model(
-        model_type=model_type,
-        vocab_size=tokenizer.vocab_size,
-        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event,
-        hidden_size=64,
-        num_layers=2,
-    )
-    loss_module = ItemLoss(model, item_offset=tokenizer.item_offset, num_items=tokenizer.num_items)
-    optimizer = torch.optim.AdamW(loss_module.parameters(), lr=1e-3)
-    objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
-    batches = epoch_batches(np.array([len(w) for w in windows]), 128, seed=0, epoch=0, rank=0, world=1)
-    generator = torch.Generator().manual_seed(0)
-
-    def step(rows) -> None:
-        batch = pad_sequences([windows[i] for i in rows], tokenizer.pad_id)
-        input_ids, labels = objective.inputs_and_labels(batch, generator)
-        loss_module(input_ids, batch["attention_mask"], labels, generator).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-
+    _, batches, step = training_step(windows, tokenizer, model_type=model_type, hidden_size=64, num_layers=2)
     step(batches[0])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for rows in batches[1 : 1 + steps]:
