@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from bertrec.integrity import is_complete
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_protocol import (  # noqa: E402
     DATASETS,
@@ -120,7 +122,7 @@ class Benchmark:
         for name, value in config.items():
             command += [f"--{name}", value]
         usage_file = run_dir / "usage.json"
-        if not (run_dir / "metrics.json").is_file():  # trained before: only the evaluation is redone
+        if not is_complete(run_dir):  # trained before: only the evaluation is redone
             usage = run_child(command + extra, run_dir.parent / f"{run_dir.name}.log")
             usage_file.write_text(json.dumps(usage) + "\n")
         usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}

@@ -23,6 +23,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bertrec.integrity import is_complete
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
@@ -178,7 +180,7 @@ def time_to_quality_section(args) -> dict:
         theirs = json.loads(recbole_file.read_text())
         dropout = "0.5" if dataset == "yoochoose-100k" else "0.2"  # chosen on validation in quality.py
         run_dir = Path(args.work_dir) / "time_to_quality" / dataset
-        if not (run_dir / "metrics.json").is_file():
+        if not is_complete(run_dir):
             command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(bench.data_args)]
             command += ["--model_type", "gpt2", "--layout", "item", "--max_events", str(bench.spec.max_events)]
             command += [*SHARED_MODEL_FLAGS, "--dropout", dropout, "--exclude_seen", "false", "--cpu_threads", "1"]

@@ -9,6 +9,9 @@ start on an event boundary), and the item is the last field of every layout. Lab
   event's item), which has not seen the event's action; and, when the layout has actions, also the action
   position itself (optional), which trains the action-conditioned prompt (``... <t_now> <a:buy>``).
 
+Both objectives check their own output (``assert_targets_hidden``, ``assert_labels_causal``): a label that
+could see its target raises instead of training a model on leaked answers.
+
 Randomness comes from an explicit ``torch.Generator`` so a resumed run masks exactly like an uninterrupted one.
 """
 
@@ -79,7 +82,31 @@ def next_event_labels(
     labels[:, unconditioned] = targets
     if conditioned and layout.has_action:
         labels[:, item_positions - 1] = targets
+    assert_labels_causal(input_ids, labels, layout)
     return labels
+
+
+def assert_labels_causal(input_ids: torch.Tensor, labels: torch.Tensor, layout: TokenLayout) -> None:
+    """Leakage guard for causal models: each label must be the first item token *strictly after* its position.
+
+    A causal position sees its own input and everything before it, so a label on the item's own position (or
+    any later one) would let the model read the answer. Checked by position, not by item id, because a user may
+    legitimately repeat the item they just saw.
+    """
+    rows, positions = (labels != IGNORE).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return
+    per_event = layout.tokens_per_event
+    source = positions + (per_event - 1 - positions % per_event)  # the item slot of the position's own event
+    source = torch.where(source == positions, source + per_event, source)  # an item position: the next event's
+    inside = source < input_ids.shape[1]
+    shown = torch.full_like(source, -1)
+    shown[inside] = layout.item_index(input_ids[rows[inside], source[inside]])
+    if bool((shown != labels[rows, positions]).any()):
+        raise AssertionError(
+            "leakage: a next-event label is not the first item after its position, so a causal model could see "
+            "its target (labels must sit before the item they predict)"
+        )
 
 
 def mask_events(
@@ -157,4 +184,5 @@ def last_event_labels(
     labelled = item_position - offset
     valid = labelled >= 0
     labels[rows[valid], labelled[valid]] = targets[valid]
+    assert_labels_causal(input_ids, labels, layout)
     return input_ids, labels

@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 from bertrec.collators import pad_sequences
 from bertrec.data.schema import DEFAULT_ACTION
 from bertrec.evaluation import encode_prompts, prompt_features
+from bertrec.integrity import verify_manifest
 from bertrec.modeling import item_logits, objective_for
 from bertrec.tokenization import EventTokenizer
 
@@ -75,6 +76,7 @@ class Recommender:
 
     @classmethod
     def from_pretrained(cls, directory: str, device: str | torch.device = "cpu") -> Recommender:
+        verify_manifest(directory, what="model folder")
         config = AutoConfig.from_pretrained(directory)
         auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
         return cls(auto.from_pretrained(directory), EventTokenizer.load(directory), device)

@@ -4,7 +4,9 @@ Determinism is by construction rather than by restoring hidden RNG state: the ep
 masking and each step's dropout are seeded from ``(seed, epoch)`` / ``(seed, step)``. A run killed and resumed
 from a checkpoint therefore replays exactly what the uninterrupted run would have done. Trainer state (step,
 epoch, early-stopping counters, evaluation history) is JSON; model, optimizer and scheduler go through
-``Accelerator.save_state``. Checkpoint folders are written under a temp name and renamed when complete.
+``Accelerator.save_state``. Checkpoint folders are written under a temp name and renamed when complete;
+each carries a manifest of its files' checksums, checked before a resume, so a damaged checkpoint is refused
+by name instead of half-loaded.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from transformers import get_scheduler
 
 from bertrec.atomic import atomic_directory, atomic_write_text
 from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
+from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
+CHECKPOINT_DIR = "checkpoints"  # inside the output folder; each checkpoint carries its own manifest
 BEST_DIR = "best"
 
 
@@ -196,7 +200,7 @@ def train(
     ``evaluate`` returns validation metrics for the current weights. Returns the trainer state (history of
     validation metrics, best step and value).
     """
-    checkpoint_root = Path(args.output_dir) / "checkpoints"
+    checkpoint_root = Path(args.output_dir) / CHECKPOINT_DIR
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.fromiter((len(s) for s in train_sequences), dtype=np.int64, count=len(train_sequences))
     steps_per_epoch = math.ceil(
@@ -296,6 +300,7 @@ def _load_best(model: torch.nn.Module, path: Path) -> None:
     """Load the best weights; the file holds one name per group of tied tensors (e.g. the embedding and the
     output matrix), and only such duplicates may be missing: anything else means the file does not belong to
     this model."""
+    verify_manifest(path.parent, what="best-weights folder")
     saved = load_file(path)
     result = model.load_state_dict(saved, strict=False)
     groups: dict[int, set[str]] = {}
@@ -334,6 +339,7 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
                 # safetensors' own writer: it drops tied duplicates of any kind, including the ones peft's
                 # trainable tokens share between the input and output layer, which save_pretrained rejects
                 save_model(accelerator.unwrap_model(loss_module).model, str(Path(folder) / "model.safetensors"))
+                write_manifest(folder)
         accelerator.wait_for_everyone()
         return False
     state["bad_evaluations"] += 1
@@ -348,10 +354,21 @@ def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int)
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir(parents=True)  # before any process writes its own RNG state file into it
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temp))
-    accelerator.wait_for_everyone()  # every process has written its files before the folder is renamed
+    try:
+        accelerator.save_state(str(temp))
+        accelerator.wait_for_everyone()  # every process has written its files before the folder is renamed
+        if accelerator.is_main_process:
+            atomic_write_text(temp / STATE_FILE, json.dumps(state, indent=2))
+            write_manifest(temp)
+    except OSError as error:  # disk full, quota, permissions: the earlier checkpoints are untouched
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OSError(
+            error.errno,
+            f"could not write checkpoint {target} ({error.strerror or error}); the last complete checkpoint "
+            f"({latest_checkpoint(checkpoint_root) or 'none yet'}) is untouched: free space, then rerun with "
+            "--resume_from_checkpoint latest",
+        ) from error
     if accelerator.is_main_process:
-        atomic_write_text(temp / STATE_FILE, json.dumps(state, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         temp.rename(target)
         steps = sorted(
@@ -363,12 +380,16 @@ def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int)
 
 
 def _load_checkpoint(accelerator, path: Path) -> dict:
+    """Trainer state and model/optimizer state of a checkpoint, after checking every file against its manifest."""
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE}); pick another or 'latest'")
     try:
-        state = json.loads(state_file.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{state_file} is corrupted ({error}); resume from an earlier checkpoint") from error
+        verify_manifest(path, what="checkpoint")
+    except CorruptedFileError as error:
+        earlier = [p for p in path.parent.glob("checkpoint-*") if p != path and (p / STATE_FILE).is_file()]
+        hint = f" Resume from an earlier one, e.g. --resume_from_checkpoint {sorted(earlier)[-1]}" if earlier else ""
+        raise CorruptedFileError(f"{error}.{hint}") from error
+    state = json.loads(state_file.read_text())
     accelerator.load_state(str(path))
     return state

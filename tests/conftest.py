@@ -128,3 +128,19 @@ def finetuned(tmp_path_factory) -> dict:
         metrics = finetune(["--base_model", str(base), *TINY_FINETUNE, "--output_dir", str(output)])
         runs[model_type] = {"base": base, "dir": output, "metrics": metrics}
     return runs
+
+
+_RELIABILITY_LINES: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def reliability_summary() -> list[str]:
+    """Lines the reliability tests add (bad inputs tried, kill points resumed); printed after the run."""
+    return _RELIABILITY_LINES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _RELIABILITY_LINES:
+        terminalreporter.section("reliability summary")
+        for line in _RELIABILITY_LINES:
+            terminalreporter.write_line(line)

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from bertrec.collators import IGNORE, TokenLayout, mask_events, next_event_labels, pad_sequences
+from bertrec.collators import (
+    IGNORE,
+    TokenLayout,
+    assert_labels_causal,
+    assert_targets_hidden,
+    last_event_labels,
+    mask_events,
+    next_event_labels,
+    pad_sequences,
+)
 
 # ids: pad 0, mask 4, actions 10-11, times 20-21, items from 100 (5 items)
 LAYOUTS = {
@@ -80,3 +89,45 @@ def test_masking_is_reproducible_from_the_generator():
         for seed in (1, 1, 2)
     ]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_causal_guard_fires_on_labels_that_see_their_target_and_allows_repeats(layout):
+    spec = LAYOUTS[layout]
+    # user repeats item 1 right after seeing it: a legitimate repeat, not a leak
+    batch = pad_sequences([events([0, 1, 1, 2], layout), events([3, 4], layout)], pad_id=0)
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    labels = next_event_labels(ids, attention, spec, conditioned=True)  # the guard runs inside and passes
+    _, prompt_labels = last_event_labels(ids, attention, spec, objective="next", conditioned=False)
+    assert (prompt_labels != IGNORE).sum() == 2
+    # the classic off-by-one: labels on the items' own positions (no causal shift)
+    item_positions = torch.arange(spec.tokens_per_event - 1, ids.shape[1], spec.tokens_per_event)
+    leaky = torch.full_like(ids, IGNORE)
+    leaky[:, item_positions] = spec.item_index(ids[:, item_positions])
+    with pytest.raises(AssertionError, match="leakage: a next-event label"):
+        assert_labels_causal(ids, leaky, spec)
+    # a single leaky label among correct ones: user 2's last item labelled on its own position
+    last_item = int(attention[1].sum()) - 1
+    one_leak = labels.clone()
+    one_leak[1, last_item] = spec.item_index(ids[1, last_item])
+    with pytest.raises(AssertionError, match="leakage"):
+        assert_labels_causal(ids, one_leak, spec)
+
+
+def test_masked_guard_fires_when_a_labelled_position_shows_its_target():
+    spec = LAYOUTS["action item"]
+    batch = pad_sequences([events([0, 1, 2, 3], "action item")], pad_id=0)
+    masked, labels = mask_events(
+        batch["input_ids"],
+        batch["attention_mask"],
+        spec,
+        mask_prob=0.5,
+        mask_action_prob=0.0,
+        generator=torch.Generator().manual_seed(3),
+    )
+    assert_targets_hidden(masked, labels, spec)  # what the collator returns is clean
+    leaky = masked.clone()
+    labelled = labels != IGNORE
+    leaky[labelled] = batch["input_ids"][labelled]  # a collator that forgot to put [MASK] in the item slot
+    with pytest.raises(AssertionError, match="leakage: a masked-event target is visible"):
+        assert_targets_hidden(leaky, labels, spec)

@@ -1,6 +1,7 @@
 """A run killed mid-training (SIGKILL) and resumed from its last checkpoint ends with the same weights."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -8,6 +9,9 @@ import time
 from pathlib import Path
 
 from safetensors.torch import load_file
+
+from bertrec.integrity import is_complete
+from bertrec.training import latest_checkpoint
 
 ARGS = [
     "--synthetic_users",
@@ -33,7 +37,7 @@ ARGS = [
 ]
 
 
-def pretrain(output: Path, *extra: str) -> subprocess.Popen:
+def pretrain(output: Path, *extra: str, cwd: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "bertrec.cli", "pretrain", *ARGS, "--output_dir", str(output), *extra],
@@ -41,26 +45,45 @@ def pretrain(output: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
     )
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path):
+def _wait_for(path: Path, process: subprocess.Popen, deadline: float) -> None:
+    while not path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+
+
+def test_runs_killed_at_random_points_resume_to_identical_weights(tmp_path, reliability_summary):
+    """SIGKILL at K random points of one run (each resumed run is killed again), then a last resume."""
+    rng = random.Random(10)  # fixed, so a failure names reproducible kill points
+    kill_after = sorted(rng.sample(range(3, 25, 3), 3))  # a checkpoint step, then a random delay into what follows
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
-    reference = pretrain(uninterrupted)
-    victim = pretrain(killed)
-    checkpoints = killed / "checkpoints"
-    deadline = time.time() + 240
-    while not any(checkpoints.glob("checkpoint-6")) and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert victim.poll() is None, f"run finished before it could be killed: {victim.stderr.read()[-2000:]}"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert not (killed / "metrics.json").exists()  # the killed run never looked complete
-    resumed = pretrain(killed, "--resume_from_checkpoint", "latest")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    reference = pretrain(uninterrupted, cwd=workdir)
+    resumed_from = []
+    for step in kill_after:
+        victim = pretrain(killed, "--resume_from_checkpoint", "latest", cwd=workdir)
+        _wait_for(killed / "checkpoints" / f"checkpoint-{step}", victim, time.time() + 240)
+        time.sleep(rng.uniform(0.0, 0.5))
+        assert victim.poll() is None, f"run finished before it could be killed: {victim.stderr.read()[-2000:]}"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert not is_complete(killed)  # a killed run never leaves a folder that looks complete
+        resumed_from.append(latest_checkpoint(killed / "checkpoints"))
+    final_run = pretrain(killed, "--resume_from_checkpoint", "latest", cwd=workdir)
+    assert final_run.wait(timeout=300) == 0, final_run.stderr.read()[-3000:]
     assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
-    assert "resumed from" in resumed.stderr.read()
+    assert "resumed from" in final_run.stderr.read()
+    assert is_complete(killed) and is_complete(uninterrupted)
+    assert not list(workdir.iterdir()), "a run wrote outside its --output_dir"
+    assert {p.name for p in tmp_path.iterdir()} == {"uninterrupted", "killed", "cwd"}
     final, expected = load_file(killed / "model.safetensors"), load_file(uninterrupted / "model.safetensors")
     assert final.keys() == expected.keys()
-    for name in expected:
-        assert (final[name] == expected[name]).all(), name
+    identical = all((final[name] == expected[name]).all() for name in expected)
+    assert identical
+    reliability_summary.append(
+        f"kills: {len(kill_after)} SIGKILL points (after checkpoints {kill_after} + random delays; resumed from "
+        f"{[p.name if p else 'start' for p in resumed_from]}), {len(kill_after)} resumes, final weights identical"
+    )

@@ -3,6 +3,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from bertrec.integrity import write_manifest
 from bertrec.modeling import build_model
 from bertrec.training import _load_best, epoch_batches
 
@@ -23,8 +24,10 @@ def test_epoch_batches_are_seeded_grouped_by_length_and_split_across_processes()
 def test_best_weights_must_belong_to_the_model(tmp_path):
     model = build_model(model_type="gpt2", vocab_size=30, max_positions=8, hidden_size=8, num_heads=2)
     model.save_pretrained(tmp_path)
+    write_manifest(tmp_path)
     _load_best(model, tmp_path / "model.safetensors")  # the tied lm_head is absent from the file, and that is fine
     state = {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file({**state, "stray.weight": torch.zeros(1)}, tmp_path / "other.safetensors")
+    write_manifest(tmp_path)
     with pytest.raises(ValueError, match="does not match"):
         _load_best(model, tmp_path / "other.safetensors")

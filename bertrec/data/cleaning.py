@@ -135,6 +135,7 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
         frame = frame.sort("event_index")
     has_timestamps = frame.height > 0 and frame["timestamp"].null_count() < frame.height
     notes: list[str] = []
+    _note_empty_ids(notes, frame)
     if config.rename_actions:
         _note_unseen(notes, "rename_actions", config.rename_actions, frame)
         frame = frame.with_columns(pl.col("action").replace(config.rename_actions))
@@ -263,6 +264,18 @@ def _counts(frame: pl.DataFrame) -> dict[str, int]:
         actions=pl.col("action").drop_nulls().n_unique(),
     ).row(0, named=True)
     return {kind: int(count) for kind, count in row.items()}
+
+
+def _note_empty_ids(notes: list[str], frame: pl.DataFrame) -> None:
+    """Note events whose user or item id is the empty string: kept as an id, but usually a missing value that a
+    writer quoted (pandas ``to_csv(quoting=QUOTE_ALL)`` writes NaN as ``""``), which merges them into one user."""
+    for column in ("user_id", "item_id"):
+        empty = int((frame[column].str.len_bytes() == 0).sum())
+        if empty:
+            notes.append(
+                f"{empty:,} event(s) have the empty {column} '' (kept as an id): if it means a missing value, write "
+                f"an empty unquoted field or a null instead, so cleaning drops those rows as null_{column[:-3]}"
+            )
 
 
 def _note_unseen(notes: list[str], option: str, names, frame: pl.DataFrame) -> None:

@@ -16,6 +16,7 @@ Input problems raise ``EventDataError`` (a ``ValueError``) whose message names t
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
@@ -35,6 +36,7 @@ TIMESTAMP_UNITS = ("auto", "s", "ms")
 MS_THRESHOLD = 1e11
 # Integers above 2**53 are not exact as floats, so a float id that large may already be a different id.
 _MAX_EXACT_FLOAT = 2.0**53
+_MAX_EXACT_FLOAT32 = 2.0**24
 _ISO_FORMATS = (  # tried in order on the values still unparsed; "%#z" accepts Z, +01:00 and +0100
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S%.f%#z",
@@ -161,9 +163,9 @@ def to_id_strings(values: pl.Series, *, source: str = "DataFrame") -> pl.Series:
     """Ids (and action codes) as exact strings.
 
     Strings stay as they are; integers become their decimal text (7 -> "7"); floats are accepted only when
-    every value is a whole number below 2**53 (7.0 -> "7"), because pandas turns integer id columns with gaps
-    into floats, while a fractional or huge float id has no exact string form and would silently merge or
-    split users. Booleans, dates and nested values are rejected.
+    every value is a whole number below 2**53 (2**24 for Float32), 7.0 -> "7", because pandas turns integer id
+    columns with gaps into floats, while a fractional or huge float id has no exact string form and would
+    silently merge or split users. Booleans, dates and nested values are rejected.
     """
     dtype = values.dtype
     name = values.name
@@ -175,15 +177,21 @@ def to_id_strings(values: pl.Series, *, source: str = "DataFrame") -> pl.Series:
         return values.cast(pl.String)
     if dtype.is_float():
         values = values.fill_nan(None)
-        bad = values.is_not_null() & ~(
-            values.is_finite() & (values.round(0) == values) & (values.abs() <= _MAX_EXACT_FLOAT)
-        )
+        # below 2**24 (Float32) or 2**53 (Float64) every whole number is exact; at the limit, limit + 1 rounds to it
+        limit, bits = (_MAX_EXACT_FLOAT32, "2**24") if dtype == pl.Float32 else (_MAX_EXACT_FLOAT, "2**53")
+        bad = values.is_not_null() & ~(values.is_finite() & (values.round(0) == values) & (values.abs() < limit))
         if bad.any():
             first = int(bad.arg_true()[0])
+            value = values[first]
+            problem = (
+                f"is not a whole number below {bits}: a {dtype} above that may already be a different id"
+                if math.isfinite(value) and value == round(value)
+                else "is not a whole number"
+            )
             raise EventDataError(
-                f"{_where(source, name, first + 1)}: id {_show(values[first])} is not a whole number "
-                f"({int(bad.sum())} such rows); ids must be strings or integers. Store the column "
-                "as strings in the source, e.g. df[column].astype(str) in pandas."
+                f"{_where(source, name, first + 1)}: id {_show(value)} {problem} ({int(bad.sum())} such rows); ids "
+                "must be strings or integers. Store the column as strings in the source, e.g. df[column].astype(str) "
+                "in pandas."
             )
         return values.cast(pl.Int64).cast(pl.String)
     raise EventDataError(

@@ -25,7 +25,9 @@ from bertrec.data.sequences import add_sessions, build_sequences
 from bertrec.data.splits import Split, leave_one_out, temporal_split
 from bertrec.evaluation import evaluate_model, evaluate_scorer
 from bertrec.hub import push_folder, write_model_card
+from bertrec.integrity import mark_incomplete, write_manifest
 from bertrec.tokenization import EventTokenizer
+from bertrec.training import CHECKPOINT_DIR
 
 logger = logging.getLogger("bertrec")
 CONFIG_FILE = "bertrec_config.yaml"
@@ -189,13 +191,15 @@ def save_output(
     report: CleaningReport | None,
     metrics: dict,
 ) -> None:
-    """Write the standard HF folder (model + tokenizer), resolved config, cleaning report, then metrics last.
+    """Write the standard HF folder (model + tokenizer), resolved config, cleaning report and metrics.
 
-    Files are written in a temp folder and moved in, so a kill leaves no half-written model file behind;
-    ``metrics.json`` goes last and marks the folder as complete.
+    Files are written in a temp folder and moved in, so a kill leaves no half-written model file behind. An
+    earlier run's manifest is removed first, so from here until ``publish`` writes the new one (last) the
+    folder does not look complete.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mark_incomplete(out)
     with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
         model.save_pretrained(temp)
         tokenizer.save(temp)
@@ -241,9 +245,10 @@ def training_summary(state: dict) -> dict:
 
 
 def publish(output_dir: str | Path, *, metrics: dict, config: dict, report: CleaningReport, hub_args) -> None:
-    """Write the model card into a saved folder and, when asked, upload the folder to the Hub."""
+    """Write the model card, then the manifest (the completion marker, last), and upload when asked."""
     repo_id = hub_args.hub_model_id or Path(output_dir).name
     write_model_card(output_dir, repo_id=repo_id, metrics=metrics, config=config, report_summary=report.summary())
+    write_manifest(output_dir, exclude=(CHECKPOINT_DIR,))
     if hub_args.push_to_hub:
         print(f"pushed to {push_folder(output_dir, repo_id, private=hub_args.hub_private)}")
 

@@ -17,6 +17,7 @@ from bertrec.args import DataArguments, EvalArguments, parse_args
 from bertrec.atomic import atomic_write_text
 from bertrec.baselines import markov_scorer, popularity_scorer
 from bertrec.evaluation import evaluate_model, evaluate_scorer
+from bertrec.integrity import verify_manifest
 from bertrec.modeling import objective_for
 from bertrec.recipes.common import CONFIG_FILE, check_choices, format_metrics_table, prepare_data, setup_logging
 from bertrec.recipes.prepare import load_split
@@ -35,7 +36,8 @@ class EvaluateArguments:
 
 
 def load_model(model_dir: str):
-    """The stock model class for the folder's architecture: masked LM or causal LM."""
+    """The stock model class for the folder's architecture, after checking the folder against its manifest."""
+    verify_manifest(model_dir, what="model folder")
     config = AutoConfig.from_pretrained(model_dir)
     auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
     return auto.from_pretrained(model_dir)

@@ -26,6 +26,7 @@ from bertrec.args import (
 )
 from bertrec.collators import TokenLayout
 from bertrec.evaluation import evaluate_model
+from bertrec.integrity import mark_incomplete
 from bertrec.lora import apply_lora, merge, parameter_counts, save_adapter
 from bertrec.losses import ItemLoss
 from bertrec.modeling import model_objective
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         out = Path(train_args.output_dir)
         final = accelerator.unwrap_model(loss_module).model
+        mark_incomplete(out)  # an earlier run's manifest must not vouch for the files written from here on
         if peft_model is not None:
             save_adapter(peft_model, out / ADAPTER_DIR, ft_args.base_model)
             tokenizer.save(out / ADAPTER_DIR)
