@@ -24,6 +24,13 @@ class DataArguments:
         metadata={"help": "A log file (csv/tsv/parquet/jsonl) or 'synthetic' for the built-in shop log."},
     )
     format: str | None = field(default=None, metadata={"help": "File format if the extension does not say it."})
+    delimiter: str | None = field(
+        default=None, metadata={"help": "CSV/TSV field separator, e.g. ';' (default: ',' for .csv, tab for .tsv)."}
+    )
+    encoding: str = field(
+        default="utf8",
+        metadata={"help": "utf8, or utf8-lossy to read invalid bytes as U+FFFD (ids then differ from the file's)."},
+    )
     reader: str | None = field(
         default=None,
         metadata={

@@ -52,3 +52,16 @@ def test_users_with_one_event_are_counted_drops(tmp_path, capsys):
 def test_unknown_option_value(tmp_path, capsys):
     message = run(capsys, tmp_path, "--model_type", "xlnet")
     assert "--model_type 'xlnet'" in message and "bert" in message
+
+
+def test_the_delimiter_the_error_suggests_works_on_the_command_line(tmp_path, capsys):
+    rows = ["user_id;item_id;timestamp"] + [f"u{u};i{(u + k) % 7};{k}" for u in range(30) for k in range(6)]
+    log = tmp_path / "log.csv"
+    log.write_text("\n".join(rows) + "\n")
+    message = run(capsys, tmp_path, "--dataset", str(log))
+    assert "--delimiter ';'" in message
+    run_recipe(
+        "pretrain",
+        ["--dataset", str(log), "--delimiter", ";", "--layout", "item", *QUICK, "--output_dir", str(tmp_path / "out")],
+    )
+    assert json.loads((tmp_path / "out" / "cleaning_report.json").read_text())["output_rows"] == 180

@@ -244,13 +244,13 @@ def _read_error_message(path: Path, format: str, compressed: bool, separator: st
         where = f" at line {position[0]} (byte offset {position[1]})" if position else ""
         return (
             f"{path}: the file is not valid UTF-8{where}. Re-encode it to UTF-8 (e.g. iconv -f latin1 -t utf-8), "
-            'or pass encoding="utf8-lossy" to replace the bad bytes.'
+            'or pass encoding="utf8-lossy" (--encoding utf8-lossy) to replace the bad bytes.'
         )
     if isinstance(error, pl.exceptions.NoDataError):
         return f"{path}: the file is empty, so it has no events. Check the path."
     hints = {
-        "csv": f"check the delimiter (read with {separator!r}; pass delimiter=) and the quoting",
-        "tsv": "check that it is tab-separated (else pass delimiter=) and the quoting",
+        "csv": f"check the delimiter (read with {separator!r}; pass delimiter= or --delimiter) and the quoting",
+        "tsv": "check that it is tab-separated (else pass delimiter= or --delimiter) and the quoting",
         "jsonl": "each line must be one JSON object",
         "parquet": "check that it is a complete Parquet file",
     }

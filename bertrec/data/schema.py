@@ -146,8 +146,9 @@ def _missing_column_message(source: str, role: str, name: str, found: Sequence[s
     if separators:  # the usual cause is the wrong delimiter, not a wrong name
         return (
             f"{source}: no {role} column {name!r}: the header was read as the single column {found[0]!r}, so the "
-            f"file is probably delimited by {separators[0]!r}. Pass delimiter={separators[0]!r} (or save the file "
-            "as comma-separated .csv or tab-separated .tsv)."
+            f"file is probably delimited by {separators[0]!r}. Pass delimiter={separators[0]!r} "
+            f"(--delimiter {separators[0]!r} on the command line), or save the file as comma-separated .csv or "
+            "tab-separated .tsv."
         )
     close = difflib.get_close_matches(name, list(found), n=1, cutoff=0.6)
     guess = close[0] if close else "<column>"

@@ -105,6 +105,8 @@ def load_events(data_args) -> pl.DataFrame:
 
         generic = {
             "format": None,
+            "delimiter": None,
+            "encoding": "utf8",
             "user_column": "user_id",
             "item_column": "item_id",
             "action_column": None,
@@ -122,7 +124,12 @@ def load_events(data_args) -> pl.DataFrame:
         timestamp=data_args.timestamp_column,
     )
     return read_events(
-        data_args.dataset, columns=columns, format=data_args.format, timestamp_unit=data_args.timestamp_unit
+        data_args.dataset,
+        columns=columns,
+        format=data_args.format,
+        timestamp_unit=data_args.timestamp_unit,
+        delimiter=data_args.delimiter,
+        encoding=data_args.encoding,
     )
 
 
