@@ -61,12 +61,18 @@ DEFAULT_TIME_BOUNDARIES = (
 )
 
 
-_ESCAPES = str.maketrans({"%": "%25", " ": "%20", "\t": "%09", "\n": "%0A", "\r": "%0D", "[": "%5B", "]": "%5D"})
+# Every character that str.split() or the tokenizers' WhitespaceSplit (Unicode White_Space) splits on, not only
+# space, tab and newlines: a no-break space or a vertical tab inside an id would otherwise split its token in the
+# text form. No whitespace code point lies above U+3000.
+_WHITESPACE = [char for char in map(chr, range(0x3001)) if char.isspace()]
+_ESCAPES = str.maketrans(
+    {char: "".join(f"%{byte:02X}" for byte in char.encode()) for char in ["%", "[", "]", *_WHITESPACE]}
+)
 
 
 def _escape(raw_id: str) -> str:
-    """Percent-escape what would break the text form: whitespace (the token separator), and brackets, which
-    could spell a special token such as ``[MASK]`` inside an id."""
+    """Percent-escape (UTF-8 bytes, as in URLs) what would break the text form: whitespace (the token
+    separator), and brackets, which could spell a special token such as ``[MASK]`` inside an id."""
     return raw_id.translate(_ESCAPES)
 
 

@@ -107,6 +107,11 @@ def temporal_split(sequences: pl.DataFrame, *, valid_fraction: float = 0.1, test
     times = sequences["timestamp"].explode()
     if times.null_count() == times.len():
         raise ValueError("a temporal split needs timestamps, but this log has none; use leave_one_out")
+    if times.null_count():  # they sort first, so counting events before a cut-off would pick the wrong targets
+        raise ValueError(
+            f"a temporal split needs a timestamp for every event, but {times.null_count()} events have none; "
+            "drop them first (clean_events does) or use leave_one_out"
+        )
     test_start = times.quantile(1 - test_fraction, "nearest")
     valid_start = times.quantile(1 - test_fraction - valid_fraction, "nearest")
     ts = pl.col("timestamp")
