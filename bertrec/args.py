@@ -95,7 +95,9 @@ class TokenizerArguments:
 
 @dataclass
 class ModelArguments:
-    model_type: str = field(default="bert", metadata={"help": "bert (masked events), gpt2 or llama (next event)."})
+    model_type: str = field(
+        default="bert", metadata={"help": "bert (masked events); gpt2, llama or gpt_neox (next event)."}
+    )
     hidden_size: int = field(default=64, metadata={"help": "Hidden size."})
     num_layers: int = field(default=2, metadata={"help": "Transformer layers."})
     num_heads: int = field(default=2, metadata={"help": "Attention heads."})

@@ -37,6 +37,7 @@ LORA_DEFAULTS = {
     ),
     "gpt2": LoraDefaults(("c_attn", "attn.c_proj"), ("ln_f",), "wte"),
     "llama": LoraDefaults(("q_proj", "k_proj", "v_proj", "o_proj"), ("model.norm",), "embed_tokens"),
+    "gpt_neox": LoraDefaults(("query_key_value", "attention.dense"), ("final_layer_norm",), "embed_in"),
 }
 
 

@@ -1,8 +1,8 @@
 """Build stock ``transformers`` models and score item tokens with their own output head.
 
 Nothing is registered with the Auto classes and nothing needs remote code: a bertrec model *is* a
-``BertForMaskedLM`` or a ``GPT2LMHeadModel`` / ``LlamaForCausalLM``. Scoring calls the backbone and the head
-separately so logits are computed only at the positions that need them (``BertForMaskedLM`` has no
+``BertForMaskedLM`` or a ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` / ``GPTNeoXForCausalLM``. Scoring calls the
+backbone and the head separately so logits are computed only at the positions that need them (``BertForMaskedLM`` has no
 ``logits_to_keep``), and only the item rows of the output matrix are used.
 """
 
@@ -32,7 +32,19 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "llama": ("next", {"intermediate_size": "intermediate_size", "attention_dropout": "attention_dropout"}),
+    # rotary (relative) positions like Llama, and dropout on the residual stream like GPT-2
+    "gpt_neox": (
+        "next",
+        {
+            "intermediate_size": "intermediate_size",
+            "dropout": "hidden_dropout",
+            "attention_dropout": "attention_dropout",
+        },
+    ),
 }
+# settings fixed per architecture: GPT-NeoX rotates every head dimension and uses the sequential residual of
+# GPT-2 and Llama (its defaults, 25% rotary and parallel residuals, come from 6B+ language models)
+FIXED_SETTINGS: dict[str, dict] = {"gpt_neox": {"rotary_pct": 1.0, "use_parallel_residual": False}}
 OBJECTIVES = ("masked", "next")
 
 
@@ -80,6 +92,7 @@ def build_model(
         eos_token_id=None,
         tie_word_embeddings=True,
         **extra,
+        **FIXED_SETTINGS.get(model_type, {}),
     )
     if model_type == "llama":
         config.num_key_value_heads = num_heads

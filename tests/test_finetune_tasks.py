@@ -263,7 +263,7 @@ def test_resumed_finetune_replays_the_uninterrupted_run(finetuned, tmp_path):
     assert state["epoch"] == 2
 
 
-@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama", "gpt_neox"])
 def test_lora_defaults_per_architecture_merge_into_the_stock_class(model_type):
     from bertrec.lora import LORA_DEFAULTS, apply_lora, merge, parameter_counts
 

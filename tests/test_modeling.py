@@ -4,7 +4,9 @@ import torch
 from bertrec.modeling import backbone_hidden, build_model, head_features, item_logits, model_objective
 
 
-@pytest.mark.parametrize(("model_type", "objective"), [("bert", "masked"), ("gpt2", "next"), ("llama", "next")])
+@pytest.mark.parametrize(
+    ("model_type", "objective"), [("bert", "masked"), ("gpt2", "next"), ("llama", "next"), ("gpt_neox", "next")]
+)
 def test_item_scores_equal_the_stock_logits(model_type, objective):
     model = build_model(model_type=model_type, vocab_size=40, max_positions=16, hidden_size=16, num_heads=2).eval()
     assert model_objective(model) == objective
@@ -27,6 +29,9 @@ def test_sizes_reach_the_config():
     config = model.config
     assert (config.n_embd, config.n_layer, config.n_head, config.n_inner, config.n_positions) == (24, 3, 4, 40, 12)
     assert config.resid_pdrop == 0.2 and config.attn_pdrop == 0.0
+    neox = build_model(model_type="gpt_neox", vocab_size=30, max_positions=12, hidden_size=24, dropout=0.3).config
+    assert (neox.hidden_dropout, neox.attention_dropout, neox.use_parallel_residual) == (0.3, 0.0, False)
+    assert neox.rope_parameters["partial_rotary_factor"] == 1.0  # every head dimension rotates
     with pytest.raises(ValueError, match="divisible"):
         build_model(model_type="bert", vocab_size=30, max_positions=12, hidden_size=10, num_heads=3)
     with pytest.raises(ValueError, match="not supported"):

@@ -137,7 +137,7 @@ def test_every_shipped_config_parses():
             assert finetune.method in {"lora", "full", "none"} and isinstance(train, TrainingArguments)
             continue
         data, tok, model, train, evaluation, hub = parse_args(ARGUMENTS, ["--config", str(config)])
-        assert isinstance(train, TrainingArguments) and model.model_type in {"bert", "gpt2", "llama"}
+        assert isinstance(train, TrainingArguments) and model.model_type in {"bert", "gpt2", "llama", "gpt_neox"}
 
 
 def test_command_line_overrides_yaml_and_unknown_keys_fail(tmp_path):
