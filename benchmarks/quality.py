@@ -53,6 +53,7 @@ RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "pyth
 SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2"]  # equal size for every row
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
+    "sasrec-rope": ("gpt_neox", "item", []),  # the same with rotary (relative) instead of learned absolute positions
     "bert4rec": ("bert", "item", ["--mask_prob", "0.2"]),
     "bertrec-next": ("gpt2", None, []),
     "bertrec-masked": ("bert", None, ["--mask_prob", "0.2"]),

@@ -32,17 +32,25 @@ def _sha256(path: Path) -> str:
 
 
 def _files(folder: Path, exclude: tuple[str, ...]) -> list[Path]:
-    """Every regular file under ``folder`` except hidden ones (temp files), the manifest and ``exclude`` dirs."""
+    """Every regular file under ``folder`` except hidden ones (temp files), the manifest and ``exclude`` paths."""
     found = []
     for root, dirs, names in os.walk(folder):
         relative_root = Path(root).relative_to(folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and str(relative_root / d) not in exclude)
-        found += [Path(root) / n for n in sorted(names) if not n.startswith(".") and n != MANIFEST_FILE]
+        found += [
+            Path(root) / n
+            for n in sorted(names)
+            if not n.startswith(".") and n != MANIFEST_FILE and str(relative_root / n) not in exclude
+        ]
     return found
 
 
 def write_manifest(folder: str | os.PathLike, exclude: tuple[str, ...] = ()) -> None:
-    """Record every file under ``folder`` (relative path, size, SHA-256); call it after the last other write."""
+    """Record every file under ``folder`` (relative path, size, SHA-256); call it after the last other write.
+
+    ``exclude`` names relative paths (files or folders) to leave out: ones with their own manifests, and
+    documentation a user is expected to edit.
+    """
     folder = Path(folder)
     files = {
         str(path.relative_to(folder)): {"bytes": path.stat().st_size, "sha256": _sha256(path)}

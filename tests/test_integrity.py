@@ -34,16 +34,24 @@ def test_output_folder_manifest_lists_every_file_and_is_written_last(pretrained)
     folder = pretrained["gpt2"]["dir"]
     assert is_complete(folder)
     listed = json.loads((folder / MANIFEST_FILE).read_text())["files"]
-    assert {"model.safetensors", "tokenizer.json", "event_tokenizer.json", "metrics.json", "README.md"} <= set(listed)
+    assert {"model.safetensors", "tokenizer.json", "event_tokenizer.json", "metrics.json"} <= set(listed)
     assert not any(name.startswith("checkpoints/") for name in listed)  # checkpoints have manifests of their own
-    newest = max((folder / name).stat().st_mtime_ns for name in listed)
+    assert "README.md" not in listed  # the model card is the user's to edit before pushing
+    newest = max((folder / name).stat().st_mtime_ns for name in [*listed, "README.md"])
     assert (folder / MANIFEST_FILE).stat().st_mtime_ns >= newest
     verify_manifest(folder)
 
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated weights", "flipped byte in weights", "truncated tokenizer", "missing file", "no manifest"],
+    [
+        "truncated weights",
+        "flipped byte in weights",
+        "truncated tokenizer",
+        "missing file",
+        "edited model card",
+        "no manifest",
+    ],
 )
 def test_damaged_model_folders_are_refused_with_the_file_named(pretrained, tmp_path, damage):
     folder = tmp_path / "model"
@@ -61,6 +69,10 @@ def test_damaged_model_folders_are_refused_with_the_file_named(pretrained, tmp_p
     elif damage == "missing file":
         (folder / "event_tokenizer.json").unlink()
         expected = "event_tokenizer.json is missing"
+    elif damage == "edited model card":  # documentation, not an artifact: editing it is fine
+        (folder / "README.md").write_text("# my own card\n")
+        Recommender.from_pretrained(str(folder))
+        return
     else:  # a save killed before its last write
         (folder / MANIFEST_FILE).unlink()
         expected = "is incomplete"

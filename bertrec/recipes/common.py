@@ -24,7 +24,7 @@ from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import add_sessions, build_sequences
 from bertrec.data.splits import Split, leave_one_out, temporal_split
 from bertrec.evaluation import evaluate_model, evaluate_scorer
-from bertrec.hub import push_folder, write_model_card
+from bertrec.hub import CARD_FILE, push_folder, write_model_card
 from bertrec.integrity import mark_incomplete, write_manifest
 from bertrec.tokenization import EventTokenizer
 from bertrec.training import CHECKPOINT_DIR
@@ -255,7 +255,7 @@ def publish(output_dir: str | Path, *, metrics: dict, config: dict, report: Clea
     """Write the model card, then the manifest (the completion marker, last), and upload when asked."""
     repo_id = hub_args.hub_model_id or Path(output_dir).name
     write_model_card(output_dir, repo_id=repo_id, metrics=metrics, config=config, report_summary=report.summary())
-    write_manifest(output_dir, exclude=(CHECKPOINT_DIR,))
+    write_manifest(output_dir, exclude=(CHECKPOINT_DIR, CARD_FILE))  # the card is the user's to edit
     if hub_args.push_to_hub:
         print(f"pushed to {push_folder(output_dir, repo_id, private=hub_args.hub_private)}")
 
