@@ -1,7 +1,7 @@
 """Quality benchmark: bertrec, classical baselines and RecBole side by side under one protocol.
 
-python benchmarks/quality.py --dataset ml-100k --models popular markov lstm sasrec bert4rec bertrec-next \\
-    bertrec-masked recbole-sasrec recbole-bert4rec recbole-gru4rec
+python benchmarks/quality.py --dataset ml-100k --models popular markov lstm sasrec sasrec-rope bert4rec \\
+    bertrec-next bertrec-masked recbole-sasrec recbole-bert4rec recbole-gru4rec
 python benchmarks/quality.py --dataset ml-100k --protocol temporal --models popular markov sasrec bertrec-next
 python benchmarks/quality.py --report            # all results -> benchmarks/results/quality.md
 
