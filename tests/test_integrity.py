@@ -123,3 +123,14 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_resume_finishe
     final, expected = load_file(victim / "model.safetensors"), load_file(reference / "model.safetensors")
     assert final.keys() == expected.keys()
     assert all((final[name] == expected[name]).all() for name in expected)
+
+
+def test_a_damaged_prepared_split_is_refused(small_sequences, tmp_path):
+    from bertrec.data.splits import leave_one_out
+    from bertrec.recipes.prepare import load_split, save_split
+
+    save_split(leave_one_out(small_sequences), tmp_path / "split")
+    assert load_split(tmp_path / "split").test.height == 2
+    _flip_a_byte(tmp_path / "split" / "test.parquet", 0.3)
+    with pytest.raises(CorruptedFileError, match="prepared split .*test.parquet is corrupted"):
+        load_split(tmp_path / "split")

@@ -16,6 +16,7 @@ import polars as pl
 from bertrec.args import DataArguments, parse_args
 from bertrec.atomic import atomic_directory
 from bertrec.data.splits import Split
+from bertrec.integrity import verify_manifest, write_manifest
 from bertrec.recipes.common import REPORT_FILE, prepare_data, setup_logging
 
 logger = logging.getLogger("bertrec")
@@ -32,6 +33,7 @@ def save_split(split: Split, directory: Path) -> None:
         for part in PARTS:
             getattr(split, part).write_parquet(folder / f"{part}.parquet")
         (folder / "split_stats.json").write_text(json.dumps(split.stats, indent=2) + "\n")
+        write_manifest(folder)
 
 
 def load_split(directory: str | Path) -> Split:
@@ -39,6 +41,7 @@ def load_split(directory: str | Path) -> Split:
     missing = [p for p in PARTS if not (directory / f"{p}.parquet").is_file()]
     if missing:
         raise FileNotFoundError(f"{directory} is not a prepared split (missing {missing}); run recipes/prepare.py")
+    verify_manifest(directory, what="prepared split")
     parts = {p: pl.read_parquet(directory / f"{p}.parquet") for p in PARTS}
     return Split(**parts, stats=json.loads((directory / "split_stats.json").read_text()))
 
