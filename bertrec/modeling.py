@@ -94,6 +94,10 @@ def build_model(
         **extra,
         **FIXED_SETTINGS.get(model_type, {}),
     )
+    for key, value in FIXED_SETTINGS.get(model_type, {}).items():
+        # also under the attribute's own name: transformers 5 folds rotary_pct into rope_parameters and would not
+        # write it, and transformers 4 would then read its 25% default and score the saved model differently
+        setattr(config, key, value)
     if model_type == "llama":
         config.num_key_value_heads = num_heads
         config.head_dim = hidden_size // num_heads

@@ -32,6 +32,7 @@ def test_sizes_reach_the_config():
     neox = build_model(model_type="gpt_neox", vocab_size=30, max_positions=12, hidden_size=24, dropout=0.3).config
     assert (neox.hidden_dropout, neox.attention_dropout, neox.use_parallel_residual) == (0.3, 0.0, False)
     assert neox.rope_parameters["partial_rotary_factor"] == 1.0  # every head dimension rotates
+    assert neox.to_dict()["rotary_pct"] == 1.0  # written under transformers 4's name too (its default is 0.25)
     with pytest.raises(ValueError, match="divisible"):
         build_model(model_type="bert", vocab_size=30, max_positions=12, hidden_size=10, num_heads=3)
     with pytest.raises(ValueError, match="not supported"):
