@@ -163,6 +163,15 @@ def million_section(args) -> dict:
     return result
 
 
+def previous_row(section: str, dataset: str) -> dict | None:
+    """A dataset's row from the results file, dated, for a rerun that cannot remeasure it (its peer run is gone)."""
+    if not RESULTS.is_file():
+        return None
+    earlier = json.loads(RESULTS.read_text()).get(section, {})
+    row = next((r for r in earlier.get("runs", []) if r["dataset"] == dataset), None)
+    return row and {**row, "measured": row.get("measured", earlier.get("date"))}
+
+
 def chosen_configuration(dataset: str) -> tuple[str, str, str]:
     """(row name, model type, dropout) of the best item-layout bertrec row of ``quality.py`` by validation."""
     from quality import BERTREC_MODELS, RESULTS
@@ -186,7 +195,11 @@ def time_to_quality_section(args) -> dict:
         bench = Benchmark(dataset, "loo", ROOT / "outputs" / "bench_quality", threads=1, budget=3600)
         recbole_file = bench.root / "recbole-sasrec" / "default-seed2020" / "recbole.json"
         if not recbole_file.is_file():
-            print(f"{dataset}: no RecBole SASRec run yet (quality.py --models recbole-sasrec); skipped")
+            kept = previous_row("time_to_quality", dataset)
+            print(
+                f"{dataset}: no RecBole SASRec run in the work folder; {'kept the earlier row' if kept else 'skipped'}"
+            )
+            rows += [kept] if kept else []
             continue
         theirs = json.loads(recbole_file.read_text())
         row, model_type, dropout = chosen_configuration(dataset)

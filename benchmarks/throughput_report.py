@@ -130,7 +130,7 @@ def million(section: dict) -> str:
 def time_to_quality(section: dict) -> str:
     rows = [
         [
-            r["dataset"],
+            r["dataset"] + (f" (measured {r['measured']})" if r.get("measured") else ""),
             r.get("ours", "sasrec (GPT-2)"),
             r["recbole_best_valid_ndcg@10"],
             f"{r['recbole_seconds_to_best']} ({r['recbole_epochs_run']} epochs, {r['recbole_stopped_by']})",
