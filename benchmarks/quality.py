@@ -123,7 +123,7 @@ class Benchmark:
         for name, value in config.items():
             command += [f"--{name}", value]
         usage_file = run_dir / "usage.json"
-        if not is_complete(run_dir):  # trained before: only the evaluation is redone
+        if not is_complete(run_dir):  # a complete run folder is not retrained: only its evaluation is redone
             usage = run_child(command + extra, run_dir.parent / f"{run_dir.name}.log")
             usage_file.write_text(json.dumps(usage) + "\n")
         usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
@@ -138,9 +138,8 @@ class Benchmark:
         import torch
 
         from bertrec.evaluation import model_scorer
-        from bertrec.modeling import model_objective
+        from bertrec.modeling import load_model, model_objective
         from bertrec.recipes.common import CONFIG_FILE
-        from bertrec.recipes.evaluate import load_model
         from bertrec.tokenization import EventTokenizer
 
         torch.set_num_threads(self.threads)

@@ -176,10 +176,12 @@ def chosen_configuration(dataset: str) -> tuple[str, str, str]:
     """(row name, model type, dropout) of the best item-layout bertrec row of ``quality.py`` by validation."""
     from quality import BERTREC_MODELS, RESULTS
 
+    from bertrec.args import ModelArguments
+
     rows = json.loads((RESULTS / f"quality_{dataset}_loo.json").read_text())["rows"]
     ours = [r for r in rows if r["model"] in BERTREC_MODELS and BERTREC_MODELS[r["model"]][1] == "item"]
     best = max(ours, key=lambda r: r["valid_ndcg@10"][0])
-    return best["model"], BERTREC_MODELS[best["model"]][0], best["config"].get("dropout", "0.1")
+    return best["model"], BERTREC_MODELS[best["model"]][0], best["config"].get("dropout", str(ModelArguments.dropout))
 
 
 def time_to_quality_section(args) -> dict:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
 
+from bertrec.integrity import verify_manifest
+
 # objective, and how each architecture names the generic sizes that its config does not map itself
 ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
     "bert": (
@@ -103,6 +105,15 @@ def build_model(
         config.head_dim = hidden_size // num_heads
     auto = AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
     return auto.from_config(config, attn_implementation=attn_implementation)
+
+
+def load_model(model_dir: str) -> PreTrainedModel:
+    """The stock model class for a saved folder's architecture (masked or causal LM), after checking the folder
+    against its manifest, so a damaged or half-written folder is refused by name instead of loaded."""
+    verify_manifest(model_dir, what="model folder")
+    config = AutoConfig.from_pretrained(model_dir)
+    auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
+    return auto.from_pretrained(model_dir)
 
 
 def model_objective(model: PreTrainedModel) -> str:

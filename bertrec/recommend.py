@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
 from bertrec.collators import pad_sequences
 from bertrec.data.schema import DEFAULT_ACTION
 from bertrec.evaluation import encode_prompts, prompt_features
-from bertrec.integrity import verify_manifest
-from bertrec.modeling import item_logits, objective_for
+from bertrec.modeling import item_logits, load_model, objective_for
 from bertrec.tokenization import EventTokenizer
 
 Event = tuple[str, str, float | None] | dict
@@ -76,10 +74,7 @@ class Recommender:
 
     @classmethod
     def from_pretrained(cls, directory: str, device: str | torch.device = "cpu") -> Recommender:
-        verify_manifest(directory, what="model folder")
-        config = AutoConfig.from_pretrained(directory)
-        auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
-        return cls(auto.from_pretrained(directory), EventTokenizer.load(directory), device)
+        return cls(load_model(directory), EventTokenizer.load(directory), device)
 
     def recommend(self, history: Sequence[Event], k: int = 10, **options) -> Recommendations:
         return self.recommend_batch([history], k=k, **options)[0]

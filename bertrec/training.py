@@ -176,14 +176,19 @@ def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def latest_checkpoint(checkpoint_root: Path) -> Path | None:
+def complete_checkpoints(checkpoint_root: Path) -> list[Path]:
+    """Checkpoint folders that were renamed into place (they hold the trainer state), oldest step first."""
     steps = [
         (int(m.group(1)), p)
         for p in checkpoint_root.glob("checkpoint-*")
-        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / STATE_FILE).is_file()
     ]
-    complete = [(s, p) for s, p in steps if (p / STATE_FILE).is_file()]
-    return max(complete)[1] if complete else None
+    return [p for _, p in sorted(steps)]
+
+
+def latest_checkpoint(checkpoint_root: Path) -> Path | None:
+    complete = complete_checkpoints(checkpoint_root)
+    return complete[-1] if complete else None
 
 
 def train(
@@ -371,10 +376,7 @@ def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int)
     if accelerator.is_main_process:
         shutil.rmtree(target, ignore_errors=True)
         temp.rename(target)
-        steps = sorted(
-            (int(p.name.split("-")[1]), p) for p in checkpoint_root.glob("checkpoint-*") if (p / STATE_FILE).is_file()
-        )
-        for _, old in steps[:-keep] if keep > 0 else []:
+        for old in complete_checkpoints(checkpoint_root)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
@@ -387,8 +389,8 @@ def _load_checkpoint(accelerator, path: Path) -> dict:
     try:
         verify_manifest(path, what="checkpoint")
     except CorruptedFileError as error:
-        earlier = [p for p in path.parent.glob("checkpoint-*") if p != path and (p / STATE_FILE).is_file()]
-        hint = f" Resume from an earlier one, e.g. --resume_from_checkpoint {sorted(earlier)[-1]}" if earlier else ""
+        earlier = [p for p in complete_checkpoints(path.parent) if p != path]
+        hint = f" Resume from an earlier one, e.g. --resume_from_checkpoint {earlier[-1]}" if earlier else ""
         raise CorruptedFileError(f"{error}.{hint}") from error
     state = json.loads(state_file.read_text())
     accelerator.load_state(str(path))

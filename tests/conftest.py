@@ -9,27 +9,22 @@ import textwrap
 import polars as pl
 import pytest
 
+from bertrec.data.schema import CANONICAL_SCHEMA
 from bertrec.data.sequences import build_sequences
 
 
-def make_events(rows: list[tuple[str, str, str, float]]) -> pl.DataFrame:
-    """Canonical events from (user, item, action, timestamp) tuples, event_index in list order."""
-    users, items, actions, times = zip(*rows)
+def make_events(rows: list[tuple[str, str, str, float]], event_index: list[int] | None = None) -> pl.DataFrame:
+    """Canonical events from (user, item, action, timestamp) tuples, event_index in list order unless given."""
+    users, items, actions, times = zip(*rows) if rows else ((), (), (), ())
     return pl.DataFrame(
         {
             "user_id": users,
             "item_id": items,
             "action": actions,
             "timestamp": times,
-            "event_index": range(len(rows)),
+            "event_index": range(len(rows)) if event_index is None else event_index,
         },
-        schema={
-            "user_id": pl.String,
-            "item_id": pl.String,
-            "action": pl.String,
-            "timestamp": pl.Float64,
-            "event_index": pl.Int64,
-        },
+        schema=CANONICAL_SCHEMA,
     )
 
 

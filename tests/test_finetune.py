@@ -12,8 +12,7 @@ from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.splits import LeakageError
 from bertrec.evaluation import _batches, encode_prompts, model_scorer
 from bertrec.losses import ItemLoss
-from bertrec.modeling import model_objective
-from bertrec.recipes.evaluate import load_model
+from bertrec.modeling import load_model, model_objective
 from bertrec.recommend import Recommender
 from bertrec.tasks import target_event_prefixes
 from bertrec.tokenization import EventTokenizer

@@ -20,9 +20,8 @@ from bertrec.args import ConfigError
 from bertrec.data.splits import leave_one_out
 from bertrec.evaluation import CANDIDATES, EvalBatch, evaluate_scorer
 from bertrec.losses import candidate_loss
-from bertrec.modeling import build_model, item_logits
+from bertrec.modeling import build_model, item_logits, load_model
 from bertrec.new_items import add_new_items, new_item_ids
-from bertrec.recipes.evaluate import load_model
 from bertrec.recipes.finetune import main as finetune
 from bertrec.tokenization import EventTokenizer
 from tests.conftest import TINY_FINETUNE, make_events

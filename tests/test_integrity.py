@@ -6,16 +6,17 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 import bertrec.training
 from bertrec.integrity import MANIFEST_FILE, CorruptedFileError, is_complete, verify_manifest
-from bertrec.recipes.evaluate import load_model
+from bertrec.modeling import load_model
 from bertrec.recipes.pretrain import main as pretrain
 from bertrec.recommend import Recommender
-from bertrec.training import STATE_FILE, latest_checkpoint
+from bertrec.training import STATE_FILE, complete_checkpoints, latest_checkpoint
 
 TINY = [
     "--synthetic_users", "150", "--hidden_size", "16", "--num_layers", "1", "--max_events", "10",
@@ -82,13 +83,21 @@ def test_damaged_model_folders_are_refused_with_the_file_named(pretrained, tmp_p
         load_model(str(folder))
 
 
-def test_corrupted_checkpoint_is_refused_and_an_earlier_one_is_named(tmp_path):
-    output = tmp_path / "run"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """One finished TINY run: the reference weights, and checkpoints to damage (in a copy)."""
+    output = tmp_path_factory.mktemp("uninterrupted")
     pretrain([*TINY, "--output_dir", str(output)])
-    latest = latest_checkpoint(output / "checkpoints")
+    return output
+
+
+def test_corrupted_checkpoint_is_refused_and_an_earlier_one_is_named(uninterrupted, tmp_path):
+    output = tmp_path / "run"
+    shutil.copytree(uninterrupted, output)
+    *_, earlier, latest = complete_checkpoints(output / "checkpoints")
     _flip_a_byte(latest / "model.safetensors")
     with pytest.raises(
-        CorruptedFileError, match=r"model.safetensors is corrupted.*--resume_from_checkpoint .*checkpoint-"
+        CorruptedFileError, match=rf"model.safetensors is corrupted.*--resume_from_checkpoint \S*/{earlier.name}$"
     ):
         pretrain([*TINY, "--output_dir", str(output), "--resume_from_checkpoint", "latest"])
     (latest / STATE_FILE).write_text(json.dumps({"global_step": 10**6}))  # a state edited after the fact
@@ -97,9 +106,10 @@ def test_corrupted_checkpoint_is_refused_and_an_earlier_one_is_named(tmp_path):
         pretrain([*TINY, "--output_dir", str(output), "--resume_from_checkpoint", str(latest)])
 
 
-def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_resume_finishes_identically(tmp_path, monkeypatch):
-    reference = tmp_path / "reference"
-    pretrain([*TINY, "--output_dir", str(reference)])
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_resume_finishes_identically(
+    uninterrupted, tmp_path, monkeypatch
+):
+    reference = uninterrupted
     victim = tmp_path / "victim"
     real_write_manifest, calls = bertrec.training.write_manifest, []  # checkpoint folders seen
 

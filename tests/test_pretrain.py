@@ -8,7 +8,7 @@ import yaml
 
 from bertrec.args import DataArguments, EvalArguments, ModelArguments, TokenizerArguments, parse_args
 from bertrec.evaluation import _batches, encode_prompts, model_scorer
-from bertrec.recipes.evaluate import load_model
+from bertrec.modeling import load_model
 from bertrec.recipes.prepare import load_split
 from bertrec.recipes.pretrain import ARGUMENTS
 from bertrec.tokenization import EventTokenizer

@@ -34,6 +34,7 @@ from bertrec.tokenization import (
     item_token,
     time_token,
 )
+from tests.conftest import make_events
 
 # Ids that break naive readers and tokenizers: delimiters, quotes, line breaks (CRLF included), every kind of
 # Unicode whitespace, brackets that spell special tokens, percent signs, leading zeros and number look-alikes.
@@ -228,17 +229,7 @@ def canonical_events(draw, max_rows: int = 24, nulls: bool = True) -> pl.DataFra
             rows.insert(draw(st.integers(0, len(rows))), copy)
     n = len(rows)
     index = draw(st.lists(st.integers(0, 10 * max_rows), min_size=n, max_size=n, unique=True))
-    return pl.DataFrame(
-        {
-            "user_id": [r[0] for r in rows],
-            "item_id": [r[1] for r in rows],
-            "action": [r[2] for r in rows],
-            "timestamp": [r[3] for r in rows],
-            "event_index": index,
-            "note": [f"row{i}" for i in index],
-        },
-        schema={**CANONICAL_SCHEMA, "note": pl.String},
-    )
+    return make_events(rows, index).with_columns(note=pl.Series([f"row{i}" for i in index], dtype=pl.String))
 
 
 @st.composite
@@ -364,16 +355,7 @@ def user_logs(draw, *, nullable_times: bool = False) -> pl.DataFrame:
     )
     rows = draw(st.lists(row, min_size=n, max_size=n))
     index = draw(st.lists(st.integers(0, 1000), min_size=n, max_size=n, unique=True))
-    return pl.DataFrame(
-        {
-            "user_id": [r[0] for r in rows],
-            "item_id": [r[1] for r in rows],
-            "action": [r[2] for r in rows],
-            "timestamp": [r[3] for r in rows],
-            "event_index": index,
-        },
-        schema=CANONICAL_SCHEMA,
-    )
+    return make_events(rows, index)
 
 
 def reference_sequences(events: pl.DataFrame, max_events: int | None = None) -> dict[str, list[dict]]:

@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 
 from bertrec.integrity import write_manifest
 from bertrec.modeling import build_model
-from bertrec.training import _load_best, epoch_batches
+from bertrec.training import STATE_FILE, _load_best, complete_checkpoints, epoch_batches, latest_checkpoint
 
 
 def test_epoch_batches_are_seeded_grouped_by_length_and_split_across_processes():
@@ -31,3 +31,13 @@ def test_best_weights_must_belong_to_the_model(tmp_path):
     write_manifest(tmp_path)
     with pytest.raises(ValueError, match="does not match"):
         _load_best(model, tmp_path / "other.safetensors")
+
+
+def test_complete_checkpoints_are_ordered_by_step_not_by_name(tmp_path):
+    for name in ("checkpoint-9", "checkpoint-12", "checkpoint-100", "checkpoint-7", ".checkpoint-200.tmp"):
+        (tmp_path / name).mkdir()
+    for name in ("checkpoint-9", "checkpoint-12", "checkpoint-100", ".checkpoint-200.tmp"):
+        (tmp_path / name / STATE_FILE).write_text("{}")
+    # checkpoint-7 has no trainer state (never renamed into place complete); the temp folder is not a checkpoint
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-9", "checkpoint-12", "checkpoint-100"]
+    assert latest_checkpoint(tmp_path).name == "checkpoint-100"

@@ -21,25 +21,26 @@ def warn_on_merged_lines(events: pl.DataFrame, source: str) -> None:
     """Warn about ids that span a line break: in a CSV/TSV file that is usually a stray quote that swallowed the
     following lines into one row, which the CSV rules accept without an error.
 
-    A properly quoted id may hold a line break, so this is a warning, not an error. Run only on text files that
-    contain a quote at all, since only a quoted field can span lines.
+    A properly quoted id may hold a line break, so this is a warning, not an error. It looks at the parsed ids
+    (a vectorised search) rather than scanning the file again for quotes.
     """
-    for column in ("user_id", "item_id", "action"):
+    columns = ("user_id", "item_id", "action")
+    spans = events.select(pl.col(columns).str.contains("\n", literal=True).any()).row(0)  # one parallel pass
+    for column in (c for c, found in zip(columns, spans) if found):
         broken = events[column].str.contains("\n", literal=True).fill_null(False)
-        if broken.any():
-            first = int(broken.arg_true()[0])
-            value = events[column][first]
-            logger.warning(
-                "%s: column %r, data row %d: the value %s spans %d lines (%d such rows). If the file has a stray "
-                'quote ("), it opened a field that ran on into the next line(s) and merged them into this row: '
-                'quote the whole field and double the quotes inside it ("tv 55""") or remove the stray quote.',
-                source,
-                column,
-                first + 1,
-                _show(value),
-                value.count("\n") + 1,
-                int(broken.sum()),
-            )
+        first = int(broken.arg_true()[0])
+        value = events[column][first]
+        logger.warning(
+            "%s: column %r, data row %d: the value %s spans %d lines (%d such rows). If the file has a stray "
+            'quote ("), it opened a field that ran on into the next line(s) and merged them into this row: '
+            'quote the whole field and double the quotes inside it ("tv 55""") or remove the stray quote.',
+            source,
+            column,
+            first + 1,
+            _show(value),
+            value.count("\n") + 1,
+            int(broken.sum()),
+        )
 
 
 _UTF16_BOMS = (

@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
 from bertrec.args import DataArguments, EvalArguments, parse_args
 from bertrec.atomic import atomic_write_text
 from bertrec.baselines import markov_scorer, popularity_scorer
 from bertrec.evaluation import evaluate_model, evaluate_scorer
-from bertrec.integrity import verify_manifest
-from bertrec.modeling import objective_for
+from bertrec.modeling import load_model
 from bertrec.recipes.common import CONFIG_FILE, check_choices, format_metrics_table, prepare_data, setup_logging
 from bertrec.recipes.prepare import load_split
 from bertrec.tokenization import EventTokenizer
@@ -33,14 +31,6 @@ class EvaluateArguments:
     )
     part: str = field(default="test", metadata={"help": "valid or test."})
     output_file: str | None = field(default=None, metadata={"help": "Write the metrics JSON here."})
-
-
-def load_model(model_dir: str):
-    """The stock model class for the folder's architecture, after checking the folder against its manifest."""
-    verify_manifest(model_dir, what="model folder")
-    config = AutoConfig.from_pretrained(model_dir)
-    auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
-    return auto.from_pretrained(model_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:

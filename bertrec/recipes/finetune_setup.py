@@ -15,8 +15,8 @@ import yaml
 
 from bertrec.args import DataArguments
 from bertrec.data.splits import LeakageError, Split
+from bertrec.modeling import load_model
 from bertrec.recipes.common import CONFIG_FILE, prepare_data
-from bertrec.recipes.evaluate import load_model
 from bertrec.tasks import attach_candidates, read_candidates
 from bertrec.tokenization import EventTokenizer
 
