@@ -302,11 +302,33 @@ class EventTokenizer:
                 "use layout 'action item' or 'item', or drop rows without a time"
             )
         events = train_sequences.select(pl.col("item_id").explode(), pl.col("action").explode())
-        counts = events.group_by("item_id").len().filter(pl.col("len") >= min_item_count)
+        return cls.from_counts(
+            events.group_by("item_id").len(),
+            events["action"].unique().drop_nulls().to_list(),
+            layout=layout,
+            time_boundaries=time_boundaries,
+            min_item_count=min_item_count,
+            max_events=max_events,
+        )
+
+    @classmethod
+    def from_counts(
+        cls,
+        item_counts: pl.DataFrame,
+        actions: Sequence[str],
+        *,
+        layout: str = "time action item",
+        time_boundaries: Sequence[float] | None = None,
+        min_item_count: int = 1,
+        max_events: int = 50,
+    ) -> EventTokenizer:
+        """Build from training-event counts per item (columns ``item_id``, ``len``) and the training actions:
+        what a log processed in parts (``bertrec.data.streaming``) has instead of one sequences frame. Items
+        are ordered by count, then id, so the vocabulary does not depend on how the log was split into parts."""
+        counts = item_counts.filter(pl.col("len") >= min_item_count)
         items = counts.sort(["len", "item_id"], descending=[True, False])["item_id"].to_list()
-        actions = sorted(events["action"].unique().drop_nulls().to_list())
         boundaries = [float(b) for b in (time_boundaries or DEFAULT_TIME_BOUNDARIES)]
-        return cls(EventTokenizerSpec(layout, boundaries, actions, items, max_events))
+        return cls(EventTokenizerSpec(layout, boundaries, sorted(set(actions)), items, max_events))
 
 
 def _gaps(timestamps: pl.Series) -> np.ndarray:

@@ -119,8 +119,13 @@ class CleaningReport:
         return "\n".join(lines)
 
 
-def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> tuple[pl.DataFrame, CleaningReport]:
+def clean_events(
+    events: pl.DataFrame, config: CleaningConfig | None = None, *, has_timestamps: bool | None = None
+) -> tuple[pl.DataFrame, CleaningReport]:
     """Apply ``config`` to canonical ``events``; return the kept events and the report (see the module doc).
+
+    ``has_timestamps`` says whether the whole log has times when ``events`` is only part of it (a bucket of
+    users, see ``bertrec.data.streaming``); by default it is read from ``events``.
 
     Every step runs on a narrow frame of integer codes (user and item ids dictionary-encoded once, the
     action, time and event index) and the wide frame is gathered once at the end: hashing, counting and
@@ -133,7 +138,8 @@ def clean_events(events: pl.DataFrame, config: CleaningConfig | None = None) -> 
     frame = events.select([*CANONICAL_COLUMNS, *extras])
     if not frame["event_index"].is_sorted():
         frame = frame.sort("event_index")
-    has_timestamps = frame.height > 0 and frame["timestamp"].null_count() < frame.height
+    if has_timestamps is None:
+        has_timestamps = frame.height > 0 and frame["timestamp"].null_count() < frame.height
     notes: list[str] = []
     _note_empty_ids(notes, frame)
     if config.rename_actions:

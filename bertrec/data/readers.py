@@ -78,8 +78,11 @@ def read_events(
     return events
 
 
-def _canonicalize(frame: pl.DataFrame, mapping: ColumnMapping, source: str, unit: str) -> pl.DataFrame:
-    """Canonical columns first, then the unused input columns unchanged; event_index is the input row order."""
+def _canonicalize(
+    frame: pl.DataFrame, mapping: ColumnMapping, source: str, unit: str, first_index: int = 0
+) -> pl.DataFrame:
+    """Canonical columns first, then the unused input columns unchanged; event_index is the input row order
+    (counted from ``first_index`` when ``frame`` is a later part of a file read in batches)."""
     resolved = mapping.resolve(frame.columns, source)
     height = frame.height
     user, item, action, timestamp = (resolved[c] for c in ("user_id", "item_id", "action", "timestamp"))
@@ -96,7 +99,7 @@ def _canonicalize(frame: pl.DataFrame, mapping: ColumnMapping, source: str, unit
             if timestamp
             else pl.repeat(None, height, dtype=pl.Float64, eager=True)
         ).alias("timestamp"),
-        pl.int_range(height, dtype=pl.Int64, eager=True).alias("event_index"),
+        pl.int_range(first_index, first_index + height, dtype=pl.Int64, eager=True).alias("event_index"),
     ]
     used = {name for name in resolved.values() if name is not None}
     extras = frame.select([name for name in frame.columns if name not in used])

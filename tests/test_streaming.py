@@ -1,0 +1,116 @@
+"""The bucketed (larger-than-memory) data path gives exactly what the in-memory path gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bertrec.data.cleaning import CleaningConfig, clean_events
+from bertrec.data.readers import read_events
+from bertrec.data.schema import EventDataError
+from bertrec.data.sequences import add_sessions, build_sequences
+from bertrec.data.splits import leave_one_out
+from bertrec.data.streaming import load_train_windows, prepare_in_buckets
+from bertrec.integrity import is_complete
+from bertrec.tokenization import EventTokenizer
+
+
+def messy_log(rows: int = 6000, seed: int = 0) -> pl.DataFrame:
+    """Skewed users and items, 3 actions, tied and repeated times, duplicates, nulls and a few rare items."""
+    rng = np.random.default_rng(seed)
+    user = (300 * rng.random(rows) ** 2).astype(int)
+    item = (400 * rng.random(rows) ** 3).astype(int)
+    frame = pl.DataFrame(
+        {
+            "user": [f"u{u}" for u in user],
+            "item": [f"i{i}" for i in item],
+            "action": rng.choice(["view", "cart", "buy"], rows, p=[0.8, 0.12, 0.08]).tolist(),
+            "ts": (1_600_000_000 + rng.integers(0, 50, rows) * 3600).tolist(),  # many ties
+            "extra": rng.integers(0, 9, rows).tolist(),
+        }
+    )
+    duplicates = frame.sample(rows // 20, seed=seed)
+    nulls = frame.head(20).with_columns(item=pl.lit(None, pl.String))
+    return pl.concat([frame, duplicates, nulls]).sample(fraction=1.0, shuffle=True, seed=seed)
+
+
+def in_memory(path, cleaning, *, target_action=None, session_gap=None, layout="time action item"):
+    events = read_events(path, columns={"user": "user", "item": "item", "timestamp": "ts"})
+    events, report = clean_events(events, cleaning)
+    key = "user_id"
+    if session_gap:
+        events, key = add_sessions(events, session_gap), "session_id"
+    split = leave_one_out(build_sequences(events, key=key), target_action=target_action)
+    tokenizer = EventTokenizer.build(split.train, layout=layout, max_events=8)
+    return report, split, tokenizer
+
+
+def by_user(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort("user_id")
+
+
+def window_set(windows) -> list[tuple[int, ...]]:
+    return sorted(tuple(int(t) for t in w) for w in windows)
+
+
+CASES = {
+    "minimums": dict(cleaning=CleaningConfig(min_user_events=12, min_item_events=4)),
+    "k_core": dict(cleaning=CleaningConfig(min_user_events=10, min_item_events=10, k_core=True)),
+    "repeats_renames": dict(
+        cleaning=CleaningConfig(collapse_consecutive_repeats=True, rename_actions={"cart": "basket"}, min_user_events=3)
+    ),
+    "target_action": dict(cleaning=CleaningConfig(min_user_events=3), target_action="buy"),
+    "sessions": dict(cleaning=CleaningConfig(min_user_events=2), session_gap=7200),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_bucketed_path_matches_in_memory_path(tmp_path, case, suffix):
+    options = CASES[case]
+    log = messy_log()
+    path = tmp_path / f"log{suffix}"
+    log.write_parquet(path) if suffix == ".parquet" else log.write_csv(path)
+    report, split, tokenizer = in_memory(path, **options)
+    # about 6 buckets and 4 batches, so users and items are spread over parts and batches
+    streamed = prepare_in_buckets(
+        path,
+        tmp_path / "out",
+        cleaning=options["cleaning"],
+        columns={"user": "user", "item": "item", "timestamp": "ts"},
+        target_action=options.get("target_action"),
+        session_gap_seconds=options.get("session_gap"),
+        max_events=8,
+        events_per_bucket=1000,
+        batch_rows=1700,
+    )
+    assert streamed.num_buckets > 3 and streamed.largest_bucket_events < log.height
+    assert streamed.report.to_dict() == report.to_dict()
+    assert streamed.tokenizer.spec == tokenizer.spec
+    for part in ("train", "valid", "test"):
+        assert by_user(streamed.examples(part).collect()).equals(by_user(getattr(split, part))), part
+    assert streamed.split_stats["evaluated_users"] == split.stats["evaluated_users"]
+    windows = load_train_windows(tmp_path / "out")["input_ids"]
+    assert window_set(windows) == window_set(tokenizer.encode_training_windows(split.train, min_events=2))
+    assert is_complete(tmp_path / "out")
+    assert not (tmp_path / "out" / "buckets").exists()
+
+
+def test_bucketed_path_reports_bad_rows_by_their_row_in_the_file(tmp_path):
+    log = messy_log().with_columns(pl.col("ts").cast(pl.String))
+    log = log.with_columns(ts=pl.when(pl.int_range(pl.len()) == 4321).then(pl.lit("yesterday")).otherwise("ts"))
+    path = tmp_path / "log.csv"
+    log.write_csv(path)
+    with pytest.raises(EventDataError, match=r"data row 4322\b.*yesterday"):
+        prepare_in_buckets(
+            path, tmp_path / "out", columns={"user": "user", "item": "item", "timestamp": "ts"}, batch_rows=1000
+        )
+    assert not is_complete(tmp_path / "out")
+
+
+def test_bucketed_path_refuses_formats_it_cannot_stream(tmp_path):
+    path = tmp_path / "log.jsonl"
+    messy_log(200).write_ndjson(path)
+    with pytest.raises(EventDataError, match="Parquet, CSV or TSV.*convert"):
+        prepare_in_buckets(path, tmp_path / "out")
