@@ -24,6 +24,7 @@ from bertrec.data.cleaning import CleaningConfig, clean_events
 from bertrec.data.readers import read_events
 from bertrec.data.sequences import build_sequences
 from bertrec.data.splits import leave_one_out
+from bertrec.data.streaming import windows_column
 from bertrec.evaluation import evaluate_model
 from bertrec.losses import ItemLoss
 from bertrec.modeling import build_model, objective_for
@@ -71,21 +72,28 @@ def data_path(path: Path, layout: str = "time action item", max_events: int = 20
     """Seconds per stage from Parquet to training windows, events/s end to end, and the process's peak RSS
     (run it in a fresh process). k-core is timed separately and not part of the end-to-end figure."""
     stages: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # the process's peak RSS so far, after each stage
     clock = time.perf_counter()
 
     def stage(name: str) -> None:
         nonlocal clock
         now = time.perf_counter()
         stages[name] = round(now - clock, 3)
+        peaks[name] = round(peak_rss_mb())
         clock = now
 
+    # each stage's input is released once the next exists, as in the recipes' prepare_data
     events = read_events(path, columns={"action": "action", "timestamp": "timestamp"})
+    rows = events.height
     stage("read")
     cleaned, report = clean_events(events, CleaningConfig(**CLEANING))
+    del events
     stage("clean")
     sequences = build_sequences(cleaned)
+    del cleaned
     stage("sequences")
     split = leave_one_out(sequences)
+    del sequences
     stage("split")
     tokenizer = EventTokenizer.build(split.train, layout=layout, max_events=max_events)
     stage("tokenizer")
@@ -94,19 +102,23 @@ def data_path(path: Path, layout: str = "time action item", max_events: int = 20
     dataset = windows_dataset(windows)
     stage("datasets")
     rss = peak_rss_mb()
-    del windows, dataset, split, sequences
+    del windows, dataset, split
+    events = read_events(path, columns={"action": "action", "timestamp": "timestamp"})
+    cleaned, _ = clean_events(events, CleaningConfig(**CLEANING))
+    del events
     start = time.perf_counter()
     _, core_report = clean_events(cleaned, CleaningConfig(min_user_events=5, min_item_events=5, k_core=True))
     k_core_seconds = time.perf_counter() - start
     total = sum(stages.values())
     return {
-        "events": events.height,
+        "events": rows,
         "events_after_cleaning": report.output_rows,
         "users": report.users_after,
         "items": report.items_after,
         "stages_seconds": stages,
+        "peak_rss_mb_after": peaks,
         "seconds": round(total, 2),
-        "events_per_second": round(events.height / total),
+        "events_per_second": round(rows / total),
         "peak_rss_mb": round(rss),
         "k_core_seconds": round(k_core_seconds, 2),
         "k_core_rounds": core_report.k_core_iterations,
@@ -116,11 +128,7 @@ def data_path(path: Path, layout: str = "time action item", max_events: int = 20
 def windows_dataset(windows: list[np.ndarray]):
     """The training windows as a ``datasets.Dataset`` (one ``input_ids`` list per row), built zero-copy from
     one flat Arrow array: what a multi-worker or memory-mapped training input would be made from."""
-    lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.concatenate(windows) if windows else np.zeros(0, dtype=np.int64)
-    column = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.int32)))
-    return datasets.Dataset(pa.table({"input_ids": column}))
+    return datasets.Dataset(pa.table({"input_ids": windows_column(windows)}))
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:

@@ -125,9 +125,11 @@ class EventTokenizer:
             raise ValueError("two items or actions map to the same token; item and action ids must be distinct")
         self.action_offset = len(SPECIAL_TOKENS)
         self.first_bucket_id = self.vocab[FIRST_EVENT_BUCKET]
-        self._item_lookup = pl.DataFrame(
-            {"item_id": spec.items, "item_index": np.arange(len(spec.items), dtype=np.int64)}
-        )
+        self._items = pl.Series("item_id", spec.items, dtype=pl.String)
+        self._item_lookup = pl.DataFrame({"item_id": self._items, "item_index": np.arange(len(spec.items))})
+        hashes = self._items.hash().alias("item_hash")
+        if hashes.n_unique() == len(hashes):  # else two vocabulary items share a hash: look up by string
+            self._item_lookup = self._item_lookup.with_columns(hashes).drop("item_id")
         self._action_lookup = {a: self.action_offset + i for i, a in enumerate(spec.actions)}
 
     # ids -------------------------------------------------------------------------------------------------
@@ -155,13 +157,19 @@ class EventTokenizer:
         return self.vocab[UNK_ITEM]
 
     def item_indices(self, item_ids: pl.Series) -> np.ndarray:
-        """Index of each raw item id in the item vocabulary (0-based), -1 for items never seen in training."""
-        joined = (
-            item_ids.alias("item_id")
-            .to_frame()
-            .join(self._item_lookup, on="item_id", how="left", maintain_order="left")
-        )
-        return joined["item_index"].fill_null(-1).to_numpy(writable=True)
+        """Index of each raw item id in the item vocabulary (0-based), -1 for items never seen in training.
+
+        The lookup joins on 64-bit hashes (about twice as fast as joining strings) and then compares each match
+        with the vocabulary's string, so an unknown id whose hash equals a known one's is still unknown.
+        """
+        item_ids = item_ids.alias("item_id")
+        if "item_id" in self._item_lookup.columns:
+            joined = item_ids.to_frame().join(self._item_lookup, on="item_id", how="left", maintain_order="left")
+            return joined["item_index"].fill_null(-1).to_numpy(writable=True)
+        keys = item_ids.hash().alias("item_hash").to_frame()
+        index = keys.join(self._item_lookup, on="item_hash", how="left", maintain_order="left")["item_index"]
+        same = self._items.gather(index.fill_null(0)) == item_ids if len(self._items) else index.is_not_null()
+        return pl.select(pl.when(same & index.is_not_null()).then(index)).to_series().fill_null(-1).to_numpy(writable=True)
 
     def action_ids(self, actions: pl.Series) -> np.ndarray:
         unk = self.vocab[UNK]
@@ -187,7 +195,7 @@ class EventTokenizer:
                 columns.append(self.action_ids(sequences["action"].explode()))
             else:
                 columns.append(self.time_bucket_ids(_gaps(sequences["timestamp"])))
-        return np.stack(columns, axis=1).astype(np.int64), lengths
+        return np.stack(columns, axis=1).astype(np.int64, copy=False), lengths
 
     def encode_sequences(self, sequences: pl.DataFrame, max_events: int | None = None) -> list[np.ndarray]:
         """Token ids per sequence, each truncated to its most recent ``max_events`` events."""

@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from bertrec.data.cleaning import CleaningConfig, CleaningReport, clean_events
+from bertrec.data.cleaning import _CHECK_SEED, CleaningConfig, CleaningReport, clean_events
 from bertrec.data.schema import CANONICAL_COLUMNS, EventDataError
 
 Row = tuple[str | None, str | None, str | None, float | None]
@@ -246,12 +246,30 @@ def test_empty_input_gives_an_empty_report():
 
 
 def test_colliding_id_hashes_fall_back_to_exact_codes(monkeypatch):
-    """Cleaning groups ids by a 64-bit hash only when no two ids share one; a collision must change nothing."""
+    """Cleaning groups ids by a 64-bit hash only when a second, independently seeded hash counts as many
+    distinct values; a collision of the first hash must change nothing."""
     rows: list[Row] = [("u1", "a", "view", 1.0), ("u1", "a", "view", 1.0), ("u1", "b", "view", 2.0)]
     rows += [("u2", "b", "view", 1.0), ("u2", "c", "view", 1.0), (None, "c", "view", 3.0), ("u3", "a", "view", 4.0)]
     config = CleaningConfig(min_user_events=2, min_item_events=2)
     expected, expected_report = clean_events(events_of(rows), config)
-    monkeypatch.setattr(pl.Series, "hash", lambda self, *args, **kwargs: pl.Series(self.name, [7] * len(self)))
+    original = pl.Series.hash
+
+    def colliding(self, seed=0, *args, **kwargs):  # every id collides under the grouping hash, none under the check
+        return original(self, seed, *args, **kwargs) if seed == _CHECK_SEED else pl.Series(self.name, [7] * len(self))
+
+    monkeypatch.setattr(pl.Series, "hash", colliding)
     cleaned, report = clean_events(events_of(rows), config)
     assert cleaned.equals(expected) and report == expected_report
     assert report.users_before == 3 and report.dropped["duplicate"] == 1 and report.dropped["null_user"] == 1
+
+
+def test_duplicate_row_hash_collisions_are_compared_exactly(monkeypatch):
+    """Duplicates are found by a 64-bit row hash, and rows sharing a hash are compared field by field: with
+    every row's hash made equal, the same rows must be dropped as duplicates."""
+    rows: list[Row] = [("u1", "a", "view", 1.0), ("u1", "a", "view", 1.0), ("u1", "a", "buy", 1.0)]
+    rows += [("u2", "a", "view", 1.0), ("u1", "a", "view", 2.0), ("u2", "a", "view", 1.0), ("u1", "a", "view", 1.0)]
+    expected, expected_report = clean_events(events_of(rows))
+    assert expected_report.dropped["duplicate"] == 3
+    monkeypatch.setattr(pl.DataFrame, "hash_rows", lambda self, *a, **k: pl.Series([7] * self.height, dtype=pl.UInt64))
+    cleaned, report = clean_events(events_of(rows))
+    assert cleaned.equals(expected) and report == expected_report

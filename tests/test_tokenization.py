@@ -8,6 +8,7 @@ from bertrec.tokenization import (
     FIRST_EVENT_BUCKET,
     SPECIAL_TOKENS,
     EventTokenizer,
+    EventTokenizerSpec,
     action_token,
     item_token,
 )
@@ -111,3 +112,21 @@ def test_time_layout_needs_timestamps():
     with pytest.raises(ValueError, match="needs a timestamp"):
         EventTokenizer.build(seqs, layout="time action item")
     assert EventTokenizer.build(seqs, layout="action item").num_items == 2
+
+
+def _fake_hash(values: dict[str, int]):
+    def hash(self, *args, **kwargs):
+        return pl.Series(self.name, [values.get(v, 99) for v in self.to_list()], dtype=pl.UInt64)
+
+    return hash
+
+
+def test_item_lookup_by_hash_is_exact_when_an_unknown_id_collides(monkeypatch):
+    """An id outside the vocabulary whose hash equals a vocabulary item's is still unknown (-1); when two
+    vocabulary items share a hash, the lookup joins on strings instead."""
+    ids = pl.Series(["a", "zzz", "b", None, "c"])
+    monkeypatch.setattr(pl.Series, "hash", _fake_hash({"a": 1, "b": 2, "zzz": 1, "c": 3}))
+    spec = EventTokenizerSpec("item", [1.0], ["view"], ["a", "b"], 8)
+    assert EventTokenizer(spec).item_indices(ids).tolist() == [0, -1, 1, -1, -1]
+    monkeypatch.setattr(pl.Series, "hash", _fake_hash({"a": 1, "b": 1}))
+    assert EventTokenizer(spec).item_indices(ids).tolist() == [0, -1, 1, -1, -1]

@@ -86,24 +86,30 @@ def _canonicalize(
     resolved = mapping.resolve(frame.columns, source)
     height = frame.height
     user, item, action, timestamp = (resolved[c] for c in ("user_id", "item_id", "action", "timestamp"))
+    # one chunk per column (later steps run faster), each made as its column is converted: rechunking the
+    # finished frame would briefly hold every column twice
     canonical = [
-        to_id_strings(frame[user], source=source).alias("user_id"),
-        to_id_strings(frame[item], source=source).alias("item_id"),
+        to_id_strings(frame[user], source=source).alias("user_id").rechunk(),
+        to_id_strings(frame[item], source=source).alias("item_id").rechunk(),
         (
             to_id_strings(frame[action], source=source)
             if action
             else pl.repeat(DEFAULT_ACTION, height, dtype=pl.String, eager=True)
-        ).alias("action"),
+        )
+        .alias("action")
+        .rechunk(),
         (
             normalize_timestamps(frame[timestamp], unit=unit, source=source)
             if timestamp
             else pl.repeat(None, height, dtype=pl.Float64, eager=True)
-        ).alias("timestamp"),
+        )
+        .alias("timestamp")
+        .rechunk(),
         pl.int_range(first_index, first_index + height, dtype=pl.Int64, eager=True).alias("event_index"),
     ]
     used = {name for name in resolved.values() if name is not None}
-    extras = frame.select([name for name in frame.columns if name not in used])
-    return pl.DataFrame(canonical).hstack(extras).rechunk()  # one chunk per column: later steps run faster
+    extras = [frame[name].rechunk() for name in frame.columns if name not in used]
+    return pl.DataFrame([*canonical, *extras])
 
 
 def _detect_format(path: Path, format: str | None, delimiter: str | None) -> tuple[str, bool]:

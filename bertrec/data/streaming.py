@@ -25,9 +25,11 @@ computes; use ``leave_one_out`` (optionally with ``target_action``) for logs of 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ from bertrec.data.splits import Split, leave_one_out
 from bertrec.integrity import mark_incomplete, write_manifest
 from bertrec.tokenization import EventTokenizer
 
+logger = logging.getLogger(__name__)
 PARTS = ("train", "valid", "test")
 _BUCKET_SEED = 1_234_567  # a fixed seed, so a rerun puts every user in the same bucket
 _OPTION_NOTES = ("rename_actions", "keep_actions")  # notes about the whole log, made once, not per bucket
@@ -61,6 +64,7 @@ class BucketedData:
     split_stats: dict
     num_buckets: int
     largest_bucket_events: int
+    stage_seconds: dict[str, float]
 
     def train_windows(self):
         """The training windows as one memory-mapped ``datasets.Dataset`` (column ``input_ids``)."""
@@ -118,10 +122,14 @@ def prepare_in_buckets(
     mark_incomplete(output_dir)
     for folder in ("buckets", "split", "train_windows", "tokenizer"):
         shutil.rmtree(output_dir / folder, ignore_errors=True)
+    clock = _StageClock()
     num_buckets = max(1, math.ceil(_estimated_rows(path, format, delimiter) / events_per_bucket))
     read = _write_buckets(path, output_dir / "buckets", num_buckets, columns, format, delimiter, timestamp_unit, batch_rows)
+    clock.lap("read and bucket")
     report = _clean_buckets(read, cleaning)
+    clock.lap("clean")
     stats, train_counts, actions = _split_buckets(read, session_gap_seconds, target_action, layout)
+    clock.lap("sequences and split")
     tokenizer = EventTokenizer.from_counts(
         train_counts,
         actions,
@@ -131,13 +139,27 @@ def prepare_in_buckets(
         max_events=max_events,
     )
     tokenizer.save(output_dir / "tokenizer")
+    clock.lap("tokenizer")
     windows = _encode_buckets(read, tokenizer, output_dir / "train_windows", min_window_events)
+    clock.lap("encode")
     stats["train_windows"] = windows
     shutil.rmtree(output_dir / "buckets")
     report.save(output_dir / "cleaning_report.json")
     atomic_write_text(output_dir / "split_stats.json", json.dumps(stats, indent=2) + "\n")
     write_manifest(output_dir)
-    return BucketedData(output_dir, tokenizer, report, stats, num_buckets, read.largest_bucket)
+    logger.info("bucketed data path: %s buckets, seconds per pass %s", num_buckets, clock.seconds)
+    return BucketedData(output_dir, tokenizer, report, stats, num_buckets, read.largest_bucket, clock.seconds)
+
+
+class _StageClock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
 
 
 # pass 0: bucketing ----------------------------------------------------------------------------------------
@@ -384,5 +406,5 @@ def windows_column(windows: list[np.ndarray]) -> pa.LargeListArray:
     """Token windows as one Arrow list column built from a flat buffer (no per-row Python objects)."""
     lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.concatenate(windows).astype(np.int32) if windows else np.zeros(0, dtype=np.int32)
+    flat = np.concatenate(windows, dtype=np.int32, casting="same_kind") if windows else np.zeros(0, dtype=np.int32)
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
