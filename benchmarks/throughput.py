@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
-SECTIONS = ("data", "training", "profile", "evaluation", "latency", "million", "time_to_quality")
+SECTIONS = ("data", "bucketed", "training", "profile", "evaluation", "latency", "million", "time_to_quality")
 SIZES = ((64, 2), (256, 4))
 RECBOLE_NAMES = {"gpt2": "SASRec", "bert": "BERT4Rec"}
 
@@ -52,6 +52,8 @@ def run_child_section(args) -> None:
         result = {}
     elif args.child == "data":
         result = parts.data_path(work / f"log-{int(args.events[0])}.parquet")
+    elif args.child == "bucketed":
+        result = parts.bucketed_data_path(work / f"log-{int(args.events[0])}.parquet", args.events_per_bucket)
     else:
         result = parts.million_item_run(work / "million")
     print(json.dumps(result))
@@ -63,6 +65,17 @@ def data_section(args) -> dict:
         child("generate", "--events", str(events), "--work_dir", args.work_dir)
         rows.append(child("data", "--events", str(events), "--work_dir", args.work_dir))
         print(f"data path, {events:,} events: {rows[-1]['events_per_second']:,} events/s", flush=True)
+    return {"cleaning": "dedup + min 5 events per user and item", "runs": rows}
+
+
+def bucketed_section(args) -> dict:
+    """The larger-than-memory path on the same synthetic logs: peak RSS follows ``--events_per_bucket``."""
+    rows = []
+    for events in (int(e) for e in args.bucketed_events):
+        child("generate", "--events", str(events), "--work_dir", args.work_dir)
+        options = ["--events", str(events), "--events_per_bucket", str(args.events_per_bucket)]
+        rows.append(child("bucketed", *options, "--work_dir", args.work_dir))
+        print(f"bucketed path, {events:,} events: {rows[-1]['events_per_second']:,} events/s", flush=True)
     return {"cleaning": "dedup + min 5 events per user and item", "runs": rows}
 
 
@@ -253,10 +266,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--events", nargs="+", type=float, default=[1e6, 1e7])
+    parser.add_argument("--bucketed_events", nargs="+", type=float, default=[1e7, 5e7])
+    parser.add_argument("--events_per_bucket", type=int, default=2_000_000)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "bench_throughput"))
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--child", choices=("generate", "data", "million"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("generate", "data", "bucketed", "million"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return run_child_section(args)

@@ -24,7 +24,7 @@ from bertrec.data.cleaning import CleaningConfig, clean_events
 from bertrec.data.readers import read_events
 from bertrec.data.sequences import build_sequences
 from bertrec.data.splits import leave_one_out
-from bertrec.data.streaming import windows_column
+from bertrec.data.streaming import prepare_in_buckets, windows_column
 from bertrec.evaluation import evaluate_model
 from bertrec.losses import ItemLoss
 from bertrec.modeling import build_model, objective_for
@@ -122,6 +122,36 @@ def data_path(path: Path, layout: str = "time action item", max_events: int = 20
         "peak_rss_mb": round(rss),
         "k_core_seconds": round(k_core_seconds, 2),
         "k_core_rounds": core_report.k_core_iterations,
+    }
+
+
+def bucketed_data_path(path: Path, events_per_bucket: int, layout: str = "time action item", max_events: int = 200):
+    """The larger-than-memory path (``prepare_in_buckets``) on the same log and cleaning as ``data_path``:
+    seconds per pass, events/s and the process's peak RSS (run it in a fresh process)."""
+    output = path.parent / f"bucketed-{path.stem}"
+    start = time.perf_counter()
+    result = prepare_in_buckets(
+        path,
+        output,
+        cleaning=CleaningConfig(**CLEANING),
+        columns={"action": "action", "timestamp": "timestamp"},
+        layout=layout,
+        max_events=max_events,
+        events_per_bucket=events_per_bucket,
+    )
+    seconds = time.perf_counter() - start
+    windows = result.train_windows()
+    return {
+        "events": result.report.input_rows,
+        "events_after_cleaning": result.report.output_rows,
+        "events_per_bucket": events_per_bucket,
+        "buckets": result.num_buckets,
+        "largest_bucket_events": result.largest_bucket_events,
+        "train_windows": len(windows),
+        "stages_seconds": result.stage_seconds,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(result.report.input_rows / seconds),
+        "peak_rss_mb": round(peak_rss_mb()),
     }
 
 

@@ -45,6 +45,26 @@ def data(section: dict) -> str:
     )
 
 
+def bucketed(section: dict) -> str:
+    rows = [
+        [
+            _num(r["events"]),
+            _num(r["events_after_cleaning"]),
+            f"{_num(r['buckets'])} (largest {_num(r['largest_bucket_events'])} events)",
+            r["seconds"],
+            _num(r["events_per_second"]),
+            _num(r["peak_rss_mb"]),
+            ", ".join(f"{k} {v}" for k, v in r["stages_seconds"].items()),
+        ]
+        for r in section["runs"]
+    ]
+    header = ["events", "after cleaning", "buckets", "seconds", "events/s", "peak RSS MB", "passes (s)"]
+    return (
+        f"### Larger-than-memory path: Parquet to training windows one bucket of users at a time "
+        f"({section['cleaning']}, same logs)\n\n" + _head(section) + _table(header, rows)
+    )
+
+
 def training(section: dict) -> str:
     peers = {(r["model"], r["hidden_size"], r["num_layers"]): r for r in section["recbole"]}
     names = {"gpt2": "SASRec", "bert": "BERT4Rec"}
@@ -162,5 +182,5 @@ def time_to_quality(section: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    order = ("data", "training", "profile", "evaluation", "latency", "million", "time_to_quality")
+    order = ("data", "bucketed", "training", "profile", "evaluation", "latency", "million", "time_to_quality")
     return "".join(globals()[name](results[name]) for name in order if name in results)

@@ -169,7 +169,9 @@ class EventTokenizer:
         keys = item_ids.hash().alias("item_hash").to_frame()
         index = keys.join(self._item_lookup, on="item_hash", how="left", maintain_order="left")["item_index"]
         same = self._items.gather(index.fill_null(0)) == item_ids if len(self._items) else index.is_not_null()
-        return pl.select(pl.when(same & index.is_not_null()).then(index)).to_series().fill_null(-1).to_numpy(writable=True)
+        return (
+            pl.select(pl.when(same & index.is_not_null()).then(index)).to_series().fill_null(-1).to_numpy(writable=True)
+        )
 
     def action_ids(self, actions: pl.Series) -> np.ndarray:
         unk = self.vocab[UNK]

@@ -11,7 +11,7 @@ event for event; ``tests/test_streaming.py`` checks that.
 Passes over the data, each reading one bucket at a time:
 
 0. read the log in batches (polars' streaming scan of Parquet or CSV/TSV), canonicalise each batch with the
-   reader's own rules and append it to its users' bucket (a Parquet file, one row group per batch);
+   reader's own rules and append it to its users' bucket (an Arrow file, one record batch per read batch);
 1. clean each bucket without the minimums, counting items over the whole log;
 2. apply the item and user minimums (repeated to a fixpoint with k-core), one full pass per round;
 3. build sequences and the split of each bucket (Parquet shards), counting training items for the vocabulary;
@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bertrec.atomic import atomic_write_text
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, clean_events
@@ -124,7 +123,9 @@ def prepare_in_buckets(
         shutil.rmtree(output_dir / folder, ignore_errors=True)
     clock = _StageClock()
     num_buckets = max(1, math.ceil(_estimated_rows(path, format, delimiter) / events_per_bucket))
-    read = _write_buckets(path, output_dir / "buckets", num_buckets, columns, format, delimiter, timestamp_unit, batch_rows)
+    read = _write_buckets(
+        path, output_dir / "buckets", num_buckets, columns, format, delimiter, timestamp_unit, batch_rows
+    )
     clock.lap("read and bucket")
     report = _clean_buckets(read, cleaning)
     clock.lap("clean")
@@ -212,8 +213,9 @@ def _write_buckets(
         raise FileNotFoundError(f"{path}: no such file")
     folder.mkdir(parents=True)
     mapping = ColumnMapping.coerce(columns)
-    files = [folder / f"bucket-{b:05d}.parquet" for b in range(num_buckets)]
-    writers: dict[int, pq.ParquetWriter] = {}
+    files = [folder / f"bucket-{b:05d}.arrow" for b in range(num_buckets)]
+    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+    schemas: dict[int, pa.Schema] = {}  # a later batch's columns are cast to the first's (e.g. all-null ones)
     sizes = [0] * num_buckets
     rows, timed = 0, False
     items, actions = pl.Series("item_id", [], pl.String), pl.Series("action", [], pl.String)
@@ -233,8 +235,9 @@ def _write_buckets(
             for (index,), part in events.with_columns(bucket).partition_by("_bucket", as_dict=True).items():
                 table = part.drop("_bucket").to_arrow()
                 if index not in writers:
-                    writers[index] = pq.ParquetWriter(files[index], table.schema)
-                writers[index].write_table(table.cast(writers[index].schema))
+                    writers[index] = pa.ipc.new_file(str(files[index]), table.schema)
+                    schemas[index] = table.schema
+                writers[index].write_table(table.cast(schemas[index]))
                 sizes[index] += part.height
     except pl.exceptions.PolarsError as error:
         raise EventDataError(f"{path}: cannot read it as {format or path.suffix.lstrip('.')}: {error}") from error
@@ -247,6 +250,19 @@ def _write_buckets(
     return _Buckets(kept, folder.parent / "split", rows, timed, items, actions, max(sizes))
 
 
+def _read_bucket(file: Path) -> pl.DataFrame:
+    # bucket files are scratch space read back whole: uncompressed Arrow, copied out of the mapping so the file
+    # can be replaced by the cleaned bucket
+    return pl.read_ipc(file).rechunk()
+
+
+def _write_bucket(frame: pl.DataFrame, file: Path) -> None:
+    # written beside and renamed over: a frame read from ``file`` may still map the old file's pages
+    temporary = file.with_suffix(".tmp")
+    frame.write_ipc(temporary, compression="uncompressed")
+    temporary.replace(file)
+
+
 def _shift_rows(message: str, offset: int) -> str:
     return re.sub(r"data row (\d+)", lambda m: f"data row {int(m.group(1)) + offset}", message)
 
@@ -257,14 +273,15 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     per_row = CleaningConfig(**{**asdict(config), "min_user_events": 1, "min_item_events": 1, "k_core": False})
     dropped: dict[str, int] = {}
     users_before, notes = 0, []
-    counts = _empty_counts()
+    counts: list[pl.DataFrame] = []  # per-bucket item counts, summed once per pass
     for file in read.files:
-        cleaned, report = clean_events(pl.read_parquet(file), per_row, has_timestamps=read.has_timestamps)
+        cleaned, report = clean_events(_read_bucket(file), per_row, has_timestamps=read.has_timestamps)
         _add(dropped, report.dropped)
         users_before += report.users_before
         notes += [n for n in report.notes if not n.startswith(_OPTION_NOTES) and n not in notes]
-        counts = _merge_counts(counts, cleaned)
-        cleaned.write_parquet(file)
+        counts.append(_item_counts(cleaned))
+        _write_bucket(cleaned, file)
+    totals = _sum_counts(counts)
     rounds = 0
     minimums = [
         (reason, key, minimum)
@@ -276,26 +293,29 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     ]
     while minimums:  # one round = the item minimum (whole-log counts), then the user minimum, over every bucket
         rounds += 1
-        frequent = counts.filter(pl.col("len") >= config.min_item_events)["item_id"]
-        counts, removed = _empty_counts(), 0
+        frequent = totals.filter(pl.col("len") >= config.min_item_events)["item_id"]
+        counts, removed = [], 0
         for file in read.files:
-            frame = pl.read_parquet(file)
+            frame = _read_bucket(file)
             start = frame.height
             for reason, key, minimum in minimums:
-                kept = frame.filter(pl.col(key).is_in(frequent.implode())) if key == "item_id" else frame.filter(
-                    pl.len().over(key) >= minimum
+                kept = (
+                    frame.filter(pl.col(key).is_in(frequent.implode()))
+                    if key == "item_id"
+                    else frame.filter(pl.len().over(key) >= minimum)
                 )
                 _add(dropped, {reason: frame.height - kept.height})
                 frame = kept
             removed += start - frame.height
-            counts = _merge_counts(counts, frame)
+            counts.append(_item_counts(frame))
             if frame.height < start:
-                frame.write_parquet(file)
+                _write_bucket(frame, file)
+        totals = _sum_counts(counts)
         if not config.k_core or removed == 0:
             break
     users_after, actions_after = 0, set()
     for file in read.files:
-        frame = pl.read_parquet(file, columns=["user_id", "action"])
+        frame = _read_bucket(file).select("user_id", "action")
         users_after += frame["user_id"].n_unique()
         actions_after |= set(frame["action"].unique().to_list())
     for option in _OPTION_NOTES:
@@ -308,13 +328,13 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
         actions_before = read.actions.len()
     return CleaningReport(
         input_rows=read.rows,
-        output_rows=int(counts["len"].sum()),
+        output_rows=int(totals["len"].sum()),
         dropped=dropped,
         k_core_iterations=rounds,
         users_before=users_before,
         users_after=users_after,
         items_before=read.items.len(),
-        items_after=counts.height,
+        items_after=totals.height,
         actions_before=actions_before,
         actions_after=len(actions_after),
         has_timestamps=read.has_timestamps,
@@ -323,14 +343,14 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     )
 
 
-def _empty_counts() -> pl.DataFrame:
-    return pl.DataFrame(schema={"item_id": pl.String, "len": pl.UInt32})
+def _item_counts(events: pl.DataFrame) -> pl.DataFrame:
+    return events.group_by("item_id").len().with_columns(pl.col("len").cast(pl.UInt32))
 
 
-def _merge_counts(counts: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """Add ``events``' item counts to the running whole-log counts (held as one row per item)."""
-    new = events.group_by("item_id").len().with_columns(pl.col("len").cast(pl.UInt32))
-    return pl.concat([counts, new]).group_by("item_id").agg(pl.col("len").sum())
+def _sum_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Whole-log events per item from the buckets' counts (one row per item and bucket until summed)."""
+    empty = pl.DataFrame(schema={"item_id": pl.String, "len": pl.UInt32})
+    return pl.concat([empty, *parts]).group_by("item_id").agg(pl.col("len").sum())
 
 
 def _add(total: dict[str, int], more: dict[str, int]) -> None:
@@ -344,9 +364,10 @@ def _split_buckets(
 ) -> tuple[dict, pl.DataFrame, list[str]]:
     read.split_dir.mkdir()
     stats: dict = {}
-    counts, actions = _empty_counts(), set()
+    counts: list[pl.DataFrame] = []
+    actions: set[str] = set()
     for number, file in enumerate(read.files):
-        events = pl.read_parquet(file)
+        events = _read_bucket(file)
         key = "user_id"
         if session_gap_seconds is not None:
             events, key = add_sessions(events, session_gap_seconds), "session_id"
@@ -358,23 +379,25 @@ def _split_buckets(
                 raise
             split = _train_only(sequences, target_action)  # no user of this bucket has two target events
         for part in PARTS:
-            getattr(split, part).write_parquet(read.split_dir / f"{part}-{number:05d}.parquet")
+            getattr(split, part).write_parquet(read.split_dir / f"{part}-{number:05d}.parquet", compression="lz4")
         for name, value in split.stats.items():
             stats[name] = stats.get(name, 0) + value if isinstance(value, int) else value
-        train = split.train.select(pl.col("item_id").explode(), pl.col("action").explode(), pl.col("timestamp").explode())
+        train = split.train.select(
+            pl.col("item_id").explode(), pl.col("action").explode(), pl.col("timestamp").explode()
+        )
         if "time" in layout and train["timestamp"].null_count():
             raise ValueError(
                 f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
                 "use layout 'action item' or 'item', or drop rows without a time"
             )
-        counts = _merge_counts(counts, train.drop_nulls("item_id"))
+        counts.append(_item_counts(train.drop_nulls("item_id")))
         actions |= set(train["action"].drop_nulls().unique().to_list())
     if not stats.get("evaluated_users"):
         raise ValueError(
             f"no user has a validation and a test target (target action {target_action!r}); check the action "
             f"name (actions in this log: {sorted(actions)[:10]}) or lower the cleaning minimums"
         )
-    return stats, counts, sorted(actions)
+    return stats, _sum_counts(counts), sorted(actions)
 
 
 def _train_only(sequences: pl.DataFrame, action: str) -> Split:
