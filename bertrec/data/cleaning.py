@@ -147,8 +147,9 @@ def clean_events(
     if config.rename_actions:
         _note_unseen(notes, "rename_actions", config.rename_actions, frame)
         frame = frame.with_columns(pl.col("action").replace(config.rename_actions))
+    codes, distinct = _id_codes(frame)
     keys = frame.select(
-        *_id_codes(frame),
+        *codes,
         pl.col("action").cast(pl.Categorical).to_physical(),
         "timestamp",
         "event_index",
@@ -156,7 +157,7 @@ def clean_events(
         # actions become codes above (cheaper to hash and compare), so the names to keep are matched here
         _kept_action=pl.col("action").is_in(list(config.keep_actions)) if config.keep_actions else pl.lit(True),
     )
-    before = _counts(keys)
+    before = {**distinct, "actions": keys["action"].drop_nulls().n_unique()}
     dropped: dict[str, int] = {}
 
     def drop(reason: str, keep: pl.Expr | pl.Series) -> None:
@@ -205,8 +206,9 @@ def clean_events(
     return frame, report
 
 
-def _id_codes(frame: pl.DataFrame) -> list[pl.Series]:
-    """User and item ids as integers that are equal exactly when the ids are (nulls stay null).
+def _id_codes(frame: pl.DataFrame) -> tuple[list[pl.Series], dict[str, int]]:
+    """User and item ids as integers that are equal exactly when the ids are (nulls stay null), and the number
+    of distinct non-null users and items (counted on the way, for the report).
 
     A 64-bit hash of each id costs a fraction of building a dictionary of millions of strings. It is used when
     a second, independently seeded hash finds as many distinct values: a collision among the first hash's values
@@ -214,14 +216,16 @@ def _id_codes(frame: pl.DataFrame) -> list[pl.Series]:
     its own collisions among the same ids (for a million ids, about 1e-15). Else exact dictionary codes are
     used. Counting distinct 64-bit values is several times cheaper than counting distinct strings.
     """
-    codes = []
-    for column in ("user_id", "item_id"):
+    codes, distinct = [], {}
+    for column, kind in (("user_id", "users"), ("item_id", "items")):
         ids = frame[column]
         hashed = pl.select(pl.when(ids.is_not_null()).then(ids.hash())).to_series().alias(column)
-        if hashed.drop_nulls().n_unique() != ids.drop_nulls().hash(seed=_CHECK_SEED).n_unique():
+        distinct[kind] = hashed.drop_nulls().n_unique()
+        if distinct[kind] != ids.drop_nulls().hash(seed=_CHECK_SEED).n_unique():
             hashed = ids.cast(pl.Categorical).to_physical().alias(column)
+            distinct[kind] = hashed.drop_nulls().n_unique()
         codes.append(hashed)
-    return codes
+    return codes, distinct
 
 
 def _first_occurrences(keys: pl.DataFrame) -> pl.Series:

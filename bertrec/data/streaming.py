@@ -50,6 +50,7 @@ from bertrec.tokenization import EventTokenizer
 logger = logging.getLogger(__name__)
 PARTS = ("train", "valid", "test")
 _BUCKET_SEED = 1_234_567  # a fixed seed, so a rerun puts every user in the same bucket
+_COLLAPSE_ROWS = 1_000_000  # item-count rows kept in parts before they are summed
 _OPTION_NOTES = ("rename_actions", "keep_actions")  # notes about the whole log, made once, not per bucket
 
 
@@ -170,7 +171,6 @@ class _Buckets:
     split_dir: Path
     rows: int
     has_timestamps: bool
-    items: pl.Series  # distinct non-null raw item ids of the whole log
     actions: pl.Series
     largest_bucket: int
 
@@ -218,7 +218,7 @@ def _write_buckets(
     schemas: dict[int, pa.Schema] = {}  # a later batch's columns are cast to the first's (e.g. all-null ones)
     sizes = [0] * num_buckets
     rows, timed = 0, False
-    items, actions = pl.Series("item_id", [], pl.String), pl.Series("action", [], pl.String)
+    actions = pl.Series("action", [], pl.String)
     try:
         for batch in _scan(path, format, delimiter).collect_batches(chunk_size=batch_rows):
             if batch.height == 0:
@@ -229,7 +229,6 @@ def _write_buckets(
                 raise EventDataError(_shift_rows(str(error), rows)) from error
             rows += batch.height
             timed = timed or events["timestamp"].null_count() < events.height
-            items = pl.concat([items, events["item_id"].drop_nulls().unique()]).unique()
             actions = pl.concat([actions, events["action"].drop_nulls().unique()]).unique()
             bucket = (events["user_id"].hash(seed=_BUCKET_SEED) % num_buckets).alias("_bucket")
             for (index,), part in events.with_columns(bucket).partition_by("_bucket", as_dict=True).items():
@@ -247,7 +246,7 @@ def _write_buckets(
     if rows == 0:
         raise EventDataError(f"{path}: the file has no events. Check that this is the right file.")
     kept = [f for f in files if f.exists()]
-    return _Buckets(kept, folder.parent / "split", rows, timed, items, actions, max(sizes))
+    return _Buckets(kept, folder.parent / "split", rows, timed, actions, max(sizes))
 
 
 def _read_bucket(file: Path) -> pl.DataFrame:
@@ -273,15 +272,17 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     per_row = CleaningConfig(**{**asdict(config), "min_user_events": 1, "min_item_events": 1, "k_core": False})
     dropped: dict[str, int] = {}
     users_before, notes = 0, []
-    counts: list[pl.DataFrame] = []  # per-bucket item counts, summed once per pass
+    counts, raw_items = _ItemCounts(), _ItemCounts()
     for file in read.files:
-        cleaned, report = clean_events(_read_bucket(file), per_row, has_timestamps=read.has_timestamps)
+        events = _read_bucket(file)
+        raw_items.add(events.drop_nulls("item_id"))
+        cleaned, report = clean_events(events, per_row, has_timestamps=read.has_timestamps)
         _add(dropped, report.dropped)
         users_before += report.users_before
         notes += [n for n in report.notes if not n.startswith(_OPTION_NOTES) and n not in notes]
-        counts.append(_item_counts(cleaned))
+        counts.add(cleaned)
         _write_bucket(cleaned, file)
-    totals = _sum_counts(counts)
+    totals = counts.total()
     rounds = 0
     minimums = [
         (reason, key, minimum)
@@ -294,7 +295,7 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     while minimums:  # one round = the item minimum (whole-log counts), then the user minimum, over every bucket
         rounds += 1
         frequent = totals.filter(pl.col("len") >= config.min_item_events)["item_id"]
-        counts, removed = [], 0
+        counts, removed = _ItemCounts(), 0
         for file in read.files:
             frame = _read_bucket(file)
             start = frame.height
@@ -307,10 +308,10 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
                 _add(dropped, {reason: frame.height - kept.height})
                 frame = kept
             removed += start - frame.height
-            counts.append(_item_counts(frame))
+            counts.add(frame)
             if frame.height < start:
                 _write_bucket(frame, file)
-        totals = _sum_counts(counts)
+        totals = counts.total()
         if not config.k_core or removed == 0:
             break
     users_after, actions_after = 0, set()
@@ -333,7 +334,7 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
         k_core_iterations=rounds,
         users_before=users_before,
         users_after=users_after,
-        items_before=read.items.len(),
+        items_before=raw_items.total().height,
         items_after=totals.height,
         actions_before=actions_before,
         actions_after=len(actions_after),
@@ -343,14 +344,28 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     )
 
 
-def _item_counts(events: pl.DataFrame) -> pl.DataFrame:
-    return events.group_by("item_id").len().with_columns(pl.col("len").cast(pl.UInt32))
+class _ItemCounts:
+    """Events per item over every bucket added. Buckets' counts are kept as parts and summed when the parts
+    outgrow the running total (and at the end), so memory stays near one row per item while each bucket is
+    not re-summed against the whole catalogue."""
 
+    def __init__(self) -> None:
+        self._total = pl.DataFrame(schema={"item_id": pl.String, "len": pl.UInt32})
+        self._parts: list[pl.DataFrame] = []
 
-def _sum_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Whole-log events per item from the buckets' counts (one row per item and bucket until summed)."""
-    empty = pl.DataFrame(schema={"item_id": pl.String, "len": pl.UInt32})
-    return pl.concat([empty, *parts]).group_by("item_id").agg(pl.col("len").sum())
+    def add(self, events: pl.DataFrame) -> None:
+        self._parts.append(events.group_by("item_id").len().with_columns(pl.col("len").cast(pl.UInt32)))
+        if sum(part.height for part in self._parts) > max(self._total.height, _COLLAPSE_ROWS):
+            self._collapse()
+
+    def total(self) -> pl.DataFrame:
+        self._collapse()
+        return self._total
+
+    def _collapse(self) -> None:
+        if self._parts:
+            parts, self._parts = [self._total, *self._parts], []
+            self._total = pl.concat(parts).group_by("item_id").agg(pl.col("len").sum())
 
 
 def _add(total: dict[str, int], more: dict[str, int]) -> None:
@@ -364,8 +379,7 @@ def _split_buckets(
 ) -> tuple[dict, pl.DataFrame, list[str]]:
     read.split_dir.mkdir()
     stats: dict = {}
-    counts: list[pl.DataFrame] = []
-    actions: set[str] = set()
+    counts, actions = _ItemCounts(), set()
     for number, file in enumerate(read.files):
         events = _read_bucket(file)
         key = "user_id"
@@ -390,14 +404,14 @@ def _split_buckets(
                 f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
                 "use layout 'action item' or 'item', or drop rows without a time"
             )
-        counts.append(_item_counts(train.drop_nulls("item_id")))
+        counts.add(train.drop_nulls("item_id"))
         actions |= set(train["action"].drop_nulls().unique().to_list())
     if not stats.get("evaluated_users"):
         raise ValueError(
             f"no user has a validation and a test target (target action {target_action!r}); check the action "
             f"name (actions in this log: {sorted(actions)[:10]}) or lower the cleaning minimums"
         )
-    return stats, _sum_counts(counts), sorted(actions)
+    return stats, counts.total(), sorted(actions)
 
 
 def _train_only(sequences: pl.DataFrame, action: str) -> Split:
