@@ -82,6 +82,19 @@ class ItemLoss(torch.nn.Module):
     loss needs the backbone and head called separately, so the whole computation lives in this forward.
     """
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The wrapped model's transformer block classes, which FSDP's transformer-based auto wrap (accelerate's
+        ``fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP``) reads from the module it is given: this one.
+
+        A class holding the item embedding (BERT lists ``BertEmbeddings``) is left out: the same matrix is the
+        output layer, which this module uses after the backbone's forward, when a group of its own would
+        already be resharded. It stays in the root group, gathered for the whole forward.
+        """
+        embedding = self.model.get_input_embeddings().weight
+        holders = {type(m).__name__ for m in self.model.modules() if any(p is embedding for p in m.parameters())}
+        return [name for name in getattr(self.model, "_no_split_modules", None) or [] if name not in holders]
+
     def __init__(
         self,
         model: PreTrainedModel,

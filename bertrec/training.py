@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bertrec.atomic import atomic_directory, atomic_write_text
 from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
 from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
+from bertrec.sharding import gathered_parameters, load_full_state_dict, save_weights
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
@@ -307,7 +308,7 @@ def _load_best(model: torch.nn.Module, path: Path) -> None:
     this model."""
     verify_manifest(path.parent, what="best-weights folder")
     saved = load_file(path)
-    result = model.load_state_dict(saved, strict=False)
+    result = load_full_state_dict(model, saved)
     groups: dict[int, set[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         groups.setdefault(id(param), set()).add(name)
@@ -329,22 +330,26 @@ class _Clock:
 
 def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock) -> bool:
     """Evaluate, keep the best weights, update early stopping; returns True when training should stop."""
-    metrics = evaluate()
+    with gathered_parameters(loss_module):  # a no-op unless FSDP sharded the model
+        metrics = evaluate()
     value = metrics[selection_metric]
+    improved = value > state["best_metric"]
+    if improved:
+        # safetensors' own writer: it drops tied duplicates of any kind, including the ones peft's trainable
+        # tokens share between the input and output layer, which save_pretrained rejects
+        model, main = accelerator.unwrap_model(loss_module).model, accelerator.is_main_process
+        with atomic_directory(checkpoint_root / BEST_DIR) if main else contextlib.nullcontext() as folder:
+            save_weights(model, str(Path(folder or ".") / "model.safetensors"), write=main)
+            if main:
+                write_manifest(folder)
     state["elapsed_seconds"] = clock.seconds()
     state["history"].append(
         {"epoch": state["epoch"], "step": state["global_step"], "elapsed_seconds": state["elapsed_seconds"], **metrics}
     )
     accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state["global_step"])
     logger.info("epoch %d step %d validation %s=%.4f", state["epoch"], state["global_step"], selection_metric, value)
-    if value > state["best_metric"]:
+    if improved:
         state.update(best_metric=value, best_step=state["global_step"], bad_evaluations=0)
-        if accelerator.is_main_process:
-            with atomic_directory(checkpoint_root / BEST_DIR) as folder:
-                # safetensors' own writer: it drops tied duplicates of any kind, including the ones peft's
-                # trainable tokens share between the input and output layer, which save_pretrained rejects
-                save_model(accelerator.unwrap_model(loss_module).model, str(Path(folder) / "model.safetensors"))
-                write_manifest(folder)
         accelerator.wait_for_everyone()
         return False
     state["bad_evaluations"] += 1

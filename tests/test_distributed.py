@@ -88,10 +88,33 @@ def test_a_launch_that_formed_no_group_is_refused(monkeypatch):
     check_process_group(2)
 
 
-@pytest.mark.parametrize("name", ["multi_gpu_ddp.yaml", "cpu_two_processes.yaml"])
+@pytest.mark.parametrize("name", ["multi_gpu_ddp.yaml", "cpu_two_processes.yaml", "multi_gpu_fsdp.yaml"])
 def test_shipped_accelerate_configs_load_with_accelerate(name):
     from accelerate.commands.config.config_args import load_config_from_file
 
     config = load_config_from_file(str(CONFIG.parent / name))
     assert config.num_processes == 2 and config.num_machines == 1
-    assert str(config.distributed_type).endswith("MULTI_GPU")
+    assert str(config.distributed_type).endswith("FSDP" if "fsdp" in name else "MULTI_GPU")
+
+
+def test_fsdp_config_builds_a_plugin_that_wraps_each_transformer_block():
+    """The FSDP config's plugin (as accelerate builds it from the file) finds the blocks through the loss
+    module, which names its model's `_no_split_modules`: without them every weight would be one group."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    from bertrec.losses import ItemLoss
+    from bertrec.modeling import build_model
+
+    options = load_config_from_file(str(CONFIG.parent / "multi_gpu_fsdp.yaml")).fsdp_config
+    assert options["fsdp_version"] == 2
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2, auto_wrap_policy=options["fsdp_auto_wrap_policy"].lower(), state_dict_type="SHARDED_STATE_DICT"
+    )
+    for model_type, block in (("gpt2", "GPT2Block"), ("bert", "BertLayer"), ("gpt_neox", "GPTNeoXLayer")):
+        model = build_model(model_type=model_type, vocab_size=50, max_positions=8, hidden_size=16, num_layers=2)
+        loss = ItemLoss(model, item_offset=10, num_items=40)
+        policy = fsdp2_prepare_auto_wrap_policy(plugin, loss)
+        wrapped = [type(m).__name__ for m in loss.modules() if policy(m)]
+        assert wrapped == [block, block], (model_type, wrapped)

@@ -197,8 +197,11 @@ def save_output(
     config: dict[str, Any],
     report: CleaningReport | None,
     metrics: dict,
+    state_dict: dict | None = None,
 ) -> None:
     """Write the standard HF folder (model + tokenizer), resolved config, cleaning report and metrics.
+
+    ``state_dict`` replaces the model's own when it holds only shards (FSDP; see ``bertrec.sharding``).
 
     Files are written in a temp folder and moved in, so a kill leaves no half-written model file behind. An
     earlier run's manifest is removed first, so from here until ``publish`` writes the new one (last) the
@@ -208,7 +211,7 @@ def save_output(
     out.mkdir(parents=True, exist_ok=True)
     mark_incomplete(out)
     with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
-        model.save_pretrained(temp)
+        model.save_pretrained(temp, state_dict=state_dict)
         tokenizer.save(temp)
         for name in os.listdir(temp):
             shutil.move(os.path.join(temp, name), out / name)

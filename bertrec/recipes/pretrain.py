@@ -39,6 +39,7 @@ from bertrec.recipes.common import (
     start_run,
     training_summary,
 )
+from bertrec.sharding import full_state_dict, gathered_parameters
 from bertrec.tokenization import LAYOUTS
 from bertrec.training import Objective, TrainingArguments, train
 
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     state = train(accelerator, loss_module, windows, objective, validate, train_args)
     train_seconds = time.perf_counter() - started
 
-    results = evaluate_parts(model, tokenizer, split, **eval_kwargs)
     baselines = evaluate_baselines(tokenizer, split, data_args.target_action, **eval_kwargs)
+    with gathered_parameters(loss_module):  # FSDP: full weights for evaluation (else a no-op)
+        results = evaluate_parts(model, tokenizer, split, **eval_kwargs)
     metrics = {
         **results,
         "baselines": baselines,
@@ -130,14 +132,16 @@ def main(argv: list[str] | None = None) -> dict:
             "objective": objective_name,
         },
     }
+    weights = full_state_dict(model)  # FSDP: every shard gathered on the main process (else None)
     if accelerator.is_main_process:
         save_output(
             train_args.output_dir,
-            model=accelerator.unwrap_model(loss_module).model,
+            model=model,
             tokenizer=tokenizer,
             config=config,
             report=data.report,
             metrics=metrics,
+            state_dict=weights,
         )
         publish(train_args.output_dir, metrics=metrics, config=config, report=data.report, hub_args=hub_args)
         print(f"\nvalidation ndcg@10 {results['valid']['ndcg@10']:.4f}  (best step {state['best_step']})")
