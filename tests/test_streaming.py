@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bertrec.args import ConfigError
 from bertrec.data import streaming
 from bertrec.data.cleaning import CleaningConfig, clean_events
 from bertrec.data.readers import read_events
@@ -116,3 +117,23 @@ def test_bucketed_path_refuses_formats_it_cannot_stream(tmp_path):
     messy_log(200).write_ndjson(path)
     with pytest.raises(EventDataError, match="Parquet, CSV or TSV.*convert"):
         prepare_in_buckets(path, tmp_path / "out")
+
+
+def test_prepare_recipe_writes_the_same_split_bucketed(tmp_path):
+    from bertrec.recipes.prepare import load_split, main
+
+    path = tmp_path / "log.csv"
+    messy_log().write_csv(path)
+    flags = ["--dataset", str(path), "--user_column", "user", "--item_column", "item", "--timestamp_column", "ts"]
+    flags += ["--min_user_events", "5"]
+    main([*flags, "--output_dir", str(tmp_path / "memory")])
+    bucketed_flags = ["--events_per_bucket", "1500", "--layout", "time action item"]
+    main([*flags, "--output_dir", str(tmp_path / "bucketed"), *bucketed_flags])
+    memory, bucketed = load_split(tmp_path / "memory"), load_split(tmp_path / "bucketed")
+    for part in ("train", "valid", "test"):
+        assert by_user(getattr(bucketed, part)).equals(by_user(getattr(memory, part))), part
+    assert EventTokenizer.load(tmp_path / "bucketed" / "tokenizer").spec.layout == "time action item"
+    with pytest.raises(ConfigError, match="--split temporal"):
+        main([*flags, "--output_dir", str(tmp_path / "x"), "--events_per_bucket", "1500", "--split", "temporal"])
+    with pytest.raises(ConfigError, match="--events_per_bucket only"):
+        main([*flags, "--output_dir", str(tmp_path / "x"), "--max_events", "20"])

@@ -133,14 +133,9 @@ def load_events(data_args) -> pl.DataFrame:
     )
 
 
-def prepare_data(data_args) -> PreparedData:
-    """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made."""
-    check_choices(split=(data_args.split, ("leave_one_out", "temporal")))
-    if data_args.target_action is not None and data_args.split != "leave_one_out":
-        raise ConfigError("--target_action works with --split leave_one_out only (temporal is not supported yet)")
-    events = load_events(data_args)
+def cleaning_config(data_args) -> CleaningConfig:
     renames = dict(pair.split("=", 1) for pair in data_args.rename_actions or [])
-    cleaning = CleaningConfig(
+    return CleaningConfig(
         drop_duplicates=data_args.drop_duplicates,
         collapse_consecutive_repeats=data_args.collapse_repeats,
         min_user_events=data_args.min_user_events,
@@ -149,7 +144,15 @@ def prepare_data(data_args) -> PreparedData:
         keep_actions=data_args.keep_actions,
         rename_actions=renames or None,
     )
-    events, report = clean_events(events, cleaning)
+
+
+def prepare_data(data_args) -> PreparedData:
+    """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made."""
+    check_choices(split=(data_args.split, ("leave_one_out", "temporal")))
+    if data_args.target_action is not None and data_args.split != "leave_one_out":
+        raise ConfigError("--target_action works with --split leave_one_out only (temporal is not supported yet)")
+    events = load_events(data_args)
+    events, report = clean_events(events, cleaning_config(data_args))
     if events.height == 0:
         raise EventDataError(
             f"{data_args.dataset}: no events left after cleaning; the report says what was dropped:\n{report.summary()}"

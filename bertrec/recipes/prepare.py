@@ -2,6 +2,10 @@
 
 python recipes/prepare.py --dataset events.csv --output_dir data/prepared
 python recipes/evaluate.py --model_dir outputs/pretrain --split_dir data/prepared
+
+A log larger than memory (Parquet, CSV or TSV) is prepared one bucket of users at a time with
+``--events_per_bucket``: the folder then also holds the tokenizer and memory-mapped training windows
+(``bertrec.data.streaming``), and its split loads the same way.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from pathlib import Path
 
 import polars as pl
 
-from bertrec.args import DataArguments, parse_args
+from bertrec.args import ConfigError, DataArguments, TokenizerArguments, parse_args
 from bertrec.atomic import atomic_directory
+from bertrec.data.schema import ColumnMapping
 from bertrec.data.splits import Split
+from bertrec.data.streaming import prepare_in_buckets
 from bertrec.integrity import verify_manifest, write_manifest
-from bertrec.recipes.common import REPORT_FILE, prepare_data, setup_logging
+from bertrec.recipes.common import REPORT_FILE, cleaning_config, prepare_data, setup_logging
 
 logger = logging.getLogger("bertrec")
 PARTS = ("train", "valid", "test")
@@ -26,6 +32,13 @@ PARTS = ("train", "valid", "test")
 @dataclass
 class PrepareArguments:
     output_dir: str = field(default="data/prepared", metadata={"help": "Folder for train/valid/test Parquet files."})
+    events_per_bucket: int | None = field(
+        default=None,
+        metadata={
+            "help": "For logs larger than memory: process about this many events at a time (peak memory follows "
+            "it; 2000000 is about 1.5 GB) and also write the tokenizer and training windows. Leave-one-out only."
+        },
+    )
 
 
 def save_split(split: Split, directory: Path) -> None:
@@ -37,18 +50,59 @@ def save_split(split: Split, directory: Path) -> None:
 
 
 def load_split(directory: str | Path) -> Split:
+    """A split written by ``prepare`` (one Parquet file per part) or by its bucketed path (one per bucket)."""
     directory = Path(directory)
-    missing = [p for p in PARTS if not (directory / f"{p}.parquet").is_file()]
+    bucketed = (directory / "split").is_dir()
+    files = {p: sorted((directory / "split").glob(f"{p}-*.parquet")) for p in PARTS} if bucketed else {}
+    missing = [p for p in PARTS if not (files.get(p) or (directory / f"{p}.parquet").is_file())]
     if missing:
         raise FileNotFoundError(f"{directory} is not a prepared split (missing {missing}); run recipes/prepare.py")
     verify_manifest(directory, what="prepared split")
-    parts = {p: pl.read_parquet(directory / f"{p}.parquet") for p in PARTS}
+    parts = {p: pl.read_parquet(files[p] if bucketed else directory / f"{p}.parquet") for p in PARTS}
     return Split(**parts, stats=json.loads((directory / "split_stats.json").read_text()))
 
 
+def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
+    """``prepare_in_buckets`` with the recipe's options; the ones it cannot honour are refused by name."""
+    refused = {
+        "--dataset synthetic": data_args.dataset == "synthetic",
+        f"--reader {data_args.reader}": data_args.reader is not None,
+        f"--split {data_args.split}": data_args.split != "leave_one_out",
+        f"--encoding {data_args.encoding}": data_args.encoding != "utf8",
+        "--tokenizer_dir": tokenizer_args.tokenizer_dir is not None,
+    }
+    if any(refused.values()):
+        names = ", ".join(name for name, clash in refused.items() if clash)
+        raise ConfigError(f"--events_per_bucket reads a Parquet/CSV/TSV file with leave-one-out; drop {names}")
+    result = prepare_in_buckets(
+        data_args.dataset,
+        prepare_args.output_dir,
+        cleaning=cleaning_config(data_args),
+        columns=ColumnMapping(
+            data_args.user_column, data_args.item_column, data_args.action_column, data_args.timestamp_column
+        ),
+        format=data_args.format,
+        delimiter=data_args.delimiter,
+        timestamp_unit=data_args.timestamp_unit,
+        session_gap_seconds=data_args.session_gap_seconds,
+        target_action=data_args.target_action,
+        layout=tokenizer_args.layout,
+        max_events=tokenizer_args.max_events,
+        min_item_count=tokenizer_args.min_item_count,
+        time_boundaries=tokenizer_args.time_boundaries,
+        events_per_bucket=prepare_args.events_per_bucket,
+    )
+    print(result.report.summary())
+    print(f"split {result.split_stats} in {result.num_buckets} buckets written to {prepare_args.output_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    data_args, prepare_args = parse_args((DataArguments, PrepareArguments), argv)
+    data_args, tokenizer_args, prepare_args = parse_args((DataArguments, TokenizerArguments, PrepareArguments), argv)
     setup_logging(True)
+    if prepare_args.events_per_bucket is not None:
+        return prepare_bucketed(data_args, tokenizer_args, prepare_args)
+    if tokenizer_args != TokenizerArguments():  # the in-memory split has no tokenizer: pretraining builds it
+        raise ConfigError("tokenizer options (--layout, --max_events, ...) apply with --events_per_bucket only")
     data = prepare_data(data_args)
     out = Path(prepare_args.output_dir)
     save_split(data.split, out)
