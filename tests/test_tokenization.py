@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bertrec import tokenization
 from bertrec.tokenization import (
     FIRST_EVENT_BUCKET,
     SPECIAL_TOKENS,
@@ -130,3 +131,16 @@ def test_item_lookup_by_hash_is_exact_when_an_unknown_id_collides(monkeypatch):
     assert EventTokenizer(spec).item_indices(ids).tolist() == [0, -1, 1, -1, -1]
     monkeypatch.setattr(pl.Series, "hash", _fake_hash({"a": 1, "b": 1}))
     assert EventTokenizer(spec).item_indices(ids).tolist() == [0, -1, 1, -1, -1]
+
+
+def test_event_token_ids_are_the_same_encoded_in_chunks(monkeypatch):
+    from bertrec.data.sequences import build_sequences
+    from bertrec.data.synthetic import SyntheticShopConfig, generate_shop_log
+
+    sequences = build_sequences(generate_shop_log(SyntheticShopConfig(n_users=60, n_items=80)))
+    tokenizer = EventTokenizer.build(sequences, layout="time action item")
+    whole, lengths = tokenizer.event_token_ids(sequences)
+    monkeypatch.setattr(tokenization, "_EVENTS_PER_CHUNK", 37)  # many chunks, cut between sequences
+    chunked, chunked_lengths = tokenizer.event_token_ids(sequences)
+    assert np.array_equal(whole, chunked) and np.array_equal(lengths, chunked_lengths)
+    assert len(whole) > 37 * 10
