@@ -18,6 +18,7 @@ sign-flip permutation test over users. Runs are cached per (dataset, protocol, m
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -250,9 +251,9 @@ class Benchmark:
         per_user = {
             setting: _mean_per_user([r[f"details_{setting}"] for r in runs]) for setting in ("excluded", "plain")
         }
-        # per-user figures (for the paired tests) stay in the work folder: they would make the results file MBs
-        (self.root / "per_user").mkdir(exist_ok=True)
-        (self.root / "per_user" / f"{model}.json").write_text(json.dumps(per_user) + "\n")
+        # per-user figures (the paired tests' input) go to their own compressed file beside the results, so a
+        # row's claims can be re-tested in a later session whose work folder is gone
+        write_per_user(per_user_file(self.dataset, self.protocol, model), per_user)
         training = [r.get("training", {}) for r in runs]
         row["training"] = {
             key: mean_std([t[key] for t in training if t.get(key) is not None])
@@ -299,7 +300,20 @@ def recbole_evaluation(result: dict, usage: dict) -> dict:
     return evaluation
 
 
-def comparisons(rows: list[dict], setting: str, root: Path) -> list[dict]:
+def per_user_file(dataset: str, protocol: str, model: str) -> Path:
+    return RESULTS / "per_user" / f"{dataset}_{protocol}_{model}.json.gz"
+
+
+def write_per_user(path: Path, per_user: dict[str, dict[str, float]]) -> None:
+    """Per-user NDCG@10 (seed mean) in each setting, gzipped JSON: about 0.1-0.5 MB a row (mostly zeros)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rounded = {setting: {u: round(v, 6) for u, v in values.items()} for setting, values in per_user.items()}
+    with gzip.open(path.with_suffix(".tmp"), "wt") as handle:
+        json.dump(rounded, handle, separators=(",", ":"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def comparisons(rows: list[dict], setting: str, dataset: str, protocol: str) -> list[dict]:
     """The best bertrec row against every other row: mean difference and paired p-value in ``setting``."""
     ours = [r for r in rows if r["model"] in BERTREC_MODELS]
     if not ours:
@@ -307,10 +321,11 @@ def comparisons(rows: list[dict], setting: str, root: Path) -> list[dict]:
     best = max(ours, key=lambda r: r["valid_ndcg@10"][0])  # chosen on validation, not test
 
     def per_user(row: dict) -> dict[str, float]:
-        return json.loads((root / "per_user" / f"{row['model']}.json").read_text())[setting]
+        with gzip.open(per_user_file(dataset, protocol, row["model"]), "rt") as handle:
+            return json.load(handle)[setting]
 
-    def stored(row: dict) -> bool:  # rows kept from an earlier run get their figures when next summarised
-        return (root / "per_user" / f"{row['model']}.json").is_file()
+    def stored(row: dict) -> bool:  # rows from before per-user files were kept have no paired test
+        return per_user_file(dataset, protocol, row["model"]).is_file()
 
     result = []
     for other in rows:
@@ -374,7 +389,7 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
         "commands": sorted({r["command"] for r in rows if "command" in r}),
         "rows": rows,
         "headline": bench.headline,
-        "comparisons": comparisons(rows, bench.headline, bench.root),
+        "comparisons": comparisons(rows, bench.headline, bench.dataset, bench.protocol),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     temp = out.with_suffix(".tmp")
