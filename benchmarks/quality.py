@@ -57,6 +57,7 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "sasrec-rope": ("gpt_neox", "item", []),  # the same with rotary (relative) instead of learned absolute positions
     "bert4rec": ("bert", "item", ["--mask_prob", "0.2"]),
     "bertrec-next": ("gpt2", None, []),
+    "bertrec-next-rope": ("gpt_neox", None, []),  # rotary: an offset like "the item two tokens back" is easy to learn
     "bertrec-masked": ("bert", None, ["--mask_prob", "0.2"]),
 }
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
@@ -117,7 +118,7 @@ class Benchmark:
         command += ["--model_type", model_type, "--layout", layout or self.spec.rich_layout]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *flags]
         command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
-        if self.protocol == "target" and model_type == "gpt2" and (layout or self.spec.rich_layout) != "item":
+        if self.protocol == "target" and model_type != "bert" and (layout or self.spec.rich_layout) != "item":
             command += ["--supervise_conditioned", "true"]  # so "what will they buy next" can be asked
         command += ["--seed", str(seed), "--cpu_threads", str(self.threads), "--output_dir", str(run_dir)]
         command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint
