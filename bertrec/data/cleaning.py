@@ -259,22 +259,24 @@ def _consecutive_repeats(keys: pl.DataFrame, has_timestamps: bool) -> pl.Series:
     return flags["repeat"]
 
 
+def minimum_filters(config: CleaningConfig) -> list[tuple[str, str, int]]:
+    """(drop reason, key column, minimum) of each minimum that is on, in the order they apply: items, then users."""
+    pairs = (
+        ("min_item_events", "item_id", config.min_item_events),
+        ("min_user_events", "user_id", config.min_user_events),
+    )
+    return [(reason, key, minimum) for reason, key, minimum in pairs if minimum > 1]
+
+
 def _minimum_filters(keys: pl.DataFrame, config: CleaningConfig) -> tuple[pl.DataFrame, dict[str, int], int]:
     """Items then users below their minimum; repeated to a fixpoint with ``k_core``.
 
     Returns the kept rows, rows dropped per reason (summed over rounds) and the number of rounds.
     """
     counts: dict[str, int] = {}
-    if config.min_item_events <= 1 and config.min_user_events <= 1:
+    filters = minimum_filters(config)
+    if not filters:
         return keys, counts, 0
-    filters = [
-        (reason, key, minimum)
-        for reason, key, minimum in (
-            ("min_item_events", "item_id", config.min_item_events),
-            ("min_user_events", "user_id", config.min_user_events),
-        )
-        if minimum > 1
-    ]
     rounds = 0
     while True:
         rounds += 1

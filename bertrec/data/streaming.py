@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow as pa
 
 from bertrec.atomic import atomic_write_text
-from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, clean_events
+from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, clean_events, minimum_filters
 from bertrec.data.readers import _canonicalize, _detect_format
 from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS, add_sessions, build_sequences
@@ -284,14 +284,7 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
         _write_bucket(cleaned, file)
     totals = counts.total()
     rounds = 0
-    minimums = [
-        (reason, key, minimum)
-        for reason, key, minimum in (
-            ("min_item_events", "item_id", config.min_item_events),
-            ("min_user_events", "user_id", config.min_user_events),
-        )
-        if minimum > 1
-    ]
+    minimums = minimum_filters(config)
     while minimums:  # one round = the item minimum (whole-log counts), then the user minimum, over every bucket
         rounds += 1
         frequent = totals.filter(pl.col("len") >= config.min_item_events)["item_id"]
