@@ -137,3 +137,14 @@ def test_prepare_recipe_writes_the_same_split_bucketed(tmp_path):
         main([*flags, "--output_dir", str(tmp_path / "x"), "--events_per_bucket", "1500", "--split", "temporal"])
     with pytest.raises(ConfigError, match="--events_per_bucket only"):
         main([*flags, "--output_dir", str(tmp_path / "x"), "--max_events", "20"])
+
+
+def test_bucketed_path_refuses_utf16_text_and_duplicate_headers(tmp_path):
+    utf16 = tmp_path / "excel.csv"
+    utf16.write_text("user_id,item_id\nu1,i1\n", encoding="utf-16")
+    with pytest.raises(EventDataError, match="UTF-16"):
+        prepare_in_buckets(utf16, tmp_path / "out")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("user_id,item_id,item_id\nu1,i1,i2\n")
+    with pytest.raises(EventDataError, match="item_id"):
+        prepare_in_buckets(twice, tmp_path / "out")

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from bertrec.atomic import atomic_write_text
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, clean_events, minimum_filters
+from bertrec.data.read_errors import check_header, check_not_utf16
 from bertrec.data.readers import _canonicalize, _detect_format
 from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS, add_sessions, build_sequences
@@ -193,6 +194,8 @@ def _scan(path: Path, format: str | None, delimiter: str | None) -> pl.LazyFrame
     kind, _ = _detect_format(path, format, delimiter)
     if kind == "parquet":
         return pl.scan_parquet(path)
+    if path.is_file():
+        check_not_utf16(path)
     separator = delimiter if delimiter is not None else ("\t" if kind == "tsv" else ",")
     return pl.scan_csv(path, infer_schema=False, separator=separator)  # strings, as read_events reads text
 
@@ -223,6 +226,8 @@ def _write_buckets(
         for batch in _scan(path, format, delimiter).collect_batches(chunk_size=batch_rows):
             if batch.height == 0:
                 continue
+            if rows == 0 and _detect_format(path, format, delimiter)[0] != "parquet":
+                check_header(batch.columns, path)
             try:
                 events = _canonicalize(batch, mapping, str(path), unit, first_index=rows)
             except EventDataError as error:  # the batch's row numbers, made the file's
@@ -250,8 +255,7 @@ def _write_buckets(
 
 
 def _read_bucket(file: Path) -> pl.DataFrame:
-    # bucket files are scratch space read back whole: uncompressed Arrow, copied out of the mapping so the file
-    # can be replaced by the cleaned bucket
+    # bucket files are scratch space read back whole: uncompressed Arrow, the cheapest format to write and read
     return pl.read_ipc(file).rechunk()
 
 
