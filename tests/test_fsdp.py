@@ -32,7 +32,8 @@ WORKER = textwrap.dedent(
     from bertrec.evaluation import evaluate_model
     from bertrec.losses import ItemLoss
     from bertrec.modeling import build_model, objective_for
-    from bertrec.sharding import gathered_parameters, is_sharded, load_full_state_dict, save_weights
+    from bertrec.sharding import full_state_dict, gathered_parameters, is_sharded, load_full_state_dict, save_weights
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
     from bertrec.tokenization import EventTokenizer
     from bertrec.training import Objective
 
@@ -71,7 +72,17 @@ WORKER = textwrap.dedent(
     with gathered_parameters(loss):
         sharded = evaluate_model(model, tokenizer, split.valid)
     save_weights(model, f"{out}/best.safetensors", write=rank == 0)
+    full = full_state_dict(model)  # what the recipe hands save_pretrained (a collective; None off rank 0)
+    if rank == 0:
+        model.save_pretrained(f"{out}/hf", state_dict=full)
     dist.barrier()
+    loaded = AutoModelForCausalLM.from_pretrained(f"{out}/hf") if model_type == "gpt2" else None
+    if model_type == "bert":
+        loaded = AutoModelForMaskedLM.from_pretrained(f"{out}/hf")
+    saved_error = max(
+        (value - expected_value).abs().max().item()
+        for (name, value), expected_value in zip(loaded.state_dict().items(), reference.model.state_dict().values())
+    )
     saved = load_file(f"{out}/best.safetensors")
     expected = reference.model.state_dict()
     weight_error = max((saved[k] - expected[k]).abs().max().item() for k in saved)
@@ -90,6 +101,7 @@ WORKER = textwrap.dedent(
             "metrics_initial": evaluate_model(initial.model, tokenizer, split.valid),
             "saved_keys": sorted(saved),
             "weight_error": weight_error,
+            "save_pretrained_error": saved_error,
         }
         with open(f"{out}/result.json", "w") as handle:
             json.dump(result, handle)
@@ -119,6 +131,6 @@ def test_sharded_model_evaluates_saves_and_loads_like_the_unsharded_one(tmp_path
         assert abs(outcome["metrics_sharded"][key] - outcome["metrics_reference"][key]) < 1e-9, key
         assert abs(outcome["metrics_restored"][key] - outcome["metrics_initial"][key]) < 1e-9, key
     assert outcome["metrics_sharded"]["ndcg@10"] != outcome["metrics_initial"]["ndcg@10"]  # training moved it
-    assert outcome["weight_error"] < 1e-5
+    assert outcome["weight_error"] < 1e-5 and outcome["save_pretrained_error"] < 1e-5
     embedding = "bert.embeddings.word_embeddings.weight" if model_type == "bert" else "transformer.wte.weight"
     assert embedding in outcome["saved_keys"] and len(outcome["saved_keys"]) > 10
