@@ -41,16 +41,19 @@ def test_next_event_labels_predict_items_from_positions_that_have_not_seen_them(
     per_event = spec.tokens_per_event
     for row, items in enumerate([[0, 1, 2], [3, 4]]):
         labelled = (labels[row] != IGNORE).nonzero().flatten().tolist()
-        # every event after the first is supervised once unconditioned (+ once conditioned on its action)
-        assert len(labelled) == (len(items) - 1) * (2 if spec.has_action else 1)
+        # every event after the first is supervised once unconditioned (+ once at the previous item when the
+        # unconditioned position is a time token, + once conditioned on its action)
+        assert len(labelled) == (len(items) - 1) * (1 + spec.has_time + spec.has_action)
         for pos in labelled:
             target = labels[row, pos].item()
             # the label is the first item token strictly after the position: causal attention cannot see it
             item_pos = next(p for p in range(pos + 1, ids.shape[1]) if p % per_event == per_event - 1)
             assert ids[row, item_pos].item() == 100 + target
         if spec.has_time:
-            # the unconditioned position is the event's time token, which has not seen the event's action
-            assert {ids[row, p].item() for p in labelled} <= {20, 10}
+            # the unconditioned positions are the event's time token, which has not seen the event's action, and
+            # the previous event's item
+            kinds = {p % per_event for p in labelled}
+            assert kinds == {0, 1, 2} and {ids[row, p].item() for p in labelled if p % per_event < 2} <= {20, 10}
 
 
 def test_masked_events_hide_targets_and_keep_time():
