@@ -5,13 +5,12 @@ start on an event boundary), and the item is the last field of every layout. Lab
 (``-100`` elsewhere) placed at the position whose hidden state must predict the item:
 
 * masked events: the item's own position, whose input is ``[MASK]``;
-* next event: the position just before the event's action (the time token of that event, or the previous
-  event's item), which has not seen the event's action; with a time token, also the previous event's item,
-  as the ``item`` layout does; and, when the layout has actions, also the action position itself (optional),
-  which trains the action-conditioned prompt (``... <t_now> <a:buy>``). The previous item's label matters more
-  than its cost (one more output-layer row per event): it is where the model first learns to carry an item's
-  identity forward, which the time and action positions then use. Without it, next-purchase NDCG@10 on the
-  synthetic log (rotary block, 8 epochs) was 0.22 instead of 0.46.
+* next event: the previous event's item, in every layout, which has seen nothing of the event; with a time
+  token, also the event's time token, which has not seen its action; and, when the layout has actions, also
+  the action position itself (optional), which trains the action-conditioned prompt (``... <t_now> <a:buy>``).
+  The previous item's label is where a model first learns to carry an item's identity forward, which the time
+  and action positions then use: without it (before 2026-11-29, time layouts had only the time-token label),
+  next-purchase NDCG@10 on the synthetic log (rotary block, 8 epochs) was 0.22 instead of 0.46.
 
 Both objectives check their own output (``assert_targets_hidden``, ``assert_labels_causal``): a label that
 could see its target raises instead of training a model on leaked answers.
@@ -82,10 +81,9 @@ def next_event_labels(
     item_positions = torch.arange(2 * per_event - 1, input_ids.shape[1], per_event, device=input_ids.device)
     targets = layout.item_index(input_ids[:, item_positions])
     targets = torch.where(attention_mask[:, item_positions].bool(), targets, torch.full_like(targets, IGNORE))
-    unconditioned = item_positions - (2 if layout.has_time else per_event)
-    labels[:, unconditioned] = targets
-    if layout.has_time:  # the previous event's item: the item layout's own supervision
-        labels[:, item_positions - per_event] = targets
+    labels[:, item_positions - per_event] = targets  # the previous event's item, in every layout
+    if layout.has_time:  # the event's own time token, which has not seen its action
+        labels[:, item_positions - 2] = targets
     if conditioned and layout.has_action:
         labels[:, item_positions - 1] = targets
     assert_labels_causal(input_ids, labels, layout)

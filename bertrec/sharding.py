@@ -69,18 +69,15 @@ def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def save_weights(module: torch.nn.Module, path: str, *, write: bool) -> None:
-    """``safetensors.torch.save_model`` that also works when ``module`` is sharded; every process calls it and
-    the one with ``write`` writes. Tied tensors (an embedding shared with the output layer) are stored once,
-    under their first name, as ``save_model`` does."""
-    state = full_state_dict(module)
-    if not write:
-        return
-    if state is None:
+def save_weights(module: torch.nn.Module, path: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """``safetensors.torch.save_model``, or, for a sharded module, the same file from ``state_dict`` (what
+    ``full_state_dict`` gathered): tied tensors (an embedding shared with the output layer) are stored once,
+    under their first name, as ``save_model`` stores them."""
+    if state_dict is None:
         save_model(module, path)
         return
     first: dict[int, str] = {}
     tied = {
         name for name, p in module.named_parameters(remove_duplicate=False) if first.setdefault(id(p), name) != name
     }
-    save_file({name: tensor.contiguous() for name, tensor in state.items() if name not in tied}, path)
+    save_file({name: tensor.contiguous() for name, tensor in state_dict.items() if name not in tied}, path)

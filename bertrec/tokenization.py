@@ -128,7 +128,7 @@ class EventTokenizer:
         self._items = pl.Series("item_id", spec.items, dtype=pl.String)
         self._item_lookup = pl.DataFrame({"item_id": self._items, "item_index": np.arange(len(spec.items))})
         hashes = self._items.hash().alias("item_hash")
-        if hashes.n_unique() == len(hashes):  # else two vocabulary items share a hash: look up by string
+        if len(hashes) and hashes.n_unique() == len(hashes):  # else look up by string (e.g. two share a hash)
             self._item_lookup = self._item_lookup.with_columns(hashes).drop("item_id")
         self._action_lookup = {a: self.action_offset + i for i, a in enumerate(spec.actions)}
 
@@ -168,7 +168,7 @@ class EventTokenizer:
             return joined["item_index"].fill_null(-1).to_numpy(writable=True)
         keys = item_ids.hash().alias("item_hash").to_frame()
         index = keys.join(self._item_lookup, on="item_hash", how="left", maintain_order="left")["item_index"]
-        same = self._items.gather(index.fill_null(0)) == item_ids if len(self._items) else index.is_not_null()
+        same = self._items.gather(index.fill_null(0)) == item_ids
         return (
             pl.select(pl.when(same & index.is_not_null()).then(index)).to_series().fill_null(-1).to_numpy(writable=True)
         )
@@ -194,9 +194,10 @@ class EventTokenizer:
         lengths = sequences["item_id"].list.len().to_numpy().astype(np.int64)
         tokens = np.empty((int(lengths.sum()), self.spec.tokens_per_event), dtype=np.int64)
         rows = max(1, int(_EVENTS_PER_CHUNK * len(lengths) / max(len(tokens), 1)))
+        ends = np.cumsum(lengths)
         start = 0
-        for chunk in sequences.iter_slices(n_rows=rows):
-            stop = start + int(chunk["item_id"].list.len().sum())
+        for first, chunk in zip(range(0, len(lengths), rows), sequences.iter_slices(n_rows=rows)):
+            stop = int(ends[first + chunk.height - 1])
             for column, field_name in enumerate(self.spec.fields):
                 if field_name == "item":
                     index = self.item_indices(chunk["item_id"].explode())
@@ -316,11 +317,7 @@ class EventTokenizer:
         max_events: int = 50,
     ) -> EventTokenizer:
         """Build the vocabulary from training sequences only, so no validation/test-only item gets a token."""
-        if "time" in LAYOUTS.get(layout, ()) and train_sequences["timestamp"].explode().null_count() > 0:
-            raise ValueError(
-                f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
-                "use layout 'action item' or 'item', or drop rows without a time"
-            )
+        check_times_for_layout(layout, train_sequences["timestamp"].explode())
         events = train_sequences.select(pl.col("item_id").explode(), pl.col("action").explode())
         return cls.from_counts(
             events.group_by("item_id").len(),
@@ -349,6 +346,15 @@ class EventTokenizer:
         items = counts.sort(["len", "item_id"], descending=[True, False])["item_id"].to_list()
         boundaries = [float(b) for b in (time_boundaries or DEFAULT_TIME_BOUNDARIES)]
         return cls(EventTokenizerSpec(layout, boundaries, sorted(set(actions)), items, max_events))
+
+
+def check_times_for_layout(layout: str, timestamps: pl.Series) -> None:
+    """A layout with time tokens needs a time for every training event: a gap to a missing time has no bucket."""
+    if "time" in LAYOUTS.get(layout, ()) and timestamps.null_count() > 0:
+        raise ValueError(
+            f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
+            "use layout 'action item' or 'item', or drop rows without a time"
+        )
 
 
 _EVENTS_PER_CHUNK = 1_000_000  # events encoded at once by event_token_ids

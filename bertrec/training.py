@@ -32,7 +32,7 @@ from transformers import get_scheduler
 from bertrec.atomic import atomic_directory, atomic_write_text
 from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
 from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
-from bertrec.sharding import gathered_parameters, load_full_state_dict, save_weights
+from bertrec.sharding import full_state_dict, gathered_parameters, load_full_state_dict, save_weights
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
@@ -333,23 +333,22 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
     with gathered_parameters(loss_module):  # a no-op unless FSDP sharded the model
         metrics = evaluate()
     value = metrics[selection_metric]
-    improved = value > state["best_metric"]
-    if improved:
-        # safetensors' own writer: it drops tied duplicates of any kind, including the ones peft's trainable
-        # tokens share between the input and output layer, which save_pretrained rejects
-        model, main = accelerator.unwrap_model(loss_module).model, accelerator.is_main_process
-        with atomic_directory(checkpoint_root / BEST_DIR) if main else contextlib.nullcontext() as folder:
-            save_weights(model, str(Path(folder or ".") / "model.safetensors"), write=main)
-            if main:
-                write_manifest(folder)
     state["elapsed_seconds"] = clock.seconds()
     state["history"].append(
         {"epoch": state["epoch"], "step": state["global_step"], "elapsed_seconds": state["elapsed_seconds"], **metrics}
     )
     accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state["global_step"])
     logger.info("epoch %d step %d validation %s=%.4f", state["epoch"], state["global_step"], selection_metric, value)
-    if improved:
+    if value > state["best_metric"]:
         state.update(best_metric=value, best_step=state["global_step"], bad_evaluations=0)
+        model = accelerator.unwrap_model(loss_module).model
+        weights = full_state_dict(model)  # FSDP: gathered on the main process (a collective); else None
+        if accelerator.is_main_process:
+            with atomic_directory(checkpoint_root / BEST_DIR) as folder:
+                # safetensors' own writer: it drops tied duplicates of any kind, including the ones peft's
+                # trainable tokens share between the input and output layer, which save_pretrained rejects
+                save_weights(model, str(Path(folder) / "model.safetensors"), weights)
+                write_manifest(folder)
         accelerator.wait_for_everyone()
         return False
     state["bad_evaluations"] += 1

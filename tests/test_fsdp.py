@@ -71,10 +71,10 @@ WORKER = textwrap.dedent(
     )
     with gathered_parameters(loss):
         sharded = evaluate_model(model, tokenizer, split.valid)
-    save_weights(model, f"{out}/best.safetensors", write=rank == 0)
-    full = full_state_dict(model)  # what the recipe hands save_pretrained (a collective; None off rank 0)
+    full = full_state_dict(model)  # a collective; None off rank 0
     if rank == 0:
-        model.save_pretrained(f"{out}/hf", state_dict=full)
+        save_weights(model, f"{out}/best.safetensors", full)  # as training keeps its best weights
+        model.save_pretrained(f"{out}/hf", state_dict=full)  # as the recipe saves its output
     dist.barrier()
     loaded = AutoModelForCausalLM.from_pretrained(f"{out}/hf") if model_type == "gpt2" else None
     if model_type == "bert":

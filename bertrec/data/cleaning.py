@@ -155,7 +155,7 @@ def clean_events(
         "event_index",
         _row=pl.int_range(pl.len(), dtype=pl.UInt32 if frame.height < 2**32 else pl.UInt64),
         # actions become codes above (cheaper to hash and compare), so the names to keep are matched here
-        _kept_action=pl.col("action").is_in(list(config.keep_actions)) if config.keep_actions else pl.lit(True),
+        **({"_kept_action": pl.col("action").is_in(list(config.keep_actions))} if config.keep_actions else {}),
     )
     before = {**distinct, "actions": keys["action"].drop_nulls().n_unique()}
     dropped: dict[str, int] = {}

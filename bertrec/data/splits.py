@@ -47,7 +47,14 @@ def leave_one_out(sequences: pl.DataFrame, target_action: str | None = None) -> 
     protocol; users with fewer than two target events (or none before them) train only.
     """
     if target_action is not None:
-        return _action_leave_one_out(sequences, target_action)
+        split = action_leave_one_out(sequences, target_action)
+        if split.valid.height == 0:
+            raise ValueError(
+                f"target action {target_action!r}: no user has two {target_action!r} events with history before "
+                f"them; check the action name (actions in this log: "
+                f"{sorted(sequences['action'].explode().unique().to_list())[:10]})"
+            )
+        return split
     n = pl.col("item_id").list.len()
     evaluable = sequences.filter(n >= 3)
     train_only = sequences.filter(n < 3)
@@ -66,18 +73,14 @@ def leave_one_out(sequences: pl.DataFrame, target_action: str | None = None) -> 
     return split
 
 
-def _action_leave_one_out(sequences: pl.DataFrame, action: str) -> Split:
+def action_leave_one_out(sequences: pl.DataFrame, action: str) -> Split:
+    """``leave_one_out`` with a target action, which may leave no user evaluable (a part of a log may)."""
     positions = pl.col("action").list.eval(pl.arg_where(pl.element() == action))
     marked = sequences.with_columns(_targets=positions)
     valid_at, test_at = pl.col("_targets").list.get(-2, null_on_oob=True), pl.col("_targets").list.get(-1)
     evaluable_rows = (pl.col("_targets").list.len() >= 2) & (valid_at >= 1)
     evaluable = marked.filter(evaluable_rows)
     train_only = marked.filter(~evaluable_rows).drop("_targets")
-    if evaluable.height == 0:
-        raise ValueError(
-            f"target action {action!r}: no user has two {action!r} events with history before them; check the "
-            f"action name (actions in this log: {sorted(sequences['action'].explode().unique().to_list())[:10]})"
-        )
     head = evaluable.with_columns([pl.col(c).list.head(valid_at) for c in SEQUENCE_LIST_COLUMNS]).drop("_targets")
     split = Split(
         train=pl.concat([head, train_only]),

@@ -43,10 +43,10 @@ from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, 
 from bertrec.data.read_errors import check_header, check_not_utf16
 from bertrec.data.readers import _canonicalize, _detect_format
 from bertrec.data.schema import ColumnMapping, EventDataError
-from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS, add_sessions, build_sequences
-from bertrec.data.splits import Split, leave_one_out
+from bertrec.data.sequences import add_sessions, build_sequences
+from bertrec.data.splits import action_leave_one_out, leave_one_out
 from bertrec.integrity import mark_incomplete, write_manifest
-from bertrec.tokenization import EventTokenizer
+from bertrec.tokenization import EventTokenizer, check_times_for_layout
 
 logger = logging.getLogger(__name__)
 PARTS = ("train", "valid", "test")
@@ -124,9 +124,10 @@ def prepare_in_buckets(
     for folder in ("buckets", "split", "train_windows", "tokenizer"):
         shutil.rmtree(output_dir / folder, ignore_errors=True)
     clock = _StageClock()
-    num_buckets = max(1, math.ceil(_estimated_rows(path, format, delimiter) / events_per_bucket))
+    kind = _stream_format(path, format, delimiter)
+    num_buckets = max(1, math.ceil(_estimated_rows(path, kind) / events_per_bucket))
     read = _write_buckets(
-        path, output_dir / "buckets", num_buckets, columns, format, delimiter, timestamp_unit, batch_rows
+        path, output_dir / "buckets", num_buckets, columns, kind, delimiter, timestamp_unit, batch_rows
     )
     clock.lap("read and bucket")
     report = _clean_buckets(read, cleaning)
@@ -176,22 +177,28 @@ class _Buckets:
     largest_bucket: int
 
 
-def _estimated_rows(path: Path, format: str | None, delimiter: str | None) -> int:
-    """Rows of a Parquet file (its metadata) or an over-estimate for text (a log row is rarely under 16 bytes)."""
+def _stream_format(path: Path, format: str | None, delimiter: str | None) -> str:
+    """parquet, csv or tsv (what a streaming scan reads); anything else is refused with what to do."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
     kind, _ = _detect_format(path, format, delimiter)
+    if kind not in ("parquet", "csv", "tsv"):
+        raise EventDataError(
+            f"{path}: the bucketed path reads Parquet, CSV or TSV, not {kind}; convert the file to Parquet "
+            "(e.g. polars.scan_ndjson(path).sink_parquet(...)) or use the in-memory path (read_events)"
+        )
+    return kind
+
+
+def _estimated_rows(path: Path, kind: str) -> int:
+    """Rows of a Parquet file (its metadata) or an over-estimate for text (a log row is rarely under 16 bytes)."""
     if kind == "parquet":
         return int(pl.scan_parquet(path).select(pl.len()).collect().item())
-    if kind in ("csv", "tsv"):
-        size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
-        return max(1, size // 16)
-    raise EventDataError(
-        f"{path}: the bucketed path reads Parquet, CSV or TSV, not {kind}; convert the file to Parquet "
-        "(e.g. polars.scan_ndjson(path).sink_parquet(...)) or use the in-memory path (read_events)"
-    )
+    size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+    return max(1, size // 16)
 
 
-def _scan(path: Path, format: str | None, delimiter: str | None) -> pl.LazyFrame:
-    kind, _ = _detect_format(path, format, delimiter)
+def _scan(path: Path, kind: str, delimiter: str | None) -> pl.LazyFrame:
     if kind == "parquet":
         return pl.scan_parquet(path)
     if path.is_file():
@@ -205,15 +212,13 @@ def _write_buckets(
     folder: Path,
     num_buckets: int,
     columns,
-    format: str | None,
+    kind: str,
     delimiter: str | None,
     unit: str,
     batch_rows: int,
 ) -> _Buckets:
     """Canonicalise the log batch by batch (event_index counts rows over the whole file) and append each
     batch's rows to their users' bucket files."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
     folder.mkdir(parents=True)
     mapping = ColumnMapping.coerce(columns)
     files = [folder / f"bucket-{b:05d}.arrow" for b in range(num_buckets)]
@@ -223,10 +228,10 @@ def _write_buckets(
     rows, timed = 0, False
     actions = pl.Series("action", [], pl.String)
     try:
-        for batch in _scan(path, format, delimiter).collect_batches(chunk_size=batch_rows):
+        for batch in _scan(path, kind, delimiter).collect_batches(chunk_size=batch_rows):
             if batch.height == 0:
                 continue
-            if rows == 0 and _detect_format(path, format, delimiter)[0] != "parquet":
+            if rows == 0 and kind != "parquet":
                 check_header(batch.columns, path)
             try:
                 events = _canonicalize(batch, mapping, str(path), unit, first_index=rows)
@@ -244,7 +249,7 @@ def _write_buckets(
                 writers[index].write_table(table.cast(schemas[index]))
                 sizes[index] += part.height
     except pl.exceptions.PolarsError as error:
-        raise EventDataError(f"{path}: cannot read it as {format or path.suffix.lstrip('.')}: {error}") from error
+        raise EventDataError(f"{path}: cannot read it as {kind}: {error}") from error
     finally:
         for writer in writers.values():
             writer.close()
@@ -277,6 +282,7 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
     dropped: dict[str, int] = {}
     users_before, notes = 0, []
     counts, raw_items = _ItemCounts(), _ItemCounts()
+    finals: dict[Path, tuple[int, set[str]]] = {}  # each bucket's users and actions, as it was last written
     for file in read.files:
         events = _read_bucket(file)
         raw_items.add(events.drop_nulls("item_id"))
@@ -285,6 +291,7 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
         users_before += report.users_before
         notes += [n for n in report.notes if not n.startswith(_OPTION_NOTES) and n not in notes]
         counts.add(cleaned)
+        finals[file] = (report.users_after, set(cleaned["action"].unique().to_list()))
         _write_bucket(cleaned, file)
     totals = counts.total()
     rounds = 0
@@ -307,15 +314,11 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
             removed += start - frame.height
             counts.add(frame)
             if frame.height < start:
+                finals[file] = (frame["user_id"].n_unique(), set(frame["action"].unique().to_list()))
                 _write_bucket(frame, file)
         totals = counts.total()
         if not config.k_core or removed == 0:
             break
-    users_after, actions_after = 0, set()
-    for file in read.files:
-        frame = _read_bucket(file).select("user_id", "action")
-        users_after += frame["user_id"].n_unique()
-        actions_after |= set(frame["action"].unique().to_list())
     for option in _OPTION_NOTES:
         names = getattr(config, option)
         if names:
@@ -330,11 +333,11 @@ def _clean_buckets(read: _Buckets, config: CleaningConfig) -> CleaningReport:
         dropped=dropped,
         k_core_iterations=rounds,
         users_before=users_before,
-        users_after=users_after,
+        users_after=sum(users for users, _ in finals.values()),
         items_before=raw_items.total().height,
         items_after=totals.height,
         actions_before=actions_before,
-        actions_after=len(actions_after),
+        actions_after=len(set().union(*(actions for _, actions in finals.values()))),
         has_timestamps=read.has_timestamps,
         notes=notes,
         config=asdict(config),
@@ -383,12 +386,8 @@ def _split_buckets(
         if session_gap_seconds is not None:
             events, key = add_sessions(events, session_gap_seconds), "session_id"
         sequences = build_sequences(events, key=key)
-        try:
-            split = leave_one_out(sequences, target_action=target_action)
-        except ValueError:
-            if target_action is None:
-                raise
-            split = _train_only(sequences, target_action)  # no user of this bucket has two target events
+        # a bucket may hold no user with two target events; only the whole log must hold one (checked below)
+        split = leave_one_out(sequences) if target_action is None else action_leave_one_out(sequences, target_action)
         for part in PARTS:
             getattr(split, part).write_parquet(read.split_dir / f"{part}-{number:05d}.parquet", compression="lz4")
         for name, value in split.stats.items():
@@ -396,11 +395,7 @@ def _split_buckets(
         train = split.train.select(
             pl.col("item_id").explode(), pl.col("action").explode(), pl.col("timestamp").explode()
         )
-        if "time" in layout and train["timestamp"].null_count():
-            raise ValueError(
-                f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
-                "use layout 'action item' or 'item', or drop rows without a time"
-            )
+        check_times_for_layout(layout, train["timestamp"])
         counts.add(train.drop_nulls("item_id"))
         actions |= set(train["action"].drop_nulls().unique().to_list())
     if not stats.get("evaluated_users"):
@@ -409,15 +404,6 @@ def _split_buckets(
             f"name (actions in this log: {sorted(actions)[:10]}) or lower the cleaning minimums"
         )
     return stats, counts.total(), sorted(actions)
-
-
-def _train_only(sequences: pl.DataFrame, action: str) -> Split:
-    none = sequences.head(0)
-    examples = none.select(
-        "user_id", *SEQUENCE_LIST_COLUMNS, *[pl.col(c).list.first().alias(f"target_{c}") for c in SEQUENCE_LIST_COLUMNS]
-    )
-    stats = {"protocol": f"leave_one_out, target action {action}", "evaluated_users": 0}
-    return Split(sequences, examples, examples, {**stats, "train_only_users": sequences.height})
 
 
 # pass 4: training windows -----------------------------------------------------------------------------------

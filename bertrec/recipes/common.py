@@ -117,19 +117,22 @@ def load_events(data_args) -> pl.DataFrame:
         if clash:
             raise ConfigError(f"--reader {data_args.reader} decides the columns itself; drop {', '.join(clash)}")
         return read_public(data_args.dataset, reader=data_args.reader)
-    columns = ColumnMapping(
-        user=data_args.user_column,
-        item=data_args.item_column,
-        action=data_args.action_column,
-        timestamp=data_args.timestamp_column,
-    )
     return read_events(
         data_args.dataset,
-        columns=columns,
+        columns=column_mapping(data_args),
         format=data_args.format,
         timestamp_unit=data_args.timestamp_unit,
         delimiter=data_args.delimiter,
         encoding=data_args.encoding,
+    )
+
+
+def column_mapping(data_args) -> ColumnMapping:
+    return ColumnMapping(
+        user=data_args.user_column,
+        item=data_args.item_column,
+        action=data_args.action_column,
+        timestamp=data_args.timestamp_column,
     )
 
 

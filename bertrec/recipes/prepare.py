@@ -19,11 +19,10 @@ import polars as pl
 
 from bertrec.args import ConfigError, DataArguments, TokenizerArguments, parse_args
 from bertrec.atomic import atomic_directory
-from bertrec.data.schema import ColumnMapping
 from bertrec.data.splits import Split
 from bertrec.data.streaming import prepare_in_buckets
 from bertrec.integrity import verify_manifest, write_manifest
-from bertrec.recipes.common import REPORT_FILE, cleaning_config, prepare_data, setup_logging
+from bertrec.recipes.common import REPORT_FILE, cleaning_config, column_mapping, prepare_data, setup_logging
 
 logger = logging.getLogger("bertrec")
 PARTS = ("train", "valid", "test")
@@ -78,9 +77,7 @@ def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
         data_args.dataset,
         prepare_args.output_dir,
         cleaning=cleaning_config(data_args),
-        columns=ColumnMapping(
-            data_args.user_column, data_args.item_column, data_args.action_column, data_args.timestamp_column
-        ),
+        columns=column_mapping(data_args),
         format=data_args.format,
         delimiter=data_args.delimiter,
         timestamp_unit=data_args.timestamp_unit,
