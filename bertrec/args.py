@@ -113,6 +113,13 @@ class ModelArguments:
     )
     loss: str = field(default="full", metadata={"help": "full (softmax over all items) or sampled."})
     num_negatives: int = field(default=1024, metadata={"help": "Sampled loss: uniform negatives per batch."})
+    loss_excludes_seen: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave items already in the input (for next event: up to each position) out of the softmax, "
+            "except the target: trains as --exclude_seen ranks. For logs where users rarely repeat an item."
+        },
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
 
 

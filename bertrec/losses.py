@@ -10,10 +10,48 @@ from bertrec.modeling import backbone_hidden, head_features, item_logits, output
 
 
 def full_softmax_loss(
-    model: PreTrainedModel, features: torch.Tensor, targets: torch.Tensor, item_offset: int, num_items: int
+    model: PreTrainedModel,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    item_offset: int,
+    num_items: int,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``."""
-    return F.cross_entropy(item_logits(model, features, item_offset, num_items).float(), targets)
+    """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``; items marked
+    in ``excluded [n, num_items]`` (never a row's own target) are left out of that row's softmax."""
+    logits = item_logits(model, features, item_offset, num_items).float()
+    if excluded is not None:
+        logits = logits.masked_fill(excluded, float("-inf"))
+    return F.cross_entropy(logits, targets)
+
+
+def seen_items(
+    input_ids: torch.Tensor,
+    labelled: torch.Tensor,
+    targets: torch.Tensor,
+    item_offset: int,
+    num_items: int,
+    causal: bool,
+) -> torch.Tensor:
+    """``[n, num_items]``: for each labelled position, the items of its input the model could already see.
+
+    Next event (``causal``): the item tokens at or before the position; masked events: every item token left
+    visible in the window. A row's own target is never marked, so a repeat still trains. This is what
+    evaluation with ``exclude_seen`` removes from the ranking, so leaving these items out of the training
+    softmax stops the loss from pushing down the items most like the user's taste, which the user has
+    already chosen and which are never ranked anyway.
+    """
+    items = input_ids - item_offset
+    items = torch.where((items >= 0) & (items < num_items), items, num_items)  # non-items: a spare column
+    rows, positions = labelled.nonzero(as_tuple=True)
+    history = items[rows]
+    if causal:
+        later = torch.arange(items.shape[1], device=items.device)[None, :] > positions[:, None]
+        history = history.masked_fill(later, num_items)
+    seen = torch.zeros(len(rows), num_items + 1, dtype=torch.bool, device=items.device)
+    seen.scatter_(1, history, True)
+    seen[torch.arange(len(rows), device=items.device), targets] = False
+    return seen[:, :num_items]
 
 
 def sampled_softmax_loss(
@@ -24,6 +62,7 @@ def sampled_softmax_loss(
     item_log_frequency: torch.Tensor,
     num_uniform: int,
     generator: torch.Generator | None = None,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over the batch's targets plus ``num_uniform`` uniform items, with logQ correction.
 
@@ -37,8 +76,10 @@ def sampled_softmax_loss(
     candidates, inverse = torch.unique(torch.cat([targets, uniform]), return_inverse=True)
     labels = inverse[: targets.numel()]
     expected = targets.numel() * item_log_frequency[candidates].exp() + num_uniform / num_items
-    logits = item_logits(model, features, item_offset, num_items, items=candidates).float()
-    return F.cross_entropy(logits - expected.log(), labels)
+    logits = item_logits(model, features, item_offset, num_items, items=candidates).float() - expected.log()
+    if excluded is not None:
+        logits = logits.masked_fill(excluded[:, candidates], float("-inf"))
+    return F.cross_entropy(logits, labels)
 
 
 def candidate_loss(
@@ -104,9 +145,15 @@ class ItemLoss(torch.nn.Module):
         item_log_frequency: torch.Tensor | None = None,
         num_uniform_negatives: int = 0,
         rerank_loss: str | None = None,
+        exclude_seen: bool = False,
+        causal: bool = True,
     ):
+        """``exclude_seen``: leave each position's already-seen items (``seen_items``; ``causal`` says which
+        those are) out of the softmax, full or sampled."""
         super().__init__()
-        self.rerank_loss = rerank_loss
+        if exclude_seen and rerank_loss is not None:
+            raise ValueError("exclude_seen applies to the softmax losses, not to the rerank losses")
+        self.rerank_loss, self.exclude_seen, self.causal = rerank_loss, exclude_seen, causal
         self.model = model
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
@@ -124,6 +171,9 @@ class ItemLoss(torch.nn.Module):
         labelled = labels != -100
         features = head_features(self.model, hidden[labelled])
         targets = labels[labelled]
+        excluded = None
+        if self.exclude_seen:
+            excluded = seen_items(input_ids, labelled, targets, self.item_offset, self.num_items, self.causal)
         if self.rerank_loss is not None:
             return candidate_loss(
                 self.model,
@@ -144,5 +194,6 @@ class ItemLoss(torch.nn.Module):
                 self.item_log_frequency,
                 self.num_uniform_negatives,
                 generator,
+                excluded,
             )
-        return full_softmax_loss(self.model, features, targets, self.item_offset, self.num_items)
+        return full_softmax_loss(self.model, features, targets, self.item_offset, self.num_items, excluded)

@@ -1,8 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from bertrec.losses import ItemLoss, full_softmax_loss, sampled_softmax_loss
-from bertrec.modeling import build_model, item_logits
+from bertrec.losses import ItemLoss, full_softmax_loss, sampled_softmax_loss, seen_items
+from bertrec.modeling import backbone_hidden, build_model, head_features, item_logits
 
 
 def tiny_model():
@@ -43,3 +43,34 @@ def test_item_loss_trains_only_labelled_positions():
     sampled = ItemLoss(model, item_offset=10, num_items=50, item_log_frequency=torch.full((50,), -3.9),
                        num_uniform_negatives=8)  # fmt: skip
     assert torch.isfinite(sampled(ids, torch.ones_like(ids), labels, torch.Generator().manual_seed(0)))
+
+
+def test_seen_items_are_the_history_up_to_each_position_never_the_target():
+    # item tokens from id 4 (items 0-4); 0 is padding; window 0 repeats item 1 as its last target
+    ids = torch.tensor([[5, 6, 7, 0], [7, 5, 0, 0]])
+    labels = torch.tensor([[2, 3, 1, -100], [1, -100, -100, -100]])
+    labelled = labels != -100
+    targets = labels[labelled]
+    causal = seen_items(ids, labelled, targets, item_offset=4, num_items=5, causal=True)
+    assert causal.int().tolist() == [[0, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]
+    masked = seen_items(ids, labelled, targets, item_offset=4, num_items=5, causal=False)
+    assert masked.int().tolist() == [[0, 1, 0, 1, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]
+
+
+def test_loss_excluding_seen_items_is_the_softmax_over_the_unseen_rest():
+    model = tiny_model().eval()  # no dropout, so every forward sees the same features
+    ids = torch.tensor([[12, 13, 14, 15, 16, 17]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 3] = 9  # after items 2, 3, 4, 5 comes item 9
+    plain = ItemLoss(model, item_offset=10, num_items=50)
+    excluding = ItemLoss(model, item_offset=10, num_items=50, exclude_seen=True)
+    mask = torch.ones_like(ids)
+    features = head_features(model, backbone_hidden(model, ids, mask)[0, 3:4])
+    logits = item_logits(model, features, 10, 50)
+    unseen = [i for i in range(50) if i not in (2, 3, 4, 5)]
+    expected = -torch.log_softmax(logits[:, unseen], dim=1)[0, unseen.index(9)]
+    assert torch.allclose(excluding(ids, mask, labels), expected, atol=1e-6)
+    assert excluding(ids, mask, labels) < plain(ids, mask, labels)
+    sampled = ItemLoss(model, item_offset=10, num_items=50, item_log_frequency=torch.full((50,), -3.9),
+                       num_uniform_negatives=50, exclude_seen=True)  # fmt: skip
+    assert torch.isfinite(sampled(ids, mask, labels, torch.Generator().manual_seed(0)))

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
         num_items=tokenizer.num_items,
         item_log_frequency=log_frequency,
         num_uniform_negatives=model_args.num_negatives,
+        exclude_seen=model_args.loss_excludes_seen,
+        causal=objective_name == "next",
     )
     objective = Objective(
         objective_name,
