@@ -9,6 +9,7 @@ import yaml
 from bertrec.args import DataArguments, EvalArguments, ModelArguments, TokenizerArguments, parse_args
 from bertrec.evaluation import _batches, encode_prompts, model_scorer
 from bertrec.modeling import load_model
+from bertrec.recipes.common import CONFIG_FILE
 from bertrec.recipes.prepare import load_split
 from bertrec.recipes.pretrain import ARGUMENTS
 from bertrec.tokenization import EventTokenizer
@@ -183,3 +184,15 @@ def test_same_seed_and_data_give_identical_metrics_and_weights(pretrained, tmp_p
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
     changed = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--seed", "7", "--output_dir", str(tmp_path / "seed7")])
     assert changed["valid"] != first["metrics"]["valid"]  # the seed really is what fixes the run
+
+
+def test_loss_excluding_seen_items_reaches_training(pretrained, tmp_path):
+    """The flag changes the loss the model trains on (the arithmetic is tested in test_losses), and is saved."""
+    from bertrec.recipes.pretrain import main
+
+    first = pretrained["gpt2"]
+    folder = tmp_path / "excluding"
+    run = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--loss_excludes_seen", "true", "--output_dir", str(folder)])
+    curve = [h["ndcg@10"] for h in run["training"]["history"]]
+    assert curve != [h["ndcg@10"] for h in first["metrics"]["training"]["history"]]
+    assert yaml.safe_load((folder / CONFIG_FILE).read_text())["loss_excludes_seen"] is True
