@@ -25,6 +25,9 @@ def full_softmax_loss(
     return F.cross_entropy(logits, targets)
 
 
+_SEEN_ROWS_PER_CHUNK = 4096  # 4096 positions x a 600-token window of int64 indices: 20 MB
+
+
 def seen_items(
     input_ids: torch.Tensor,
     labelled: torch.Tensor,
@@ -44,12 +47,14 @@ def seen_items(
     items = input_ids - item_offset
     items = torch.where((items >= 0) & (items < num_items), items, num_items)  # non-items: a spare column
     rows, positions = labelled.nonzero(as_tuple=True)
-    history = items[rows]
-    if causal:
-        later = torch.arange(items.shape[1], device=items.device)[None, :] > positions[:, None]
-        history = history.masked_fill(later, num_items)
     seen = torch.zeros(len(rows), num_items + 1, dtype=torch.bool, device=items.device)
-    seen.scatter_(1, history, True)
+    steps = torch.arange(items.shape[1], device=items.device)
+    for start in range(0, len(rows), _SEEN_ROWS_PER_CHUNK):  # bounds the [rows, window] index copies
+        part = slice(start, start + _SEEN_ROWS_PER_CHUNK)
+        history = items[rows[part]]
+        if causal:
+            history = history.masked_fill(steps[None, :] > positions[part, None], num_items)
+        seen[part].scatter_(1, history, True)
     seen[torch.arange(len(rows), device=items.device), targets] = False
     return seen[:, :num_items]
 

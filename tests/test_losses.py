@@ -74,3 +74,18 @@ def test_loss_excluding_seen_items_is_the_softmax_over_the_unseen_rest():
     sampled = ItemLoss(model, item_offset=10, num_items=50, item_log_frequency=torch.full((50,), -3.9),
                        num_uniform_negatives=50, exclude_seen=True)  # fmt: skip
     assert torch.isfinite(sampled(ids, mask, labels, torch.Generator().manual_seed(0)))
+
+
+def test_seen_items_in_chunks_equal_one_pass(monkeypatch):
+    import bertrec.losses
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 30, (7, 40), generator=generator)
+    labelled = torch.rand(7, 40, generator=generator) < 0.5
+    targets = torch.randint(0, 20, (int(labelled.sum()),), generator=generator)
+    for causal in (True, False):
+        whole = seen_items(ids, labelled, targets, 5, 20, causal)
+        monkeypatch.setattr(bertrec.losses, "_SEEN_ROWS_PER_CHUNK", 3)
+        assert torch.equal(seen_items(ids, labelled, targets, 5, 20, causal), whole)
+        monkeypatch.setattr(bertrec.losses, "_SEEN_ROWS_PER_CHUNK", 4096)
+        assert whole.any() and not whole.all()
