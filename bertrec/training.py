@@ -64,6 +64,13 @@ class TrainingArguments:
         default=10,
         metadata={"help": "Stop after N evaluations without a better validation NDCG@10; 0 disables."},
     )
+    max_train_seconds: float = field(
+        default=0.0,
+        metadata={
+            "help": "Stop at the first validation past this many wall seconds of training (counted across "
+            "resumed runs) and keep the best weights so far; 0: no limit."
+        },
+    )
     checkpoint_every_steps: int = field(default=0, metadata={"help": "Also checkpoint every N optimizer steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Step checkpoints to keep."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
@@ -330,6 +337,7 @@ class _Clock:
 
 def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock) -> bool:
     """Evaluate, keep the best weights, update early stopping; returns True when training should stop."""
+    state.pop("stopped_by", None)  # a resumed run may have a larger budget or patience
     with gathered_parameters(loss_module):  # a no-op unless FSDP sharded the model
         metrics = evaluate()
     value = metrics[selection_metric]
@@ -350,9 +358,13 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
                 save_weights(model, str(Path(folder) / "model.safetensors"), weights)
                 write_manifest(folder)
         accelerator.wait_for_everyone()
-        return False
-    state["bad_evaluations"] += 1
-    return bool(args.early_stopping_patience) and state["bad_evaluations"] >= args.early_stopping_patience
+    else:
+        state["bad_evaluations"] += 1
+    if args.max_train_seconds and state["elapsed_seconds"] >= args.max_train_seconds:
+        state["stopped_by"] = "time budget"
+    elif args.early_stopping_patience and state["bad_evaluations"] >= args.early_stopping_patience:
+        state["stopped_by"] = "early stopping"
+    return "stopped_by" in state
 
 
 def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int) -> None:

@@ -196,3 +196,24 @@ def test_loss_excluding_seen_items_reaches_training(pretrained, tmp_path):
     curve = [h["ndcg@10"] for h in run["training"]["history"]]
     assert curve != [h["ndcg@10"] for h in first["metrics"]["training"]["history"]]
     assert yaml.safe_load((folder / CONFIG_FILE).read_text())["loss_excludes_seen"] is True
+
+
+def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretrained, tmp_path):
+    """Past --max_train_seconds training stops at the next validation with its best weights; resuming with a
+    larger budget trains on, to the same weights as the run that never stopped (the budget is not in the state)."""
+    from safetensors.torch import load_file
+
+    from bertrec.recipes.pretrain import main
+
+    folder = tmp_path / "budget"
+    args = [*TINY_PRETRAIN, "--model_type", "gpt2", "--output_dir", str(folder)]
+    stopped = main([*args, "--max_train_seconds", "1e-6"])
+    assert stopped["training"]["epochs_run"] == 1 and stopped["training"]["stopped_by"] == "time budget"
+    resumed = main([*args, "--resume_from_checkpoint", "latest"])
+    assert resumed["training"]["epochs_run"] == 6 and resumed["training"]["stopped_by"] == "epochs"
+    assert resumed["test"] == pretrained["gpt2"]["metrics"]["test"]
+    weights, expected = (
+        load_file(folder / "model.safetensors"),
+        load_file(pretrained["gpt2"]["dir"] / "model.safetensors"),
+    )
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)

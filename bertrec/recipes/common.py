@@ -255,6 +255,7 @@ def training_summary(state: dict) -> dict:
             (h["elapsed_seconds"] for h in state["history"] if h["step"] == state["best_step"]), None
         ),
         "epochs_run": state["epoch"],
+        "stopped_by": state.get("stopped_by", "epochs"),
         "steps": state["global_step"],
         "history": state["history"],
     }
