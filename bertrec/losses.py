@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from bertrec.modeling import backbone_hidden, head_features, item_logits, output_weight_and_bias
+from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective, output_weight_and_bias
 
 
 def full_softmax_loss(
@@ -151,14 +151,13 @@ class ItemLoss(torch.nn.Module):
         num_uniform_negatives: int = 0,
         rerank_loss: str | None = None,
         exclude_seen: bool = False,
-        causal: bool = True,
     ):
-        """``exclude_seen``: leave each position's already-seen items (``seen_items``; ``causal`` says which
-        those are) out of the softmax, full or sampled."""
+        """``exclude_seen``: leave each position's already-seen items (``seen_items``: what a next-event model has
+        read up to the position, what a masked one sees in the window) out of the softmax, full or sampled."""
         super().__init__()
         if exclude_seen and rerank_loss is not None:
             raise ValueError("exclude_seen applies to the softmax losses, not to the rerank losses")
-        self.rerank_loss, self.exclude_seen, self.causal = rerank_loss, exclude_seen, causal
+        self.rerank_loss, self.exclude_seen = rerank_loss, exclude_seen
         self.model = model
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
@@ -178,7 +177,8 @@ class ItemLoss(torch.nn.Module):
         targets = labels[labelled]
         excluded = None
         if self.exclude_seen:
-            excluded = seen_items(input_ids, labelled, targets, self.item_offset, self.num_items, self.causal)
+            causal = model_objective(self.model) == "next"
+            excluded = seen_items(input_ids, labelled, targets, self.item_offset, self.num_items, causal)
         if self.rerank_loss is not None:
             return candidate_loss(
                 self.model,

@@ -94,7 +94,6 @@ def main(argv: list[str] | None = None) -> dict:
         item_log_frequency=log_frequency,
         num_uniform_negatives=model_args.num_negatives,
         exclude_seen=model_args.loss_excludes_seen,
-        causal=objective_name == "next",
     )
     objective = Objective(
         objective_name,
