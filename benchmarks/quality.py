@@ -18,6 +18,7 @@ sign-flip permutation test over users. Runs are cached per (dataset, protocol, m
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import json
 import os
@@ -249,12 +250,11 @@ class Benchmark:
             row[setting]["coverage@10"] = coverage_of(top10, self.catalogue)
             row[setting]["popularity@10"] = popularity_of(top10, self.split.train)
         row["valid_ndcg@10"] = mean_std([r[self.valid_key]["ndcg@10"] for r in runs])
-        per_user = {
+        # per-user figures (the paired tests' input) are written by _save, to their own compressed file beside the
+        # results, if this row is the one kept; so a row's claims can be re-tested after the work folder is gone
+        row["per_user"] = {
             setting: _mean_per_user([r[f"details_{setting}"] for r in runs]) for setting in ("excluded", "plain")
         }
-        # per-user figures (the paired tests' input) go to their own compressed file beside the results, so a
-        # row's claims can be re-tested in a later session whose work folder is gone
-        write_per_user(per_user_file(self.dataset, self.protocol, model), per_user)
         training = [r.get("training", {}) for r in runs]
         row["training"] = {
             key: mean_std([t[key] for t in training if t.get(key) is not None])
@@ -370,32 +370,65 @@ def _grid_pair(text: str) -> tuple[str, list[str]]:
 
 
 def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
-    """Add or replace one model's row; rows of other models (perhaps written by another run) are kept."""
-    saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-    row["command"] = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
-    rows = {r["model"]: r for r in saved["rows"]} | {row["model"]: row}
-    for kept in rows.values():
-        kept.pop("per_user_ndcg@10", None)  # from result files written before per-user figures moved out
-    order = {m: i for i, m in enumerate(MODELS)}
-    rows = sorted(rows.values(), key=lambda r: order[r["model"]])
-    result = {
-        "dataset": bench.dataset,
-        "protocol": bench.protocol,
-        "split": bench.split.stats,
-        "test_users": bench.split.test.height,
-        "catalogue_items": bench.catalogue,
-        "max_events": bench.spec.max_events,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.cpu_threads} torch thread(s) per run",
-        "commands": sorted({r["command"] for r in rows if "command" in r}),
-        "rows": rows,
-        "headline": bench.headline,
-        "comparisons": comparisons(rows, bench.headline, bench.dataset, bench.protocol),
-    }
+    """Merge one model's row into the result file, under a lock so that commands finishing together on the same
+    dataset cannot drop each other's rows."""
+    per_user = row.pop("per_user")
+    command = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
+    row["command"] = command
+    for trial in row["configurations_tried"]:
+        trial["command"] = command
     RESULTS.mkdir(parents=True, exist_ok=True)
-    temp = out.with_suffix(".tmp")
-    temp.write_text(json.dumps(result, indent=1) + "\n")
-    temp.replace(out)
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+        rows, kept = merge_row(saved["rows"], row)
+        if kept is row:
+            write_per_user(per_user_file(bench.dataset, bench.protocol, row["model"]), per_user)
+        result = {
+            "dataset": bench.dataset,
+            "protocol": bench.protocol,
+            "split": bench.split.stats,
+            "test_users": bench.split.test.height,
+            "catalogue_items": bench.catalogue,
+            "max_events": bench.spec.max_events,
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.cpu_threads} torch thread(s) per run",
+            "commands": sorted({r["command"] for r in rows if "command" in r}),
+            "rows": rows,
+            "headline": bench.headline,
+            "comparisons": comparisons(rows, bench.headline, bench.dataset, bench.protocol),
+        }
+        temp = out.with_suffix(".tmp")
+        temp.write_text(json.dumps(result, indent=1) + "\n")
+        temp.replace(out)
+
+
+def merge_row(saved: list[dict], row: dict) -> tuple[list[dict], dict]:
+    """The table's rows with ``row`` merged in, and the row kept for its model.
+
+    A model's row is selected on validation across every configuration any command has tried for it, not only
+    the latest command's: a one-seed exploration that validates worse must not replace a three-seed row. The
+    kept row's ``configurations_tried`` logs all of them. Rows without a grid (baselines, peers) are replaced.
+    """
+    previous = next((r for r in saved if r["model"] == row["model"]), None)
+    kept = row
+    if previous is not None and previous.get("configurations_tried") and row["configurations_tried"]:
+
+        def rank(candidate: dict) -> tuple[float, int]:
+            return max(t["valid_ndcg@10"] for t in candidate["configurations_tried"]), candidate["seeds"]
+
+        kept = previous if rank(previous) > rank(row) else row
+        trials = {}
+        for trial in previous["configurations_tried"]:  # logged before trials named their command
+            trial.setdefault("command", previous.get("command", ""))
+        for trial in previous["configurations_tried"] + row["configurations_tried"]:  # newest wins a repeat
+            trials[(config_id(trial["config"]), trial["command"])] = trial
+        kept["configurations_tried"] = list(trials.values())
+    for other in saved:
+        other.pop("per_user_ndcg@10", None)  # from result files written before per-user figures moved out
+    order = {m: i for i, m in enumerate(MODELS)}
+    rows = [r for r in saved if r["model"] != row["model"]] + [kept]
+    return sorted(rows, key=lambda r: order[r["model"]]), kept
 
 
 def write_report() -> str:

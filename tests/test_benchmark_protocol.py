@@ -58,3 +58,33 @@ def test_data_flags_rebuild_the_same_arguments():
             arguments = quality_protocol.data_arguments(spec, Path(f"/data/{name}.parquet"), protocol)
             (parsed,) = parse_args((DataArguments,), quality_protocol.data_flags(arguments))
             assert parsed == arguments
+
+
+def _row(model, seeds, trials, command):
+    tried = [{"config": {"dropout": d}, "valid_ndcg@10": v, "command": command} for d, v in trials]
+    return {"model": model, "seeds": seeds, "configurations_tried": tried, "command": command}
+
+
+def test_a_worse_exploration_does_not_replace_the_selected_row():
+    import quality
+
+    three_seeds = _row("sasrec", 3, [("0.2", 0.12), ("0.5", 0.11)], "full")
+    other_model = {"model": "markov", "command": "baseline"}
+    exploration = _row("sasrec", 1, [("0.3", 0.115)], "explore")
+    rows, kept = quality.merge_row([other_model, three_seeds], exploration)
+    assert kept is three_seeds and [r["model"] for r in rows] == ["markov", "sasrec"]
+    # every configuration either command tried stays logged with its command
+    assert {(t["config"]["dropout"], t["command"]) for t in kept["configurations_tried"]} == {
+        ("0.2", "full"),
+        ("0.5", "full"),
+        ("0.3", "explore"),
+    }
+    better = _row("sasrec", 1, [("0.1", 0.13)], "better")
+    rows, kept = quality.merge_row(rows, better)
+    assert kept is better and len(kept["configurations_tried"]) == 4 and len(rows) == 2
+    # on a validation tie the row with more seeds stays; a baseline row is simply replaced
+    assert quality.merge_row(rows, _row("sasrec", 3, [("0.1", 0.13)], "seeds"))[1]["seeds"] == 3
+    rerun = _row("sasrec", 1, [("0.1", 0.13)], "again")
+    assert quality.merge_row(rows, rerun)[1] is rerun  # a full tie: the newest run
+    fresh = {"model": "markov", "command": "new", "configurations_tried": []}
+    assert quality.merge_row(rows, fresh)[1] is fresh
