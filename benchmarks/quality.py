@@ -1,6 +1,6 @@
 """Quality benchmark: bertrec, classical baselines and RecBole side by side under one protocol.
 
-python benchmarks/quality.py --dataset ml-100k --models popular markov lstm sasrec sasrec-rope bert4rec \\
+python benchmarks/quality.py --dataset ml-100k --models popular markov recent lstm sasrec sasrec-rope bert4rec \\
     bertrec-next bertrec-masked recbole-sasrec recbole-bert4rec recbole-gru4rec
 python benchmarks/quality.py --dataset ml-100k --protocol temporal --models popular markov sasrec bertrec-next
 python benchmarks/quality.py --report            # all results -> benchmarks/results/quality.md
@@ -62,7 +62,8 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-masked": ("bert", None, ["--mask_prob", "0.2"]),
 }
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
-MODELS = ("popular", "markov", "lstm", *BERTREC_MODELS, *RECBOLE_MODELS)
+BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
+MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *RECBOLE_MODELS)
 PROTOCOLS = {"loo": "leave-one-out", "temporal": "global temporal split", "target": "next purchase (leave-one-out)"}
 DEFAULT_GRID = {"dropout": ["0.2", "0.5"]}
 
@@ -155,7 +156,7 @@ class Benchmark:
 
     # baselines -------------------------------------------------------------------------------------------
     def baseline_run(self, model: str) -> dict:
-        from bertrec.baselines import markov_scorer, popularity_scorer
+        from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
         from bertrec.tokenization import EventTokenizer
 
         run_dir = self.root / model / "default-seed0"
@@ -166,6 +167,8 @@ class Benchmark:
             action = self.spec.target_action if self.protocol == "target" else None
             if model == "popular":
                 score = popularity_scorer(tokenizer, self.split.train, action)
+            elif model == "recent":
+                score = recent_items_scorer(tokenizer, self.split.train)
             else:
                 score = markov_scorer(tokenizer, self.split.train)
             evaluation = evaluate_both(score, tokenizer, self.split, "next")
@@ -221,7 +224,7 @@ class Benchmark:
     # rows ------------------------------------------------------------------------------------------------
     def row(self, model: str, seeds: list[int], grid: dict[str, list[str]], extra: list[str]) -> dict:
         """Select a configuration on validation (first seed), then run the other seeds of the chosen one."""
-        if model in ("popular", "markov"):
+        if model in BASELINES:
             return self.summarise(model, [self.baseline_run(model)], tried=[])
         if model in RECBOLE_MODELS:
             return self.summarise(model, [self.recbole_run(model)], tried=[])

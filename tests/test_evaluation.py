@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from bertrec.baselines import markov_scorer, popularity_scorer
+from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
 from bertrec.data.sequences import build_sequences
 from bertrec.data.splits import LeakageError, leave_one_out
 from bertrec.evaluation import evaluate_scorer
@@ -31,6 +31,21 @@ def test_markov_scores_follow_transitions(split):
     one_user = split.test.filter(pl.col("user_id") == "u1")  # last item x; x was never followed in training
     metrics = evaluate_scorer(markov_scorer(tokenizer, split.train), tokenizer, one_user, ks=(1,))
     assert metrics["hr@1"] == 1.0  # falls back to popularity: a
+
+
+def test_recent_items_rank_the_users_own_items_latest_first(split):
+    tokenizer = EventTokenizer.build(split.train, layout="item")
+    score = recent_items_scorer(tokenizer, split.train)
+    metrics = evaluate_scorer(score, tokenizer, split.test, ks=(1, 4), details=True)
+    names = {tuple(tokenizer.spec.items[i] for i in row) for row in metrics["details"]["top_items"]}
+    # u1 saw a b c a x (x unknown): a, c, b, then d by popularity; u2 saw a b c d b: b, d, c, a
+    assert names == {("a", "c", "b", "d"), ("b", "d", "c", "a")}
+    assert metrics["hr@1"] == 0.5  # u1's target a is its latest known item; u2's is unknown
+    excluded = evaluate_scorer(score, tokenizer, split.test, ks=(1,), exclude_seen=True)
+    popular = evaluate_scorer(
+        popularity_scorer(tokenizer, split.train), tokenizer, split.test, ks=(1,), exclude_seen=True
+    )
+    assert excluded["ndcg@1"] == popular["ndcg@1"]  # with seen items excluded it is the popularity ranking
 
 
 def test_coverage_and_per_user_details(split):

@@ -409,7 +409,7 @@ def test_leave_one_out_tests_the_last_event_and_partitions_the_events(events, ma
         assert_example(split.valid, user, seq[-2], seq[:-2])  # validation: the second-last
         assert train == [e["event_index"] for e in seq[:-2]]
         test_event = seq[-1]["event_index"]
-        assert test_event not in train and test_event not in indices(split.valid, user)
+        assert test_event not in (train or []) and test_event not in indices(split.valid, user)
         assert seq[-2]["event_index"] not in train
         seen += [*train, seq[-2]["event_index"], test_event]
     # train events + validation targets + test targets: every (kept) event exactly once
@@ -425,7 +425,7 @@ def test_target_action_split_holds_out_the_last_two_events_of_that_action(events
     for user, seq in expected.items():
         buys = [p for p, e in enumerate(seq) if e["action"] == "buy"]
         if len(buys) >= 2 and buys[-2] >= 1:
-            evaluable[user] = (buys[-2], buys[-1])
+            evaluable[user] = (buys[-3] + 1 if len(buys) >= 3 else 0, buys[-2], buys[-1])
     if not evaluable:
         with pytest.raises(ValueError, match="no user has two 'buy' events"):
             leave_one_out(sequences, target_action="buy")
@@ -433,18 +433,22 @@ def test_target_action_split_holds_out_the_last_two_events_of_that_action(events
     split = leave_one_out(sequences, target_action="buy")
     check_no_leakage(split)
     assert sorted(split.test["user_id"]) == sorted(evaluable) == sorted(split.valid["user_id"])
+    held_out = 0
     for user, seq in expected.items():
         train = indices(split.train, user)
         if user not in evaluable:
             assert train == [e["event_index"] for e in seq]
             continue
-        valid_at, test_at = evaluable[user]
+        train_end, valid_at, test_at = evaluable[user]
         assert_example(split.test, user, seq[test_at], seq[:test_at])
         assert_example(split.valid, user, seq[valid_at], seq[:valid_at])
-        assert train == [e["event_index"] for e in seq[:valid_at]]  # nothing at or after the validation target
+        # up to the buy before the validation target: a validation history ends with untrained events
+        assert train == ([e["event_index"] for e in seq[:train_end]] if train_end else None)  # no empty rows
+        held_out += valid_at - train_end
         test_event = seq[test_at]["event_index"]
-        assert test_event not in train and test_event not in indices(split.valid, user)
+        assert test_event not in (train or []) and test_event not in indices(split.valid, user)
         assert all(e["action"] != "buy" for e in seq[test_at + 1 :])  # the test target is the user's last buy
+    assert split.stats["held_out_events"] == held_out
 
 
 FRACTIONS = st.sampled_from([0.1, 0.2, 0.3, 0.45])

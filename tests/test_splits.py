@@ -98,14 +98,20 @@ def test_target_action_split_holds_out_the_last_two_events_of_that_action():
         ("u", "c", "view", 5.0), ("u", "c", "purchase", 6.0), ("u", "d", "view", 7.0),
         ("w", "a", "purchase", 1.0), ("w", "b", "view", 2.0), ("w", "c", "purchase", 3.0),  # first buy: no history
         ("x", "a", "view", 1.0), ("x", "b", "purchase", 2.0),  # one purchase: trains only
+        ("y", "e", "view", 1.0), ("y", "e", "purchase", 2.0), ("y", "f", "view", 3.0), ("y", "f", "purchase", 4.0),
     ]  # fmt: skip
     split = leave_one_out(build_sequences(make_events(rows)), target_action="purchase")
-    assert split.test["user_id"].to_list() == ["u"] == split.valid["user_id"].to_list()
-    test, valid = split.test.row(0, named=True), split.valid.row(0, named=True)
-    assert (test["target_item_id"], test["item_id"]) == ("c", ["a", "a", "b", "b", "c"])
-    assert (valid["target_item_id"], valid["item_id"]) == ("b", ["a", "a", "b"])
+    assert sorted(split.test["user_id"]) == ["u", "y"] == sorted(split.valid["user_id"])
+    test = {r["user_id"]: r for r in split.test.iter_rows(named=True)}
+    valid = {r["user_id"]: r for r in split.valid.iter_rows(named=True)}
+    assert (test["u"]["target_item_id"], test["u"]["item_id"]) == ("c", ["a", "a", "b", "b", "c"])
+    assert (valid["u"]["target_item_id"], valid["u"]["item_id"]) == ("b", ["a", "a", "b"])
+    assert (valid["y"]["target_item_id"], valid["y"]["item_id"]) == ("e", ["e"])
     train = dict(zip(split.train["user_id"], split.train["item_id"].to_list()))
-    assert train == {"u": ["a", "a", "b"], "w": ["a", "b", "c"], "x": ["a", "b"]}  # nothing at/after valid target
+    # evaluated users train up to their purchase before the validation target, so a validation history ends
+    # with events never trained on (u's view of b; y's view of e), as a test history does; y trains on nothing
+    assert train == {"u": ["a", "a"], "w": ["a", "b", "c"], "x": ["a", "b"]}
+    assert split.stats["held_out_events"] == 2
     assert split.stats["train_only_users"] == 2
     with pytest.raises(ValueError, match="no user has two 'buy' events"):
         leave_one_out(build_sequences(make_events(rows)), target_action="buy")

@@ -17,7 +17,7 @@ import yaml
 
 from bertrec.args import ConfigError
 from bertrec.atomic import atomic_write_text
-from bertrec.baselines import markov_scorer, popularity_scorer
+from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, clean_events
 from bertrec.data.readers import read_events
 from bertrec.data.schema import ColumnMapping, EventDataError
@@ -279,8 +279,13 @@ def print_test_table(name: str, metrics: dict, ks: list[int], heading: str) -> N
 
 
 def evaluate_baselines(tokenizer: EventTokenizer, split: Split, target_action: str | None, **eval_kwargs) -> dict:
-    """Popularity and Markov (and, for a target action, that action's popularity) on validation and test."""
-    scorers = {"popularity": popularity_scorer(tokenizer, split.train), "markov": markov_scorer(tokenizer, split.train)}
+    """Popularity, Markov and recent items (and, for a target action, that action's popularity) on validation
+    and test."""
+    scorers = {
+        "popularity": popularity_scorer(tokenizer, split.train),
+        "markov": markov_scorer(tokenizer, split.train),
+        "recent items": recent_items_scorer(tokenizer, split.train),
+    }
     if target_action:
         scorers[f"popularity ({target_action})"] = popularity_scorer(tokenizer, split.train, target_action)
     return {
