@@ -15,11 +15,10 @@ import sys
 import numpy as np
 import polars as pl
 import torch
+from quality_protocol import load_saved_run
 
 from bertrec.evaluation import evaluate_scorer, model_scorer
-from bertrec.modeling import load_model, model_objective
 from bertrec.recipes.prepare import load_split
-from bertrec.tokenization import EventTokenizer
 
 
 def describe_split(split) -> None:
@@ -40,9 +39,7 @@ def describe_split(split) -> None:
 
 
 def hit_at_1_by_case(run: str, split) -> None:
-    model, tokenizer = load_model(run).eval(), EventTokenizer.load(run)
-    objective = model_objective(model)
-    action = split.stats["protocol"].rsplit(" ", 1)[-1] if "action" in tokenizer.spec.fields else None
+    model, tokenizer, objective, action = load_saved_run(run)  # the prompts quality.py evaluated it with
     trained = split.train.select("user_id", trained_items="item_id")
     print(run)
     for part, examples in (("valid", split.valid), ("test", split.test)):

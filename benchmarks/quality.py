@@ -29,8 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from bertrec.integrity import is_complete
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,6 +40,7 @@ from quality_protocol import (  # noqa: E402
     data_flags,
     evaluate_both,
     export_recbole,
+    load_saved_run,
     mean_std,
     paired_test,
     popularity_of,
@@ -142,16 +141,9 @@ class Benchmark:
         import torch
 
         from bertrec.evaluation import model_scorer
-        from bertrec.modeling import load_model, model_objective
-        from bertrec.recipes.common import CONFIG_FILE
-        from bertrec.tokenization import EventTokenizer
 
         torch.set_num_threads(self.threads)
-        model, tokenizer = load_model(str(run_dir)).eval(), EventTokenizer.load(run_dir)
-        objective = model_objective(model)
-        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
-        conditioned = objective == "masked" or config.get("supervise_conditioned", False)
-        action = self.spec.target_action if self.protocol == "target" and conditioned else None
+        model, tokenizer, objective, action = load_saved_run(run_dir)
         return evaluate_both(model_scorer(model, tokenizer), tokenizer, self.split, objective, action=action)
 
     # baselines -------------------------------------------------------------------------------------------

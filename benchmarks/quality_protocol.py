@@ -151,6 +151,24 @@ def export_recbole(split: Split, folder: Path) -> Path:
     return folder
 
 
+def load_saved_run(run_dir: Path):
+    """A trained run folder as (model, tokenizer, objective, prompt action).
+
+    The prompt carries the run's target action only where the model was trained to read it (a masked model, or
+    a next-event one with ``--supervise_conditioned``); otherwise the action would be a token it never learnt.
+    """
+    import yaml
+
+    from bertrec.modeling import load_model, model_objective
+    from bertrec.recipes.common import CONFIG_FILE
+
+    model, tokenizer = load_model(str(run_dir)).eval(), EventTokenizer.load(run_dir)
+    objective = model_objective(model)
+    config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
+    conditioned = objective == "masked" or config.get("supervise_conditioned", False)
+    return model, tokenizer, objective, config.get("target_action") if conditioned else None
+
+
 EVALUATION_VERSION = 2  # bump when evaluate_both changes; older evaluation files are recomputed
 
 

@@ -24,6 +24,12 @@ def item_counts(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, action
     return np.bincount(index[index >= 0], minlength=tokenizer.num_items).astype(np.float64)
 
 
+def _popularity_below_one(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> torch.Tensor:
+    """Training popularity scaled below one event: orders the items a baseline's own signal leaves tied."""
+    counts = item_counts(tokenizer, train_sequences)
+    return torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
+
+
 def popularity_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, action: str | None = None) -> ScoreFn:
     """Every user gets the training popularity ranking (of ``action`` events, e.g. best sellers, when given)."""
     counts = torch.as_tensor(item_counts(tokenizer, train_sequences, action), dtype=torch.float32)
@@ -40,8 +46,7 @@ def markov_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> S
     Popularity, scaled below one transition, breaks ties, so users whose last item has few successors still
     get a sensible ranking instead of a block of ties.
     """
-    counts = item_counts(tokenizer, train_sequences)
-    tie_break = torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
+    tie_break = _popularity_below_one(tokenizer, train_sequences)
     items = tokenizer.item_indices(train_sequences["item_id"].explode())
     lengths = train_sequences["item_id"].list.len().to_numpy().astype(np.int64)
     same_user = np.repeat(np.arange(len(lengths)), lengths)
@@ -70,8 +75,7 @@ def recent_items_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame
     purchase the last browsed brand is the one bought about two times in three. With seen items excluded it
     is the popularity ranking.
     """
-    counts = item_counts(tokenizer, train_sequences)
-    below_one = torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
+    below_one = _popularity_below_one(tokenizer, train_sequences)
 
     def score(batch: EvalBatch) -> torch.Tensor:
         scores = below_one.expand(len(batch.targets), -1).clone()

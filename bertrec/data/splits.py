@@ -96,15 +96,16 @@ def action_leave_one_out(sequences: pl.DataFrame, action: str) -> Split:
     head = evaluable.with_columns([pl.col(c).list.head(pl.col("_train_end")) for c in SEQUENCE_LIST_COLUMNS])
     head = head.filter(pl.col("_train_end") > 0).drop("_targets", "_train_end")
     held_out = evaluable.select((valid_at - pl.col("_train_end")).sum()).item()
+    evaluable = evaluable.drop("_train_end")
     split = Split(
         train=pl.concat([head, train_only]),
-        valid=_examples(evaluable.drop("_train_end"), valid_at),
-        test=_examples(evaluable.drop("_train_end"), test_at),
+        valid=_examples(evaluable, valid_at),
+        test=_examples(evaluable, test_at),
         stats={
             "protocol": f"leave_one_out, target action {action}",
             "evaluated_users": evaluable.height,
             "train_only_users": train_only.height,
-            "held_out_events": int(held_out or 0),
+            "held_out_events": int(held_out),
         },
     )
     check_no_leakage(split)
