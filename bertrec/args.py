@@ -120,6 +120,13 @@ class ModelArguments:
             "except the target: trains as --exclude_seen ranks. For logs where users rarely repeat an item."
         },
     )
+    logit_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Train on cosine item logits divided by this (e.g. 0.05) instead of raw dot products; item "
+            "embeddings stay at unit norm, so the saved model ranks as trained. Not with FSDP."
+        },
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
 
 

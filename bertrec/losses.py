@@ -16,10 +16,12 @@ def full_softmax_loss(
     item_offset: int,
     num_items: int,
     excluded: torch.Tensor | None = None,
+    temperature: float | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``; items marked
-    in ``excluded [n, num_items]`` (never a row's own target) are left out of that row's softmax."""
-    logits = item_logits(model, features, item_offset, num_items).float()
+    in ``excluded [n, num_items]`` (never a row's own target) are left out of that row's softmax.
+    ``temperature``: cosine logits (``item_logits``)."""
+    logits = item_logits(model, features, item_offset, num_items, temperature=temperature).float()
     if excluded is not None:
         logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, targets)
@@ -68,6 +70,7 @@ def sampled_softmax_loss(
     num_uniform: int,
     generator: torch.Generator | None = None,
     excluded: torch.Tensor | None = None,
+    temperature: float | None = None,
 ) -> torch.Tensor:
     """Softmax over the batch's targets plus ``num_uniform`` uniform items, with logQ correction.
 
@@ -81,7 +84,8 @@ def sampled_softmax_loss(
     candidates, inverse = torch.unique(torch.cat([targets, uniform]), return_inverse=True)
     labels = inverse[: targets.numel()]
     expected = targets.numel() * item_log_frequency[candidates].exp() + num_uniform / num_items
-    logits = item_logits(model, features, item_offset, num_items, items=candidates).float() - expected.log()
+    logits = item_logits(model, features, item_offset, num_items, items=candidates, temperature=temperature)
+    logits = logits.float() - expected.log()
     if excluded is not None:
         logits = logits.masked_fill(excluded[:, candidates], float("-inf"))
     return F.cross_entropy(logits, labels)
@@ -151,18 +155,36 @@ class ItemLoss(torch.nn.Module):
         num_uniform_negatives: int = 0,
         rerank_loss: str | None = None,
         exclude_seen: bool = False,
+        temperature: float | None = None,
     ):
         """``exclude_seen``: leave each position's already-seen items (``seen_items``: what a next-event model has
-        read up to the position, what a masked one sees in the window) out of the softmax, full or sampled."""
+        read up to the position, what a masked one sees in the window) out of the softmax, full or sampled.
+
+        ``temperature``: train on cosine logits divided by it (``item_logits``). Bounded logits with a small
+        temperature weigh hard negatives more than raw dot products, whose scale the model can inflate instead of
+        ranking better. The item rows are set to unit norm here and after every optimizer step
+        (``after_optimizer_step``), so the saved stock model, which ranks by raw dot products, ranks as trained.
+        """
         super().__init__()
-        if exclude_seen and rerank_loss is not None:
-            raise ValueError("exclude_seen applies to the softmax losses, not to the rerank losses")
-        self.rerank_loss, self.exclude_seen = rerank_loss, exclude_seen
+        if (exclude_seen or temperature is not None) and rerank_loss is not None:
+            raise ValueError("exclude_seen and temperature apply to the softmax losses, not to the rerank losses")
+        if temperature is not None and temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.rerank_loss, self.exclude_seen, self.temperature = rerank_loss, exclude_seen, temperature
         self.model = model
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
         sampled = item_log_frequency is not None
         self.register_buffer("item_log_frequency", item_log_frequency if sampled else torch.zeros(0), persistent=False)
+        self.after_optimizer_step()
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Under ``temperature``: put the item rows of the tied embedding back on the unit sphere."""
+        if self.temperature is None:
+            return
+        rows = self.model.get_output_embeddings().weight[self.item_offset : self.item_offset + self.num_items]
+        rows.div_(rows.norm(dim=1, keepdim=True).clamp(min=1e-12))
 
     def forward(
         self,
@@ -200,5 +222,8 @@ class ItemLoss(torch.nn.Module):
                 self.num_uniform_negatives,
                 generator,
                 excluded,
+                self.temperature,
             )
-        return full_softmax_loss(self.model, features, targets, self.item_offset, self.num_items, excluded)
+        return full_softmax_loss(
+            self.model, features, targets, self.item_offset, self.num_items, excluded, self.temperature
+        )

@@ -138,14 +138,20 @@ def item_logits(
     item_offset: int,
     num_items: int,
     items: torch.Tensor | None = None,
+    temperature: float | None = None,
 ) -> torch.Tensor:
     """Logits of item tokens from head features: all items, or only the item indices in ``items``.
 
     The output layer's own weight and bias rows for the item tokens, so the scores equal the stock model's
-    logits at the item token ids (to float rounding); non-item rows are never computed.
+    logits at the item token ids (to float rounding); non-item rows are never computed. With ``temperature``:
+    the cosine similarity of features and item rows divided by it (the bias unused), as a model trained with
+    ``ItemLoss(temperature=...)`` is trained; its item rows are kept at unit norm, so for each input the stock
+    logits rank items exactly as these do.
     """
     weight, bias = output_weight_and_bias(model)
     rows = slice(item_offset, item_offset + num_items) if items is None else items + item_offset
+    if temperature is not None:
+        return F.linear(F.normalize(features, dim=-1), F.normalize(weight[rows], dim=-1)) / temperature
     return F.linear(features, weight[rows], None if bias is None else bias[rows])
 
 

@@ -230,8 +230,9 @@ def train(
     # the scheduler is a pure function of the step: kept out of accelerate (which would step it once per
     # process) and fast-forwarded on resume instead of being unpickled
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+    item_loss = accelerator.unwrap_model(loss_module)
     if args.torch_compile:  # the backbone only: batches vary in length, and the loss indexes labelled positions
-        backbone = accelerator.unwrap_model(loss_module).model.base_model
+        backbone = item_loss.model.base_model
         backbone.forward = torch.compile(backbone.forward, dynamic=True)
     state = {
         "global_step": 0,
@@ -284,6 +285,7 @@ def train(
             if args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(loss_module.parameters(), args.max_grad_norm)
             optimizer.step()
+            item_loss.after_optimizer_step()
             scheduler.step()
             optimizer.zero_grad()
             state["global_step"] += 1
@@ -304,7 +306,7 @@ def train(
     progress.close()
     best = checkpoint_root / BEST_DIR / "model.safetensors"
     if best.is_file():
-        _load_best(accelerator.unwrap_model(loss_module).model, best)
+        _load_best(item_loss.model, best)
     accelerator.wait_for_everyone()
     return state
 

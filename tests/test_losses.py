@@ -89,3 +89,34 @@ def test_seen_items_in_chunks_equal_one_pass(monkeypatch):
         assert torch.equal(seen_items(ids, labelled, targets, 5, 20, causal), whole)
         monkeypatch.setattr(bertrec.losses, "_SEEN_ROWS_PER_CHUNK", 4096)
         assert whole.any() and not whole.all()
+
+
+def test_cosine_logits_train_unit_item_rows_that_the_stock_head_ranks_as_trained():
+    model = tiny_model().eval()
+    special_rows = model.lm_head.weight[:10].detach().clone()
+    loss_module = ItemLoss(model, item_offset=10, num_items=50, temperature=0.05)
+    item_rows = model.lm_head.weight[10:60]
+    assert torch.allclose(item_rows.norm(dim=1), torch.ones(50), atol=1e-6)  # set at construction
+    ids = torch.tensor([[12, 13, 14, 15]])
+    labels = torch.tensor([[-100, -100, 7, -100]])
+    mask = torch.ones_like(ids)
+    features = head_features(model, backbone_hidden(model, ids, mask)[0, 2:3])
+    cosine = F.normalize(features, dim=-1) @ F.normalize(item_rows, dim=-1).T
+    assert torch.allclose(loss_module(ids, mask, labels), F.cross_entropy(cosine / 0.05, torch.tensor([7])), atol=1e-5)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
+    loss_module(ids, mask, labels).backward()
+    optimizer.step()
+    assert not torch.allclose(model.lm_head.weight[10:60].norm(dim=1), torch.ones(50), atol=1e-3)  # the step moved them
+    loss_module.after_optimizer_step()
+    assert torch.allclose(model.lm_head.weight[10:60].norm(dim=1), torch.ones(50), atol=1e-6)
+    assert model.transformer.wte.weight is model.lm_head.weight  # still tied: the input embedding is the same
+    assert torch.equal(model.lm_head.weight[:10], special_rows)  # the projection leaves non-item rows alone
+    with torch.no_grad():
+        features = head_features(model, backbone_hidden(model, ids, mask)[0, 2:3])
+        stock = model(input_ids=ids).logits[0, 2, 10:60]
+        trained = item_logits(model, features, 10, 50, temperature=0.05)[0]
+    assert torch.equal(stock.argsort(descending=True), trained.argsort(descending=True))
+    sampled = ItemLoss(model, item_offset=10, num_items=50, item_log_frequency=torch.full((50,), -3.9),
+                       num_uniform_negatives=50, temperature=0.05)  # fmt: skip
+    assert torch.isfinite(sampled(ids, mask, labels, torch.Generator().manual_seed(0)))

@@ -217,3 +217,18 @@ def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretraine
         load_file(pretrained["gpt2"]["dir"] / "model.safetensors"),
     )
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
+
+
+def test_cosine_temperature_trains_unit_item_embeddings_that_are_saved(pretrained, tmp_path):
+    """--logit_temperature changes what the model learns and leaves unit-norm item rows in the saved model."""
+    from bertrec.recipes.pretrain import main
+
+    first = pretrained["gpt2"]
+    folder = tmp_path / "cosine"
+    run = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--logit_temperature", "0.1", "--output_dir", str(folder)])
+    curve = [h["ndcg@10"] for h in run["training"]["history"]]
+    assert curve != [h["ndcg@10"] for h in first["metrics"]["training"]["history"]]
+    tokenizer = EventTokenizer.load(folder)
+    rows = load_model(str(folder)).get_output_embeddings().weight[tokenizer.item_offset :][: tokenizer.num_items]
+    assert torch.allclose(rows.norm(dim=1), torch.ones(tokenizer.num_items), atol=1e-5)
+    assert yaml.safe_load((folder / CONFIG_FILE).read_text())["logit_temperature"] == 0.1

@@ -11,8 +11,10 @@ import time
 
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
 
 from bertrec.args import (
+    ConfigError,
     DataArguments,
     EvalArguments,
     HubArguments,
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
         layout=(tok_args.layout, tuple(LAYOUTS)),
         loss=(model_args.loss, ("full", "sampled")),
     )
+    if model_args.logit_temperature is not None and accelerator.distributed_type == DistributedType.FSDP:
+        # FSDP shards the embedding, and the unit-norm projection after each step reads whole item rows
+        raise ConfigError("--logit_temperature does not run under FSDP; use DDP or one process")
     data = prepare_data(data_args)
     split = data.split
     tokenizer = make_tokenizer(tok_args, split)
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         item_log_frequency=log_frequency,
         num_uniform_negatives=model_args.num_negatives,
         exclude_seen=model_args.loss_excludes_seen,
+        temperature=model_args.logit_temperature,
     )
     objective = Objective(
         objective_name,
