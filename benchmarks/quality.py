@@ -3,6 +3,8 @@
 python benchmarks/quality.py --dataset ml-100k --models popular markov recent lstm sasrec sasrec-rope bert4rec \\
     bertrec-next bertrec-masked recbole-sasrec recbole-bert4rec recbole-gru4rec
 python benchmarks/quality.py --dataset ml-100k --protocol temporal --models popular markov sasrec bertrec-next
+python benchmarks/quality.py --dataset tmall-2014-brand --protocol target --models sasrec-ft \
+    --grid dropout=0.5 ft_method=full,lora ft_learning_rate=2e-4   # pretrain (cached), then fine-tune on buys
 python benchmarks/quality.py --report            # all results -> benchmarks/results/quality.md
 
 Protocol (``quality_protocol.py``): leave-one-out (or a global temporal split, or "next purchase" on a target
@@ -60,9 +62,13 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-next-rope": ("gpt_neox", None, []),  # rotary: an offset like "the item two tokens back" is easy to learn
     "bertrec-masked": ("bert", None, ["--mask_prob", "0.2"]),
 }
+# next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
+# (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
+FINETUNED_MODELS = {"sasrec-ft": "sasrec", "bertrec-next-rope-ft": "bertrec-next-rope"}
+FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
 BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
-MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *RECBOLE_MODELS)
+MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS)
 PROTOCOLS = {"loo": "leave-one-out", "temporal": "global temporal split", "target": "next purchase (leave-one-out)"}
 DEFAULT_GRID = {"dropout": ["0.2", "0.5"]}
 
@@ -125,9 +131,39 @@ class Benchmark:
         command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint
         for name, value in config.items():
             command += [f"--{name}", value]
+        return self._train_and_evaluate(command + extra, run_dir)
+
+    def finetuned_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
+        """The base model's pretraining run for the config's other flags (cached like any), then its fine-tune
+        on the target action's prompts with the ``ft_`` flags. The wall time counts both stages."""
+        if self.protocol != "target":
+            raise SystemExit(f"{model} fine-tunes on the target action's prompts: use --protocol target")
+        base_model = FINETUNED_MODELS[model]
+        base_config = {k: v for k, v in config.items() if not k.startswith(FINETUNE_FLAG_PREFIX)}
+        base = self.bertrec_run(base_model, base_config, seed, extra)
+        run_dir = self.root / model / f"{config_id(config)}-seed{seed}"
+        evaluation = read_evaluation(run_dir)
+        if evaluation is not None:
+            return evaluation
+        command = [sys.executable, str(ROOT / "recipes" / "finetune.py")]
+        command += ["--base_model", str(self.root / base_model / f"{config_id(base_config)}-seed{seed}")]
+        command += ["--exclude_seen", self.excluded, "--seed", str(seed), "--cpu_threads", str(self.threads)]
+        command += ["--output_dir", str(run_dir), "--resume_from_checkpoint", "latest"]
+        for name, value in config.items():
+            if name.startswith(FINETUNE_FLAG_PREFIX):
+                command += [f"--{name.removeprefix(FINETUNE_FLAG_PREFIX)}", value]
+        evaluation = self._train_and_evaluate(command, run_dir)
+        training, pretraining = evaluation["training"], base["training"]
+        training["finetune_seconds"] = training.get("process_seconds")
+        for key in ("process_seconds", "wall_seconds", "seconds_to_best"):
+            training[key] = round(pretraining.get("process_seconds", 0) + training.get(key, 0), 1)
+        write_evaluation(run_dir, evaluation)
+        return evaluation
+
+    def _train_and_evaluate(self, command: list[str], run_dir: Path) -> dict:
         usage_file = run_dir / "usage.json"
         if not is_complete(run_dir):  # a complete run folder is not retrained: only its evaluation is redone
-            usage = run_child(command + extra, run_dir.parent / f"{run_dir.name}.log")
+            usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
             usage_file.write_text(json.dumps(usage) + "\n")
         usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
         evaluation = self._evaluate_saved(run_dir)
@@ -222,17 +258,18 @@ class Benchmark:
             return self.summarise(model, [self.recbole_run(model)], tried=[])
         trials = {}
         for config in grid_configs(grid):
-            if model == "lstm":
-                trials[config_id(config)] = (config, self.lstm_run(config, seeds[0]))
-            else:
-                trials[config_id(config)] = (config, self.bertrec_run(model, config, seeds[0], extra))
+            trials[config_id(config)] = (config, self.trained_run(model, config, seeds[0], extra))
         tried = [{"config": c, "valid_ndcg@10": e[self.valid_key]["ndcg@10"]} for c, e in trials.values()]
         config, first = max(trials.values(), key=lambda t: t[1][self.valid_key]["ndcg@10"])
-        runs = [first]
-        for seed in seeds[1:]:
-            run = self.lstm_run(config, seed) if model == "lstm" else self.bertrec_run(model, config, seed, extra)
-            runs.append(run)
+        runs = [first, *(self.trained_run(model, config, seed, extra) for seed in seeds[1:])]
         return self.summarise(model, runs, tried=tried, config=config)
+
+    def trained_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
+        if model == "lstm":
+            return self.lstm_run(config, seed)
+        if model in FINETUNED_MODELS:
+            return self.finetuned_run(model, config, seed, extra)
+        return self.bertrec_run(model, config, seed, extra)
 
     def summarise(self, model: str, runs: list[dict], tried: list, config: dict | None = None) -> dict:
         row = {"model": model, "seeds": len(runs), "config": config or {}, "configurations_tried": tried}
@@ -311,7 +348,7 @@ def write_per_user(path: Path, per_user: dict[str, dict[str, float]]) -> None:
 
 def comparisons(rows: list[dict], setting: str, dataset: str, protocol: str) -> list[dict]:
     """The best bertrec row against every other row: mean difference and paired p-value in ``setting``."""
-    ours = [r for r in rows if r["model"] in BERTREC_MODELS]
+    ours = [r for r in rows if r["model"] in BERTREC_MODELS or r["model"] in FINETUNED_MODELS]
     if not ours:
         return []
     best = max(ours, key=lambda r: r["valid_ndcg@10"][0])  # chosen on validation, not test
@@ -337,7 +374,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS))
     parser.add_argument("--protocol", default="loo", choices=("loo", "temporal", "target"))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    defaults = [m for m in MODELS if m not in FINETUNED_MODELS]  # fine-tunes need --protocol target
+    parser.add_argument("--models", nargs="+", default=defaults, choices=MODELS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--grid", nargs="*", default=None, help="name=v1,v2 pairs of pretrain flags to select over")
     parser.add_argument("--extra", default="", help='flags added to every bertrec run, e.g. --extra="--num_epochs 300"')

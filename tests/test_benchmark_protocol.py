@@ -88,3 +88,40 @@ def test_a_worse_exploration_does_not_replace_the_selected_row():
     assert quality.merge_row(rows, rerun)[1] is rerun  # a full tie: the newest run
     fresh = {"model": "markov", "command": "new", "configurations_tried": []}
     assert quality.merge_row(rows, fresh)[1] is fresh
+
+
+def test_a_fine_tuned_row_pretrains_once_then_fine_tunes_on_the_target_action(tmp_path, monkeypatch):
+    """``sasrec-ft``: the base run is the cached ``sasrec`` run of the same pretraining flags; the ``ft_`` flags
+    reach the fine-tune only; the fine-tuned model is asked with the target action; the time counts both."""
+    import quality
+    import yaml
+
+    rng = np.random.default_rng(0)
+    lines = ["user_id,brand_id,type,visit_datetime"]
+    for user in range(40):
+        for day in range(1, 6):
+            brands = rng.choice(12, size=3, replace=False)
+            lines += [f"{user},{brand},0,6-{day}" for brand in brands] + [f"{user},{brands[-1]},1,6-{day}"]
+    (tmp_path / "shop.csv").write_text("\n".join(lines) + "\n")
+    spec = quality_protocol.DatasetSpec("shop.csv", "tmall", 10, target_action="buy", headline="plain")
+    monkeypatch.setattr(quality_protocol, "DATA_ROOT", tmp_path)
+    monkeypatch.setitem(quality_protocol.DATASETS, "tiny-shop", spec)
+    monkeypatch.setitem(quality.DATASETS, "tiny-shop", spec)
+    bench = quality.Benchmark("tiny-shop", "target", tmp_path / "work", threads=1, budget=60)
+    grid = {"num_epochs": ["2"], "ft_method": ["full"], "ft_num_epochs": ["1"]}
+    row = bench.row("sasrec-ft", [0], grid, extra=[])
+
+    runs = tmp_path / "work" / "tiny-shop" / "target"
+    base_dir = runs / "sasrec" / "num_epochs2-seed0"
+    tuned_dir = runs / "sasrec-ft" / "num_epochs2-ft_methodfull-ft_num_epochs1-seed0"
+    tuned_config = yaml.safe_load((tuned_dir / "bertrec_config.yaml").read_text())
+    base_config = yaml.safe_load((base_dir / "bertrec_config.yaml").read_text())
+    assert tuned_config["base_model"] == str(base_dir) and tuned_config["method"] == "full"
+    assert tuned_config["num_epochs"] == 1 and base_config["num_epochs"] == 2  # each stage got its own flags
+    assert quality_protocol.load_saved_run(tuned_dir)[3] == "buy"  # fine-tuned prompts end with the action
+    assert quality_protocol.load_saved_run(base_dir)[3] is None  # an item-only next-event model: no action
+    base = quality.read_evaluation(base_dir)["training"]
+    training = quality.read_evaluation(tuned_dir)["training"]
+    assert training["process_seconds"] == pytest.approx(base["process_seconds"] + training["finetune_seconds"], abs=0.2)
+    assert row["model"] == "sasrec-ft" and row["config"]["ft_method"] == "full"
+    assert 0 <= row["plain"]["ndcg@10"][0] <= 1 and len(row["training"]["valid_curve"]) == 1
