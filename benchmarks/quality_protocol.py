@@ -154,21 +154,18 @@ def export_recbole(split: Split, folder: Path) -> Path:
 def load_saved_run(run_dir: Path):
     """A trained run folder as (model, tokenizer, objective, prompt action).
 
-    The prompt carries the run's target action only where the model was trained to read it (a masked model, a
-    next-event one with ``--supervise_conditioned``, or a fine-tune, whose prompts end with the target action);
-    otherwise the action would be a token it never learnt.
+    The prompt carries the run's target action only where the model was trained to read it
+    (``reads_action_prompt``).
     """
     import yaml
 
     from bertrec.modeling import load_model, model_objective
-    from bertrec.recipes.common import CONFIG_FILE
+    from bertrec.recipes.common import CONFIG_FILE, reads_action_prompt
 
     model, tokenizer = load_model(str(run_dir)).eval(), EventTokenizer.load(run_dir)
     objective = model_objective(model)
     config = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
-    finetuned = "base_model" in config  # recipes/finetune.py's own argument
-    conditioned = objective == "masked" or config.get("supervise_conditioned", False) or finetuned
-    return model, tokenizer, objective, config.get("target_action") if conditioned else None
+    return model, tokenizer, objective, config.get("target_action") if reads_action_prompt(config, objective) else None
 
 
 EVALUATION_VERSION = 2  # bump when evaluate_both changes; older evaluation files are recomputed

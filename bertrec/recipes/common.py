@@ -227,6 +227,14 @@ def save_output(
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
 
+def reads_action_prompt(config: dict[str, Any], objective: str) -> bool:
+    """Whether a model trained under ``config`` (a resolved bertrec config, as saved beside it) was trained to read
+    a prompt that ends with an action, such as "what will they buy next": masked models (their masks keep the
+    action), next-event ones with ``supervise_conditioned``, and fine-tunes (``base_model``), whose prompts end
+    at target events. Any other model would read the action as a token it never learnt to follow."""
+    return objective == "masked" or bool(config.get("supervise_conditioned")) or "base_model" in config
+
+
 def evaluation_options(eval_args, train_args, accelerator, action: str | None) -> dict[str, Any]:
     """Keyword arguments of ``evaluate_model``/``evaluate_scorer`` shared by every evaluation of a run."""
     return {

@@ -40,6 +40,7 @@ from bertrec.recipes.common import (
     prepare_data,
     print_test_table,
     publish,
+    reads_action_prompt,
     save_output,
     start_run,
     training_summary,
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer, new_ids = add_new_items(model, tokenizer, data.split.train, items)
     split = with_candidates(data.split, ft_args, tokenizer, seed=train_args.seed)
     objective_name, action = model_objective(model), data_args.target_action
-    base_action = action if objective_name == "masked" or base.config.get("supervise_conditioned") else None
+    base_action = action if reads_action_prompt(base.config, objective_name) else None
     untuned = evaluate_parts(
         model, tokenizer, split, "base ", **evaluation_options(eval_args, train_args, accelerator, base_action)
     )

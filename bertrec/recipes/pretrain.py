@@ -37,6 +37,7 @@ from bertrec.recipes.common import (
     prepare_data,
     print_test_table,
     publish,
+    reads_action_prompt,
     save_output,
     start_run,
     training_summary,
@@ -108,9 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         mask_action_prob=model_args.mask_action_prob,
         conditioned=model_args.supervise_conditioned,
     )
-    # a target action conditions the prompt where the model was trained on conditioned prompts
-    conditioned = objective_name == "masked" or model_args.supervise_conditioned
-    action = data_args.target_action if conditioned else None
+    action = data_args.target_action if reads_action_prompt(config, objective_name) else None
     eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 
     def validate() -> dict:
