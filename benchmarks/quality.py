@@ -154,9 +154,12 @@ class Benchmark:
                 command += [f"--{name.removeprefix(FINETUNE_FLAG_PREFIX)}", value]
         evaluation = self._train_and_evaluate(command, run_dir)
         training, pretraining = evaluation["training"], base["training"]
-        training["finetune_seconds"] = training.get("process_seconds")
-        for key in ("process_seconds", "wall_seconds", "seconds_to_best"):
-            training[key] = round(pretraining.get("process_seconds", 0) + training.get(key, 0), 1)
+        tuning = json.loads((run_dir / "metrics.json").read_text())["finetuning"]["wall_seconds"]
+        training["finetune_seconds"] = tuning
+        training["wall_seconds"] = round(pretraining["wall_seconds"] + tuning, 1)
+        training["seconds_to_best"] = round(pretraining["wall_seconds"] + training["seconds_to_best"], 1)
+        if "process_seconds" in training:
+            training["process_seconds"] = round(pretraining.get("process_seconds", 0) + training["process_seconds"], 1)
         write_evaluation(run_dir, evaluation)
         return evaluation
 
