@@ -186,16 +186,20 @@ def test_same_seed_and_data_give_identical_metrics_and_weights(pretrained, tmp_p
     assert changed["valid"] != first["metrics"]["valid"]  # the seed really is what fixes the run
 
 
-def test_loss_excluding_seen_items_reaches_training(pretrained, tmp_path):
-    """The flag changes the loss the model trains on (the arithmetic is tested in test_losses), and is saved."""
+def _trained_with(pretrained, folder, flag: str, value: str):
+    """A gpt2 run with one loss flag: its validation curve differs from the shared run's (the flag reached the
+    loss), and the flag is saved in its config, which is returned."""
     from bertrec.recipes.pretrain import main
 
-    first = pretrained["gpt2"]
-    folder = tmp_path / "excluding"
-    run = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--loss_excludes_seen", "true", "--output_dir", str(folder)])
+    run = main([*TINY_PRETRAIN, "--model_type", "gpt2", f"--{flag}", value, "--output_dir", str(folder)])
     curve = [h["ndcg@10"] for h in run["training"]["history"]]
-    assert curve != [h["ndcg@10"] for h in first["metrics"]["training"]["history"]]
-    assert yaml.safe_load((folder / CONFIG_FILE).read_text())["loss_excludes_seen"] is True
+    assert curve != [h["ndcg@10"] for h in pretrained["gpt2"]["metrics"]["training"]["history"]]
+    return yaml.safe_load((folder / CONFIG_FILE).read_text())
+
+
+def test_loss_excluding_seen_items_reaches_training(pretrained, tmp_path):
+    """The flag changes the loss the model trains on (the arithmetic is tested in test_losses), and is saved."""
+    assert _trained_with(pretrained, tmp_path / "excluding", "loss_excludes_seen", "true")["loss_excludes_seen"]
 
 
 def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretrained, tmp_path):
@@ -221,14 +225,8 @@ def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretraine
 
 def test_cosine_temperature_trains_unit_item_embeddings_that_are_saved(pretrained, tmp_path):
     """--logit_temperature changes what the model learns and leaves unit-norm item rows in the saved model."""
-    from bertrec.recipes.pretrain import main
-
-    first = pretrained["gpt2"]
     folder = tmp_path / "cosine"
-    run = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--logit_temperature", "0.1", "--output_dir", str(folder)])
-    curve = [h["ndcg@10"] for h in run["training"]["history"]]
-    assert curve != [h["ndcg@10"] for h in first["metrics"]["training"]["history"]]
+    assert _trained_with(pretrained, folder, "logit_temperature", "0.1")["logit_temperature"] == 0.1
     tokenizer = EventTokenizer.load(folder)
     rows = load_model(str(folder)).get_output_embeddings().weight[tokenizer.item_offset :][: tokenizer.num_items]
     assert torch.allclose(rows.norm(dim=1), torch.ones(tokenizer.num_items), atol=1e-5)
-    assert yaml.safe_load((folder / CONFIG_FILE).read_text())["logit_temperature"] == 0.1
