@@ -3,7 +3,7 @@
 python benchmarks/quality.py --dataset ml-100k --models popular markov recent lstm sasrec sasrec-rope bert4rec \\
     bertrec-next bertrec-masked recbole-sasrec recbole-bert4rec recbole-gru4rec
 python benchmarks/quality.py --dataset ml-100k --protocol temporal --models popular markov sasrec bertrec-next
-python benchmarks/quality.py --dataset tmall-2014-brand --protocol target --models sasrec-ft \
+python benchmarks/quality.py --dataset tmall-2014-brand --protocol target --models sasrec-ft \\
     --grid dropout=0.5 ft_method=full,lora ft_learning_rate=2e-4   # pretrain (cached), then fine-tune on buys
 python benchmarks/quality.py --report            # all results -> benchmarks/results/quality.md
 
@@ -114,10 +114,13 @@ class Benchmark:
         self.headline, self.valid_key = self.spec.headline, self.spec.valid_key
         self.excluded = "true" if self.headline == "excluded" else "false"
 
+    def run_dir(self, model: str, config: dict[str, str], seed: int) -> Path:
+        return self.root / model / f"{config_id(config)}-seed{seed}"
+
     # bertrec ---------------------------------------------------------------------------------------------
     def bertrec_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
         model_type, layout, flags = BERTREC_MODELS[model]
-        run_dir = self.root / model / f"{config_id(config)}-seed{seed}"
+        run_dir = self.run_dir(model, config, seed)
         evaluation = read_evaluation(run_dir)
         if evaluation is not None:
             return evaluation
@@ -131,7 +134,9 @@ class Benchmark:
         command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint
         for name, value in config.items():
             command += [f"--{name}", value]
-        return self._train_and_evaluate(command + extra, run_dir)
+        evaluation, _ = self._train_and_evaluate(command + extra, run_dir)
+        write_evaluation(run_dir, evaluation)
+        return evaluation
 
     def finetuned_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
         """The base model's pretraining run for the config's other flags (cached like any), then its fine-tune
@@ -141,20 +146,20 @@ class Benchmark:
         base_model = FINETUNED_MODELS[model]
         base_config = {k: v for k, v in config.items() if not k.startswith(FINETUNE_FLAG_PREFIX)}
         base = self.bertrec_run(base_model, base_config, seed, extra)
-        run_dir = self.root / model / f"{config_id(config)}-seed{seed}"
+        run_dir = self.run_dir(model, config, seed)
         evaluation = read_evaluation(run_dir)
         if evaluation is not None:
             return evaluation
         command = [sys.executable, str(ROOT / "recipes" / "finetune.py")]
-        command += ["--base_model", str(self.root / base_model / f"{config_id(base_config)}-seed{seed}")]
+        command += ["--base_model", str(self.run_dir(base_model, base_config, seed))]
         command += ["--exclude_seen", self.excluded, "--seed", str(seed), "--cpu_threads", str(self.threads)]
         command += ["--output_dir", str(run_dir), "--resume_from_checkpoint", "latest"]
         for name, value in config.items():
             if name.startswith(FINETUNE_FLAG_PREFIX):
                 command += [f"--{name.removeprefix(FINETUNE_FLAG_PREFIX)}", value]
-        evaluation = self._train_and_evaluate(command, run_dir)
+        evaluation, metrics = self._train_and_evaluate(command, run_dir)
         training, pretraining = evaluation["training"], base["training"]
-        tuning = json.loads((run_dir / "metrics.json").read_text())["finetuning"]["wall_seconds"]
+        tuning = metrics["finetuning"]["wall_seconds"]  # the fine-tune recipe keeps its wall time there
         training["finetune_seconds"] = tuning
         training["wall_seconds"] = round(pretraining["wall_seconds"] + tuning, 1)
         training["seconds_to_best"] = round(pretraining["wall_seconds"] + training["seconds_to_best"], 1)
@@ -163,7 +168,9 @@ class Benchmark:
         write_evaluation(run_dir, evaluation)
         return evaluation
 
-    def _train_and_evaluate(self, command: list[str], run_dir: Path) -> dict:
+    def _train_and_evaluate(self, command: list[str], run_dir: Path) -> tuple[dict, dict]:
+        """Train unless the folder is complete, then evaluate it: (evaluation, the run's metrics.json). The caller
+        writes the evaluation once it has added what it knows."""
         usage_file = run_dir / "usage.json"
         if not is_complete(run_dir):  # a complete run folder is not retrained: only its evaluation is redone
             usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
@@ -173,8 +180,7 @@ class Benchmark:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         evaluation["training"] = {**usage, **{k: v for k, v in metrics["training"].items() if k != "history"}}
         evaluation["training"]["valid_curve"] = [h["ndcg@10"] for h in metrics["training"]["history"]]
-        write_evaluation(run_dir, evaluation)
-        return evaluation
+        return evaluation, metrics
 
     def _evaluate_saved(self, run_dir: Path) -> dict:
         import torch
@@ -209,7 +215,7 @@ class Benchmark:
         return evaluation
 
     def lstm_run(self, config: dict[str, str], seed: int) -> dict:
-        run_dir = self.root / "lstm" / f"{config_id(config)}-seed{seed}"
+        run_dir = self.run_dir("lstm", config, seed)
         evaluation = read_evaluation(run_dir)
         if evaluation is None:
             command = [

@@ -16,6 +16,8 @@ import logging
 import time
 from pathlib import Path
 
+from accelerate.utils import DistributedType
+
 from bertrec.args import (
     ConfigError,
     DataArguments,
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         rerank_loss=(ft_args.rerank_loss, ("listwise", "bpr")),
     )
     accelerator = start_run(train_args, config, project="bertrec-finetune")
-    if str(accelerator.distributed_type).endswith("FSDP"):  # adapters' evaluation and saving are not shard-aware
+    if accelerator.distributed_type == DistributedType.FSDP:  # adapters' evaluation and saving are not shard-aware
         raise ConfigError("fine-tuning does not support FSDP; launch it with multi_gpu_ddp.yaml or one process")
     started = time.perf_counter()
 
