@@ -180,11 +180,16 @@ class ItemLoss(torch.nn.Module):
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
-        """Under ``temperature``: put the item rows of the tied embedding back on the unit sphere."""
+        """Under ``temperature``: put the item rows of the tied embedding back on the unit sphere, and the new
+        items' rows that a peft trainable-tokens adapter holds apart from it (fine-tuning with new items)."""
         if self.temperature is None:
             return
-        rows = self.model.get_output_embeddings().weight[self.item_offset : self.item_offset + self.num_items]
-        rows.div_(rows.norm(dim=1, keepdim=True).clamp(min=1e-12))
+        output = self.model.get_output_embeddings()
+        adapter = getattr(output, "token_adapter", None)  # peft's trainable tokens: new items' rows live apart
+        layer = output if adapter is None else adapter.base_layer
+        _to_unit_norm(layer.weight[self.item_offset : self.item_offset + self.num_items])
+        for rows in [] if adapter is None else adapter.trainable_tokens_delta.values():
+            _to_unit_norm(rows)
 
     def forward(
         self,
@@ -227,3 +232,7 @@ class ItemLoss(torch.nn.Module):
         return full_softmax_loss(
             self.model, features, targets, self.item_offset, self.num_items, excluded, self.temperature
         )
+
+
+def _to_unit_norm(rows: torch.Tensor) -> None:
+    rows.div_(rows.norm(dim=1, keepdim=True).clamp(min=1e-12))

@@ -22,9 +22,10 @@ from bertrec.evaluation import CANDIDATES, EvalBatch, evaluate_scorer
 from bertrec.losses import candidate_loss
 from bertrec.modeling import build_model, item_logits, load_model
 from bertrec.new_items import add_new_items, new_item_ids
+from bertrec.recipes.common import CONFIG_FILE
 from bertrec.recipes.finetune import main as finetune
 from bertrec.tokenization import EventTokenizer
-from tests.conftest import TINY_FINETUNE, make_events
+from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, make_events
 from tests.test_pretrain import load_split_from_run
 
 ONE_EPOCH = [*TINY_FINETUNE, "--num_epochs", "1"]
@@ -169,22 +170,30 @@ def test_new_item_rows_start_from_co_occurring_items():
     assert model.get_output_embeddings().weight.shape[0] == extended.vocab_size
 
 
-def test_new_period_with_new_items_trains_only_their_rows(finetuned, tmp_path):
-    """Items renamed in a 'new period' log get tokens; old item rows stay frozen; the adapter reloads."""
-    base = finetuned["gpt2"]["base"]
+RENAMED_IN_PERIOD_TWO = {f"i{n:05d}": f"new{n}" for n in range(0, 40, 2)}
+
+
+def period_two_log(folder) -> str:
+    """The synthetic shop log with some items renamed, as a later period that brings new items."""
     from bertrec.data.synthetic import SyntheticShopConfig, generate_shop_log
 
     log = generate_shop_log(SyntheticShopConfig(n_users=400, seed=0))
-    renamed = {f"i{n:05d}": f"new{n}" for n in range(0, 40, 2)}
-    log = log.with_columns(pl.col("item_id").replace(renamed)).drop("category", "event_index")
-    log.write_csv(tmp_path / "period2.csv")
+    log = log.with_columns(pl.col("item_id").replace(RENAMED_IN_PERIOD_TWO)).drop("category", "event_index")
+    log.write_csv(folder / "period2.csv")
+    return str(folder / "period2.csv")
+
+
+def test_new_period_with_new_items_trains_only_their_rows(finetuned, tmp_path):
+    """Items renamed in a 'new period' log get tokens; old item rows stay frozen; the adapter reloads."""
+    base = finetuned["gpt2"]["base"]
+    renamed = RENAMED_IN_PERIOD_TWO
     out = tmp_path / "out"
     metrics = finetune(
         [
             "--base_model",
             str(base),
             "--dataset",
-            str(tmp_path / "period2.csv"),
+            period_two_log(tmp_path),
             "--new_items",
             "true",
             *ONE_EPOCH,
@@ -204,6 +213,23 @@ def test_new_period_with_new_items_trains_only_their_rows(finetuned, tmp_path):
     ids = torch.tensor([[old.vocab_size, 50, old.vocab_size + 1, 60]])
     with torch.no_grad():
         assert torch.allclose(adapted(input_ids=ids).logits, merged.eval()(input_ids=ids).logits, atol=1e-5)
+
+
+def test_a_base_trained_on_cosine_logits_is_fine_tuned_on_them(tmp_path):
+    """The fine-tune inherits the base's --logit_temperature: every item row of the saved model, the new items'
+    rows (trained apart in peft's trainable tokens) included, stays at unit norm, so it ranks as trained."""
+    from bertrec.recipes.pretrain import main as pretrain
+
+    base, out = tmp_path / "cosine-base", tmp_path / "out"
+    pretrain([*TINY_PRETRAIN, "--num_epochs", "2", "--model_type", "gpt2", "--logit_temperature", "0.1",
+              "--output_dir", str(base)])  # fmt: skip
+    finetune(["--base_model", str(base), "--dataset", period_two_log(tmp_path), "--new_items", "true",
+              *ONE_EPOCH, "--output_dir", str(out)])  # fmt: skip
+    assert yaml.safe_load((out / CONFIG_FILE).read_text())["logit_temperature"] == 0.1
+    tokenizer, old = EventTokenizer.load(out), EventTokenizer.load(base)
+    assert tokenizer.num_items > old.num_items  # new items were added and trained
+    rows = load_model(str(out)).get_output_embeddings().weight[tokenizer.item_offset :][: tokenizer.num_items]
+    assert torch.allclose(rows.norm(dim=1), torch.ones(tokenizer.num_items), atol=1e-5)
 
 
 def test_card_snippet_runs_and_push_reaches_the_hub_client(finetuned, tmp_path):

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     defaults = {**DEFAULTS, "learning_rate": LEARNING_RATES.get(first.method, 1e-3), **base.data}
     ft_args, data_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv, defaults)
     config = resolved_config(ft_args, data_args, train_args, eval_args, hub_args)
+    # a base trained on cosine logits is fine-tuned on them, its item rows kept at unit norm, unless a re-ranking
+    # loss (on dot products) replaces the softmax; saved, so a fine-tune of this fine-tune inherits it in turn
+    temperature = None if ft_args.task == "rerank" else base.config.get("logit_temperature")
+    config["logit_temperature"] = temperature
     check_choices(
         method=(ft_args.method, ("lora", "full", "none")),
         task=(ft_args.task, ("next_item", "rerank")),
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_items=tokenizer.num_items,
         num_uniform_negatives=ft_args.num_negatives if rerank else 0,
         rerank_loss=ft_args.rerank_loss if rerank else None,
+        temperature=temperature,
     )
     eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 
