@@ -79,7 +79,7 @@ class DataArguments:
 class TokenizerArguments:
     layout: str = field(
         default="item",
-        metadata={"help": "Tokens per event: 'item', 'action item' or 'time action item'."},
+        metadata={"help": "Tokens per event: 'item', 'action item', 'time item' or 'time action item'."},
     )
     max_events: int = field(default=50, metadata={"help": "Model input length in events (whatever the layout)."})
     min_item_count: int = field(default=1, metadata={"help": "Items rarer in training map to the unknown item."})

@@ -82,8 +82,8 @@ def next_event_labels(
     targets = layout.item_index(input_ids[:, item_positions])
     targets = torch.where(attention_mask[:, item_positions].bool(), targets, torch.full_like(targets, IGNORE))
     labels[:, item_positions - per_event] = targets  # the previous event's item, in every layout
-    if layout.has_time:  # the event's own time token, which has not seen its action
-        labels[:, item_positions - 2] = targets
+    if layout.has_time:  # the event's own time token (an event's first), which has not seen its action
+        labels[:, item_positions - (per_event - 1)] = targets
     if conditioned and layout.has_action:
         labels[:, item_positions - 1] = targets
     assert_labels_causal(input_ids, labels, layout)
@@ -184,7 +184,7 @@ def last_event_labels(
         labels[rows, item_position] = targets
         assert_targets_hidden(masked_ids, labels, layout)
         return masked_ids, labels
-    offset = 1 if show_action else (2 if layout.has_time else per_event)
+    offset = 1 if show_action else (per_event - 1 if layout.has_time else per_event)
     labelled = item_position - offset
     valid = labelled >= 0
     labels[rows[valid], labelled[valid]] = targets[valid]

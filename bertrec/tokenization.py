@@ -31,6 +31,7 @@ FIRST_EVENT_BUCKET = "<t:start>"
 LAYOUTS = {
     "item": ("item",),
     "action item": ("action", "item"),
+    "time item": ("time", "item"),  # logs with one kind of action (clicks, sessions): no constant action token
     "time action item": ("time", "action", "item"),
 }
 SPEC_FILE = "event_tokenizer.json"

@@ -17,12 +17,13 @@ from bertrec.collators import (
 LAYOUTS = {
     "item": TokenLayout(1, False, False, 100, 5, 0, 4),
     "action item": TokenLayout(2, True, False, 100, 5, 0, 4),
+    "time item": TokenLayout(2, False, True, 100, 5, 0, 4),
     "time action item": TokenLayout(3, True, True, 100, 5, 0, 4),
 }
 
 
 def events(items, layout):
-    fields = {"item": [], "action item": [10], "time action item": [20, 10]}[layout]
+    fields = {"item": [], "action item": [10], "time item": [20], "time action item": [20, 10]}[layout]
     return np.array([t for i in items for t in [*fields, 100 + i]])
 
 
@@ -53,7 +54,8 @@ def test_next_event_labels_predict_items_from_positions_that_have_not_seen_them(
             # the unconditioned positions are the event's time token, which has not seen the event's action, and
             # the previous event's item
             kinds = {p % per_event for p in labelled}
-            assert kinds == {0, 1, 2} and {ids[row, p].item() for p in labelled if p % per_event < 2} <= {20, 10}
+            before_item = {ids[row, p].item() for p in labelled if p % per_event < per_event - 1}
+            assert kinds == set(range(per_event)) and before_item <= {20, 10} and 20 in before_item
 
 
 def test_masked_events_hide_targets_and_keep_time():
@@ -103,6 +105,8 @@ def test_causal_guard_fires_on_labels_that_see_their_target_and_allows_repeats(l
     labels = next_event_labels(ids, attention, spec, conditioned=True)  # the guard runs inside and passes
     _, prompt_labels = last_event_labels(ids, attention, spec, objective="next", conditioned=False)
     assert (prompt_labels != IGNORE).sum() == 2
+    if spec.has_time:  # unconditioned, the prompt ends at the target's time token, as encode_prompts builds it
+        assert (ids[prompt_labels != IGNORE] == 20).all()
     # the classic off-by-one: labels on the items' own positions (no causal shift)
     item_positions = torch.arange(spec.tokens_per_event - 1, ids.shape[1], spec.tokens_per_event)
     leaky = torch.full_like(ids, IGNORE)

@@ -48,7 +48,7 @@ def test_time_buckets():
         )
 
 
-@pytest.mark.parametrize("layout", ["item", "action item", "time action item"])
+@pytest.mark.parametrize("layout", ["item", "action item", "time item", "time action item"])
 def test_max_length_counts_events_whatever_the_layout(small_sequences, layout):
     tok = EventTokenizer.build(small_sequences, layout=layout, max_events=3)
     encoded = tok.encode_sequences(small_sequences)
