@@ -86,7 +86,7 @@ def summary(metrics: dict) -> dict:
         "trainable_parameters": ft["trainable"],
         "total_parameters": ft["total"],
         "trainable_fraction": ft["trainable_fraction"],
-        "wall_seconds": ft["wall_seconds"],
+        "wall_seconds": metrics["training"]["wall_seconds"],
         "peak_memory_mb": ft["peak_memory_mb"],
         "epochs_run": metrics["training"]["epochs_run"],
         "valid": metrics["valid"],

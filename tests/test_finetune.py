@@ -53,6 +53,8 @@ def test_lora_trains_a_small_share_and_learns_the_task(finetuned, model_type):
     assert 0 < ft["trainable"] and ft["trainable_fraction"] < 0.05
     assert metrics["data"]["protocol"] == "leave_one_out, target action purchase"
     assert {"no fine-tuning", "popularity (purchase)", "markov"} <= set(metrics["baselines"])
+    base_training = json.loads((run["base"] / "metrics.json").read_text())["training"]
+    assert set(metrics["training"]) == set(base_training) and metrics["training"]["wall_seconds"] > 0  # one shape
     # a tiny base on 400 users cannot rank much better after a few epochs (the benchmark shows the gain at
     # scale); what must hold here is that training fitted the purchase prompts through adapters and head
     tokenizer, split = EventTokenizer.load(run["dir"]), load_split_from_run(run["base"])

@@ -254,9 +254,12 @@ def evaluate_parts(model, tokenizer: EventTokenizer, split: Split, prefix: str =
     }
 
 
-def training_summary(state: dict) -> dict:
-    """What ``metrics.json`` keeps of the trainer state."""
+def training_summary(state: dict, wall_seconds: float, processes: int) -> dict:
+    """What ``metrics.json`` keeps of a training run, the same for pretraining and fine-tuning: the trainer
+    state, the recipe's wall time (data preparation and final evaluation included) and its process count."""
     return {
+        "wall_seconds": round(wall_seconds, 1),
+        "processes": processes,
         "best_step": state["best_step"],
         "best_valid_ndcg@10": state["best_metric"],
         "seconds_to_best": next(

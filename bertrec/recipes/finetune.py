@@ -171,9 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
             "new_items": len(new_ids),
             **counts,
             "peak_memory_mb": peak_memory_mb(accelerator.device),
-            "wall_seconds": round(train_seconds, 1),
         },
-        "training": training_summary(state),
+        "training": training_summary(state, train_seconds, accelerator.num_processes),
         "data": {
             **split.stats,
             "vocab_size": tokenizer.vocab_size,

@@ -125,11 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {
         **results,
         "baselines": baselines,
-        "training": {
-            **training_summary(state),
-            "wall_seconds": round(train_seconds, 1),
-            "processes": accelerator.num_processes,
-        },
+        "training": training_summary(state, train_seconds, accelerator.num_processes),
         "data": {
             **split.stats,
             "vocab_size": tokenizer.vocab_size,
