@@ -120,13 +120,6 @@ class ModelArguments:
             "except the target: trains as --exclude_seen ranks. For logs where users rarely repeat an item."
         },
     )
-    novel_targets_only: bool = field(
-        default=False,
-        metadata={
-            "help": "Train only on targets whose item is new to their sequence: a ranking with --exclude_seen can "
-            "never hit a repeat, so repeats are left out of training too. For logs with many repeats (sessions)."
-        },
-    )
     logit_temperature: float | None = field(
         default=None,
         metadata={

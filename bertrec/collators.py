@@ -152,34 +152,6 @@ def mask_events(
     return masked_ids, labels
 
 
-def drop_repeat_labels(
-    input_ids: torch.Tensor, labels: torch.Tensor, layout: TokenLayout, *, causal: bool
-) -> torch.Tensor:
-    """``labels`` with every target whose item already occurs earlier in its sequence set to ``IGNORE``.
-
-    A ranking that excludes the user's seen items (``--exclude_seen``) can never hit a repeat target, so
-    training on repeats spends capacity on predictions that are never asked for. ``causal``: next-event
-    labels, whose target is the first item after the position (as ``assert_labels_causal`` reads it);
-    otherwise masked labels, whose target is the item slot itself. ``input_ids`` are the uncorrupted ids.
-    Repeats are judged within the batch's window: an item last seen before the window starts counts as new.
-    """
-    per_event = layout.tokens_per_event
-    length = input_ids.shape[1]
-    slots = torch.arange(per_event - 1, length, per_event, device=input_ids.device)
-    items = layout.item_index(input_ids[:, slots])  # [batch, events]
-    earlier = torch.ones(len(slots), len(slots), dtype=torch.bool, device=items.device).tril(-1)
-    repeated = ((items[:, :, None] == items[:, None, :]) & earlier).any(2) & (items != IGNORE)
-    rows, positions = (labels != IGNORE).nonzero(as_tuple=True)
-    target_slot = positions
-    if causal:
-        own_slot = positions + (per_event - 1 - positions % per_event)
-        target_slot = torch.where(own_slot == positions, own_slot + per_event, own_slot)
-    repeat = repeated[rows, target_slot // per_event]
-    kept = labels.clone()
-    kept[rows[repeat], positions[repeat]] = IGNORE
-    return kept
-
-
 def assert_targets_hidden(masked_ids: torch.Tensor, labels: torch.Tensor, layout: TokenLayout) -> None:
     """Leakage guard: a masked-event label must never sit on a position whose input shows the target."""
     labelled = labels != IGNORE

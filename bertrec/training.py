@@ -30,14 +30,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bertrec.atomic import atomic_directory, atomic_write_text
-from bertrec.collators import (
-    TokenLayout,
-    drop_repeat_labels,
-    last_event_labels,
-    mask_events,
-    next_event_labels,
-    pad_sequences,
-)
+from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
 from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
 from bertrec.sharding import full_state_dict, gathered_parameters, load_full_state_dict, save_weights
 
@@ -106,15 +99,8 @@ class Objective:
     mask_action_prob: float = 0.5
     conditioned: bool = False
     last_event_only: bool = False  # fine-tuning prompts: each sequence ends with its target event
-    novel_targets_only: bool = False  # drop_repeat_labels: train only on items new to their sequence
 
     def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        input_ids, labels = self._inputs_and_labels(batch, generator)
-        if self.novel_targets_only:
-            labels = drop_repeat_labels(batch["input_ids"], labels, self.layout, causal=self.name != "masked")
-        return input_ids, labels
-
-    def _inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if self.last_event_only:
             return last_event_labels(
                 batch["input_ids"],

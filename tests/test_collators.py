@@ -7,7 +7,6 @@ from bertrec.collators import (
     TokenLayout,
     assert_labels_causal,
     assert_targets_hidden,
-    drop_repeat_labels,
     last_event_labels,
     mask_events,
     next_event_labels,
@@ -139,22 +138,3 @@ def test_masked_guard_fires_when_a_labelled_position_shows_its_target():
     leaky[labelled] = batch["input_ids"][labelled]  # a collator that forgot to put [MASK] in the item slot
     with pytest.raises(AssertionError, match="leakage: a masked-event target is visible"):
         assert_targets_hidden(leaky, labels, spec)
-
-
-@pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_repeat_targets_are_dropped_and_first_visits_kept_for_both_objectives(layout):
-    """Items 0 and 1 come back later in the first user's sequence and 3 twice in a row in the second: only
-    first visits keep their labels, at every position that predicts them."""
-    spec = LAYOUTS[layout]
-    batch = pad_sequences([events([0, 1, 0, 2, 1], layout), events([3, 3], layout)], pad_id=0)
-    ids, attention = batch["input_ids"], batch["attention_mask"]
-    causal = next_event_labels(ids, attention, spec, conditioned=True)
-    kept = drop_repeat_labels(ids, causal, spec, causal=True)
-    assert set(causal[0][causal[0] != IGNORE].tolist()) == {0, 1, 2} and (causal[1] == 3).any()
-    assert sorted(set(kept[0][kept[0] != IGNORE].tolist())) == [1, 2] and (kept[1] == IGNORE).all()
-    per_event_labels = (causal[0] != IGNORE).sum() // 4  # 4 targets in the first sequence, equally labelled
-    assert (kept[0] != IGNORE).sum() == 2 * per_event_labels  # 1 (its first visit) and 2 keep every label
-    generator = torch.Generator().manual_seed(0)
-    _, masked = mask_events(ids, attention, spec, mask_prob=1.0, mask_action_prob=0.0, generator=generator)
-    kept = drop_repeat_labels(ids, masked, spec, causal=False)
-    assert kept[0][kept[0] != IGNORE].tolist() == [0, 1, 2] and kept[1][kept[1] != IGNORE].tolist() == [3]

@@ -202,11 +202,6 @@ def test_loss_excluding_seen_items_reaches_training(pretrained, tmp_path):
     assert _trained_with(pretrained, tmp_path / "excluding", "loss_excludes_seen", "true")["loss_excludes_seen"]
 
 
-def test_novel_targets_only_reaches_training(pretrained, tmp_path):
-    """The synthetic shop log repeats items (view, cart, buy): dropping repeat targets changes what is learnt."""
-    assert _trained_with(pretrained, tmp_path / "novel", "novel_targets_only", "true")["novel_targets_only"]
-
-
 def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretrained, tmp_path):
     """Past --max_train_seconds training stops at the next validation with its best weights; resuming with a
     larger budget trains on, to the same weights as the run that never stopped (the budget is not in the state)."""

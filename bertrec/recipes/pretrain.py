@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> dict:
         mask_prob=model_args.mask_prob,
         mask_action_prob=model_args.mask_action_prob,
         conditioned=model_args.supervise_conditioned,
-        novel_targets_only=model_args.novel_targets_only,
     )
     action = data_args.target_action if reads_action_prompt(config, objective_name) else None
     eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
