@@ -71,6 +71,14 @@ class DataArguments:
             "test target, the one before the validation target; training sees only events before it."
         },
     )
+    train_on_validation: bool = field(
+        default=False,
+        metadata={
+            "help": "Final fit: also train on each user's validation target (fold_validation_into_training), with "
+            "a configuration and --num_epochs chosen on validation by an earlier run. Nothing is validated: "
+            "training keeps the last epoch's weights and only test metrics are reported."
+        },
+    )
     valid_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for test."})
 

@@ -204,15 +204,18 @@ def train(
     loss_module: torch.nn.Module,
     train_sequences: Sequence[np.ndarray],
     objective: Objective,
-    evaluate: Callable[[], dict],
+    evaluate: Callable[[], dict] | None,
     args: TrainingArguments,
     selection_metric: str = "ndcg@10",
 ) -> dict:
     """Train ``loss_module`` (an ``ItemLoss``) and leave the best validation weights loaded in it.
 
-    ``evaluate`` returns validation metrics for the current weights. Returns the trainer state (history of
-    validation metrics, best step and value).
+    ``evaluate`` returns validation metrics for the current weights; ``None`` (a final fit, with nothing left
+    to validate on) trains all ``num_epochs`` and keeps the last weights. Returns the trainer state (history
+    of validation metrics, best step and value).
     """
+    if evaluate is None and args.early_stopping_patience:
+        logger.warning("nothing to validate on: --early_stopping_patience is ignored, all epochs run")
     checkpoint_root = Path(args.output_dir) / CHECKPOINT_DIR
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.fromiter((len(s) for s in train_sequences), dtype=np.int64, count=len(train_sequences))
@@ -340,15 +343,30 @@ class _Clock:
 def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock) -> bool:
     """Evaluate, keep the best weights, update early stopping; returns True when training should stop."""
     state.pop("stopped_by", None)  # a resumed run may have a larger budget or patience
-    with gathered_parameters(loss_module):  # a no-op unless FSDP sharded the model
-        metrics = evaluate()
-    value = metrics[selection_metric]
+    metrics = {}
+    if evaluate is not None:
+        with gathered_parameters(loss_module):  # a no-op unless FSDP sharded the model
+            metrics = evaluate()
     state["elapsed_seconds"] = clock.seconds()
     state["history"].append(
         {"epoch": state["epoch"], "step": state["global_step"], "elapsed_seconds": state["elapsed_seconds"], **metrics}
     )
+    if evaluate is None:  # a final fit: the latest weights are the result
+        state["best_step"] = state["global_step"]
+    else:
+        _keep_if_best(accelerator, loss_module, metrics, state, checkpoint_root, selection_metric)
+    if args.max_train_seconds and state["elapsed_seconds"] >= args.max_train_seconds:
+        state["stopped_by"] = "time budget"
+    elif args.early_stopping_patience and state["bad_evaluations"] >= args.early_stopping_patience:
+        state["stopped_by"] = "early stopping"
+    return "stopped_by" in state
+
+
+def _keep_if_best(accelerator, loss_module, metrics: dict, state: dict, checkpoint_root: Path, metric: str) -> None:
+    """Log validation metrics; save the weights as the best ones when ``metric`` beats the best so far."""
+    value = metrics[metric]
     accelerator.log({f"valid/{k}": v for k, v in metrics.items()}, step=state["global_step"])
-    logger.info("epoch %d step %d validation %s=%.4f", state["epoch"], state["global_step"], selection_metric, value)
+    logger.info("epoch %d step %d validation %s=%.4f", state["epoch"], state["global_step"], metric, value)
     if value > state["best_metric"]:
         state.update(best_metric=value, best_step=state["global_step"], bad_evaluations=0)
         model = accelerator.unwrap_model(loss_module).model
@@ -362,11 +380,6 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
         accelerator.wait_for_everyone()
     else:
         state["bad_evaluations"] += 1
-    if args.max_train_seconds and state["elapsed_seconds"] >= args.max_train_seconds:
-        state["stopped_by"] = "time budget"
-    elif args.early_stopping_patience and state["bad_evaluations"] >= args.early_stopping_patience:
-        state["stopped_by"] = "early stopping"
-    return "stopped_by" in state
 
 
 def _save_checkpoint(accelerator, checkpoint_root: Path, state: dict, keep: int) -> None:

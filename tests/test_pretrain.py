@@ -202,6 +202,29 @@ def test_loss_excluding_seen_items_reaches_training(pretrained, tmp_path):
     assert _trained_with(pretrained, tmp_path / "excluding", "loss_excludes_seen", "true")["loss_excludes_seen"]
 
 
+def test_final_fit_trains_on_validation_targets_for_all_epochs_and_keeps_the_last(pretrained, tmp_path):
+    """--train_on_validation: nothing is validated (patience is moot), every epoch runs, the saved model is the
+    last epoch's, only test metrics are reported, and items first seen as validation targets get tokens."""
+    from safetensors.torch import load_file
+
+    from bertrec.recipes.pretrain import main
+
+    folder = tmp_path / "final"
+    metrics = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--num_epochs", "3", "--early_stopping_patience", "1",
+                    "--train_on_validation", "true", "--output_dir", str(folder)])  # fmt: skip
+    training = metrics["training"]
+    assert "valid" not in metrics and "test" in metrics and "valid" not in metrics["baselines"]["markov"]
+    assert training["epochs_run"] == 3 and training["stopped_by"] == "epochs"
+    assert training["best_valid_ndcg@10"] is None and training["best_step"] == training["steps"]
+    assert all("ndcg@10" not in h for h in training["history"])
+    assert metrics["data"]["validation_targets_trained"] == metrics["data"]["evaluated_users"] > 0
+    last = load_file(folder / "checkpoints" / f"checkpoint-{training['steps']}" / "model.safetensors")
+    saved = load_file(folder / "model.safetensors")
+    assert all(torch.equal(saved[name], last[f"model.{name}"]) for name in saved)
+    validated = EventTokenizer.load(pretrained["gpt2"]["dir"])
+    assert EventTokenizer.load(folder).num_items > validated.num_items
+
+
 def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretrained, tmp_path):
     """Past --max_train_seconds training stops at the next validation with its best weights; resuming with a
     larger budget trains on, to the same weights as the run that never stopped (the budget is not in the state)."""

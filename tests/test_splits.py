@@ -3,7 +3,14 @@ import polars as pl
 import pytest
 
 from bertrec.data.sequences import add_sessions, build_sequences
-from bertrec.data.splits import LeakageError, Split, check_no_leakage, leave_one_out, temporal_split
+from bertrec.data.splits import (
+    LeakageError,
+    Split,
+    check_no_leakage,
+    fold_validation_into_training,
+    leave_one_out,
+    temporal_split,
+)
 from bertrec.evaluation import encode_prompts
 from bertrec.tokenization import EventTokenizer
 from tests.conftest import make_events
@@ -48,6 +55,26 @@ def test_leave_one_out_positions():
         assert row["item_id"] == train["item_id"] + [valid["target_item_id"]]  # test history = train + valid target
         assert valid["item_id"] == train["item_id"]
     assert split.stats["evaluated_users"] == split.test.height
+
+
+@pytest.mark.parametrize("protocol", ["leave_one_out", "temporal"])
+def test_final_fit_trains_on_validation_targets_and_never_on_test_targets(protocol):
+    sequences = build_sequences(unique_item_log(60))
+    split = leave_one_out(sequences) if protocol == "leave_one_out" else temporal_split(sequences)
+    folded = fold_validation_into_training(split)
+    assert folded.valid.height == 0 and folded.test.equals(split.test)
+    assert folded.stats["validation_targets_trained"] == split.valid.height > 0
+    trained = set(folded.train["event_index"].explode().to_list())
+    assert set(split.valid["target_event_index"].to_list()) <= trained  # every validation target now trains
+    assert set(split.train["event_index"].explode().to_list()) <= trained  # and nothing trained before is lost
+    assert not set(split.test["target_event_index"].to_list()) & trained
+    assert sorted(folded.train["user_id"].to_list()) == sorted(split.train["user_id"].to_list())
+    if protocol == "leave_one_out":  # each validated user now trains on exactly their test history
+        test_history = dict(zip(split.test["user_id"], split.test["item_id"].to_list()))
+        for user, items in zip(folded.train["user_id"], folded.train["item_id"].to_list()):
+            assert items == test_history.get(user, items)
+    with pytest.raises(LeakageError):  # validation targets asked as test targets: they trained now, so refused
+        check_no_leakage(Split(folded.train, folded.valid, split.valid))
 
 
 @pytest.mark.parametrize("protocol", ["leave_one_out", "temporal"])

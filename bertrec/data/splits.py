@@ -163,6 +163,24 @@ def temporal_split(sequences: pl.DataFrame, *, valid_fraction: float = 0.1, test
     return split
 
 
+def fold_validation_into_training(split: Split) -> Split:
+    """The final fit: each validated user trains on their validation history plus its target, which in
+    leave-one-out is everything before the test target, so the model also learns the most recent event
+    before the test, as a deployed model retrained on all data would. Users without a validation example keep
+    their training sequence. Nothing is left to validate on (``valid`` is empty): the configuration and the
+    epoch count must come from an earlier run that validated.
+    """
+    valid = split.valid
+    folded = valid.select(
+        "user_id", *[pl.concat_list(pl.col(c), pl.col(f"target_{c}")).alias(c) for c in SEQUENCE_LIST_COLUMNS]
+    )
+    others = split.train.join(valid.select("user_id"), on="user_id", how="anti").select(folded.columns)
+    stats = {**split.stats, "validation_in_training": True, "validation_targets_trained": valid.height}
+    result = Split(train=pl.concat([folded, others]), valid=valid.head(0), test=split.test, stats=stats)
+    check_no_leakage(result)
+    return result
+
+
 def check_no_leakage(split: Split) -> None:
     """Raise ``LeakageError`` if a test target event is visible in training or validation, or a validation
     target in training, or any target in its own history. Events are identified by ``event_index`` (not item

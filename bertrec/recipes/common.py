@@ -22,7 +22,7 @@ from bertrec.data.cleaning import CleaningConfig, CleaningReport, clean_events
 from bertrec.data.readers import read_events
 from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import add_sessions, build_sequences
-from bertrec.data.splits import Split, leave_one_out, temporal_split
+from bertrec.data.splits import Split, fold_validation_into_training, leave_one_out, temporal_split
 from bertrec.evaluation import evaluate_model, evaluate_scorer
 from bertrec.hub import CARD_FILE, push_folder, write_model_card
 from bertrec.integrity import mark_incomplete, write_manifest
@@ -178,6 +178,8 @@ def prepare_data(data_args) -> PreparedData:
             f"{data_args.dataset}: the {data_args.split} split left no validation or test users ({split.stats}); "
             "lower the cleaning minimums or provide longer histories"
         )
+    if data_args.train_on_validation:
+        split = fold_validation_into_training(split)
     logger.info("data: %s", report.summary().replace("\n", "; "))
     logger.info("split: %s", split.stats)
     return PreparedData(split, report)
@@ -246,11 +248,16 @@ def evaluation_options(eval_args, train_args, accelerator, action: str | None) -
     }
 
 
+def evaluated_parts(split: Split) -> dict[str, pl.DataFrame]:
+    """The parts of ``split`` that hold examples: validation and test, or test alone after a final fit."""
+    return {part: getattr(split, part) for part in ("valid", "test") if getattr(split, part).height}
+
+
 def evaluate_parts(model, tokenizer: EventTokenizer, split: Split, prefix: str = "", **options) -> dict:
     """The model's metrics on the validation and test examples of ``split``."""
     return {
-        part: evaluate_model(model, tokenizer, getattr(split, part), desc=f"{prefix}{part}", **options)
-        for part in ("valid", "test")
+        part: evaluate_model(model, tokenizer, examples, desc=f"{prefix}{part}", **options)
+        for part, examples in evaluated_parts(split).items()
     }
 
 
@@ -261,7 +268,7 @@ def training_summary(state: dict, wall_seconds: float, processes: int) -> dict:
         "wall_seconds": round(wall_seconds, 1),
         "processes": processes,
         "best_step": state["best_step"],
-        "best_valid_ndcg@10": state["best_metric"],
+        "best_valid_ndcg@10": state["best_metric"] if state["best_metric"] >= 0 else None,  # None: a final fit
         "seconds_to_best": next(
             (h["elapsed_seconds"] for h in state["history"] if h["step"] == state["best_step"]), None
         ),
@@ -302,7 +309,7 @@ def evaluate_baselines(tokenizer: EventTokenizer, split: Split, target_action: s
     return {
         name: {
             part: evaluate_scorer(scorer, tokenizer, examples, desc=f"{name} {part}", **eval_kwargs)
-            for part, examples in (("valid", split.valid), ("test", split.test))
+            for part, examples in evaluated_parts(split).items()
         }
         for name, scorer in scorers.items()
     }

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     if ft_args.method == "none":  # nothing trains: the base's own scores are the result
         state = {
             "best_step": -1,
-            "best_metric": untuned["valid"]["ndcg@10"],
+            "best_metric": untuned["valid"]["ndcg@10"] if "valid" in untuned else -1.0,
             "epoch": 0,
             "global_step": 0,
             "history": [],
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = untuned
     else:
         logger.info("%d training prompts for task %s%s", len(windows), ft_args.task, f" ({action})" if action else "")
-        state = train(accelerator, loss_module, windows, objective, validate, train_args)
+        final_fit = split.valid.height == 0  # --train_on_validation: nothing left to validate on
+        state = train(accelerator, loss_module, windows, objective, None if final_fit else validate, train_args)
         results = evaluate_parts(model, tokenizer, split, **eval_kwargs)
     train_seconds = time.perf_counter() - started
     metrics = {

@@ -69,6 +69,7 @@ def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
         f"--split {data_args.split}": data_args.split != "leave_one_out",
         f"--encoding {data_args.encoding}": data_args.encoding != "utf8",
         "--tokenizer_dir": tokenizer_args.tokenizer_dir is not None,
+        "--train_on_validation": data_args.train_on_validation,
     }
     if any(refused.values()):
         names = ", ".join(name for name, clash in refused.items() if clash)

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     def validate() -> dict:
         return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
 
-    state = train(accelerator, loss_module, windows, objective, validate, train_args)
+    final_fit = split.valid.height == 0  # --train_on_validation: nothing left to validate on
+    state = train(accelerator, loss_module, windows, objective, None if final_fit else validate, train_args)
     train_seconds = time.perf_counter() - started
 
     baselines = evaluate_baselines(tokenizer, split, data_args.target_action, **eval_kwargs)
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
             state_dict=weights,
         )
         publish(train_args.output_dir, metrics=metrics, config=config, report=data.report, hub_args=hub_args)
-        print(f"\nvalidation ndcg@10 {results['valid']['ndcg@10']:.4f}  (best step {state['best_step']})")
+        if "valid" in results:
+            print(f"\nvalidation ndcg@10 {results['valid']['ndcg@10']:.4f}  (best step {state['best_step']})")
         heading = f"test metrics ({results['test']['users']} users, full ranking over {tokenizer.num_items} items):"
         print_test_table(f"{model_args.model_type} ({objective_name})", metrics, eval_args.metric_ks, heading)
         print(f"saved to {train_args.output_dir}")
