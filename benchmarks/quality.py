@@ -5,10 +5,13 @@ python benchmarks/quality.py --dataset ml-100k --models popular markov recent ls
 python benchmarks/quality.py --dataset ml-100k --protocol temporal --models popular markov sasrec bertrec-next
 python benchmarks/quality.py --dataset tmall-2014-brand --protocol target --models sasrec-ft \\
     --grid dropout=0.5 ft_method=full,lora ft_learning_rate=2e-4   # pretrain (cached), then fine-tune on buys
+python benchmarks/quality.py --dataset amazon-beauty --protocol final --models popular markov sasrec \\
+    --seeds 0   # the leave-one-out row's choice refit on training + validation for its best epoch count
 python benchmarks/quality.py --report            # all results -> benchmarks/results/quality.md
 
 Protocol (``quality_protocol.py``): leave-one-out (or a global temporal split, or "next purchase" on a target
-action), full ranking over every training item, seen items excluded (the headline) and kept, ties in
+action, or the final fit: leave-one-out with validation targets trained on, for the configuration and epoch
+count chosen under plain leave-one-out), full ranking over every training item, seen items excluded (the headline) and kept, ties in
 timestamps broken by input order. Configurations are selected on validation NDCG@10 only; each frozen
 configuration's test split is read once, and every configuration tried is logged. bertrec rows repeat the
 selected configuration over 3 seeds (mean +- std); peers run one seed. Every "beats" claim carries a paired
@@ -69,7 +72,12 @@ FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
 BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
 MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS)
-PROTOCOLS = {"loo": "leave-one-out", "temporal": "global temporal split", "target": "next purchase (leave-one-out)"}
+PROTOCOLS = {
+    "loo": "leave-one-out",
+    "temporal": "global temporal split",
+    "target": "next purchase (leave-one-out)",
+    "final": "leave-one-out, final fit on training + validation",
+}
 DEFAULT_GRID = {"dropout": ["0.2", "0.5"]}
 
 
@@ -179,7 +187,8 @@ class Benchmark:
         evaluation = self._evaluate_saved(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         evaluation["training"] = {**usage, **{k: v for k, v in metrics["training"].items() if k != "history"}}
-        evaluation["training"]["valid_curve"] = [h["ndcg@10"] for h in metrics["training"]["history"]]
+        history = metrics["training"]["history"]  # a final fit's epochs carry no validation figure
+        evaluation["training"]["valid_curve"] = [h["ndcg@10"] for h in history if "ndcg@10" in h]
         return evaluation, metrics
 
     def _evaluate_saved(self, run_dir: Path) -> dict:
@@ -263,6 +272,8 @@ class Benchmark:
         """Select a configuration on validation (first seed), then run the other seeds of the chosen one."""
         if model in BASELINES:
             return self.summarise(model, [self.baseline_run(model)], tried=[])
+        if self.protocol == "final":
+            return self.final_fit_row(model, seeds, extra)
         if model in RECBOLE_MODELS:
             return self.summarise(model, [self.recbole_run(model)], tried=[])
         trials = {}
@@ -272,6 +283,29 @@ class Benchmark:
         config, first = max(trials.values(), key=lambda t: t[1][self.valid_key]["ndcg@10"])
         runs = [first, *(self.trained_run(model, config, seed, extra) for seed in seeds[1:])]
         return self.summarise(model, runs, tried=tried, config=config)
+
+    def final_fit_row(self, model: str, seeds: list[int], extra: list[str]) -> dict:
+        """The leave-one-out row's frozen choice, refit on training + validation events and tested once: its
+        configuration, with its first seed's best validation epoch as the epoch count. Nothing is selected
+        here; the row keeps the validation figure it was chosen by."""
+        if model not in BERTREC_MODELS:
+            raise SystemExit(f"{model}: the final-fit protocol runs the baselines and bertrec's pretraining rows")
+        loo = RESULTS / f"quality_{self.dataset}_loo.json"
+        rows = json.loads(loo.read_text())["rows"] if loo.is_file() else []
+        chosen = next((r for r in rows if r["model"] == model), None)
+        if chosen is None:
+            raise SystemExit(f"no leave-one-out row for {model} in {loo}: run --protocol loo first")
+        if "--extra" in chosen.get("command", "") and not extra:
+            raise SystemExit(f"the chosen {model} row was run with --extra ({chosen['command']}): pass the same")
+        if chosen["config"].get("eval_every_epochs", "1") != "1":
+            raise SystemExit(f"{model}: the chosen run did not validate every epoch; its best epoch is unknown")
+        curve = chosen["training"]["valid_curve"]  # the first seed's, one value per epoch
+        epochs = curve.index(max(curve)) + 1
+        config = {**chosen["config"], "num_epochs": str(epochs), "early_stopping_patience": "0"}
+        runs = [self.bertrec_run(model, config, seed, extra) for seed in seeds]
+        row = self.summarise(model, runs, tried=[], config=config)
+        row["valid_ndcg@10"] = chosen["valid_ndcg@10"]  # what the configuration was selected by
+        return row
 
     def trained_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
         if model == "lstm":
@@ -290,7 +324,8 @@ class Benchmark:
             top10 = [i for r in runs[:1] for i in r[f"details_{setting}"]["top10"]]
             row[setting]["coverage@10"] = coverage_of(top10, self.catalogue)
             row[setting]["popularity@10"] = popularity_of(top10, self.split.train)
-        row["valid_ndcg@10"] = mean_std([r[self.valid_key]["ndcg@10"] for r in runs])
+        validated = all(self.valid_key in r for r in runs)  # a final fit has no validation
+        row["valid_ndcg@10"] = mean_std([r[self.valid_key]["ndcg@10"] for r in runs]) if validated else None
         # per-user figures (the paired tests' input) are written by _save, to their own compressed file beside the
         # results, if this row is the one kept; so a row's claims can be re-tested after the work folder is gone
         row["per_user"] = {
@@ -382,7 +417,7 @@ def comparisons(rows: list[dict], setting: str, dataset: str, protocol: str) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS))
-    parser.add_argument("--protocol", default="loo", choices=("loo", "temporal", "target"))
+    parser.add_argument("--protocol", default="loo", choices=tuple(PROTOCOLS))
     defaults = [m for m in MODELS if m not in FINETUNED_MODELS]  # fine-tunes need --protocol target
     parser.add_argument("--models", nargs="+", default=defaults, choices=MODELS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

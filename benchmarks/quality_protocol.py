@@ -85,6 +85,8 @@ def data_arguments(spec: DatasetSpec, events_file: Path, protocol: str) -> DataA
         options["split"] = "temporal"
     if protocol == "target":
         options["target_action"] = spec.target_action
+    if protocol == "final":
+        options["train_on_validation"] = True
     return DataArguments(dataset=str(events_file), **options)
 
 
@@ -174,10 +176,13 @@ EVALUATION_VERSION = 2  # bump when evaluate_both changes; older evaluation file
 def evaluate_both(score, tokenizer: EventTokenizer, split: Split, objective: str, **options) -> dict:
     """Validation and test metrics in both seen-item settings, with per-user test details.
 
-    ``valid`` holds the seen-excluded setting, ``valid_plain`` the other (``DatasetSpec.valid_key`` picks one).
+    ``valid`` holds the seen-excluded setting, ``valid_plain`` the other (``DatasetSpec.valid_key`` picks one);
+    a final-fit split has no validation examples, and its evaluation no validation metrics.
     """
     result: dict = {"version": EVALUATION_VERSION}
     for part, examples in (("valid", split.valid), ("test", split.test)):
+        if examples.height == 0:
+            continue
         for setting in SETTINGS:
             metrics = evaluate_scorer(
                 score,

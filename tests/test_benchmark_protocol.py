@@ -53,7 +53,7 @@ def test_paired_test_separates_real_and_null_differences():
 
 def test_data_flags_rebuild_the_same_arguments():
     for name, spec in quality_protocol.DATASETS.items():
-        for protocol in ("loo", "temporal", "target"):
+        for protocol in ("loo", "temporal", "target", "final"):
             if protocol == "target" and spec.target_action is None:
                 continue
             arguments = quality_protocol.data_arguments(spec, Path(f"/data/{name}.parquet"), protocol)
@@ -91,11 +91,10 @@ def test_a_worse_exploration_does_not_replace_the_selected_row():
     assert quality.merge_row(rows, fresh)[1] is fresh
 
 
-def test_a_fine_tuned_row_pretrains_once_then_fine_tunes_on_the_target_action(tmp_path, monkeypatch):
-    """``sasrec-ft``: the base run is the cached ``sasrec`` run of the same pretraining flags; the ``ft_`` flags
-    reach the fine-tune only; the fine-tuned model is asked with the target action; the time counts both."""
+def tiny_shop(folder: Path, monkeypatch, **spec_options) -> None:
+    """A generated Tmall-format log registered as benchmark dataset ``tiny-shop``: 40 users over 5 days, each
+    day 3 brand clicks and a buy of the last one."""
     import quality
-    import yaml
 
     rng = np.random.default_rng(0)
     lines = ["user_id,brand_id,type,visit_datetime"]
@@ -103,11 +102,20 @@ def test_a_fine_tuned_row_pretrains_once_then_fine_tunes_on_the_target_action(tm
         for day in range(1, 6):
             brands = rng.choice(12, size=3, replace=False)
             lines += [f"{user},{brand},0,6-{day}" for brand in brands] + [f"{user},{brands[-1]},1,6-{day}"]
-    (tmp_path / "shop.csv").write_text("\n".join(lines) + "\n")
-    spec = quality_protocol.DatasetSpec("shop.csv", "tmall", 10, target_action="buy", headline="plain")
-    monkeypatch.setattr(quality_protocol, "DATA_ROOT", tmp_path)
+    (folder / "shop.csv").write_text("\n".join(lines) + "\n")
+    spec = quality_protocol.DatasetSpec("shop.csv", "tmall", 10, **spec_options)
+    monkeypatch.setattr(quality_protocol, "DATA_ROOT", folder)
     monkeypatch.setitem(quality_protocol.DATASETS, "tiny-shop", spec)
     monkeypatch.setitem(quality.DATASETS, "tiny-shop", spec)
+
+
+def test_a_fine_tuned_row_pretrains_once_then_fine_tunes_on_the_target_action(tmp_path, monkeypatch):
+    """``sasrec-ft``: the base run is the cached ``sasrec`` run of the same pretraining flags; the ``ft_`` flags
+    reach the fine-tune only; the fine-tuned model is asked with the target action; the time counts both."""
+    import quality
+    import yaml
+
+    tiny_shop(tmp_path, monkeypatch, target_action="buy", headline="plain")
     bench = quality.Benchmark("tiny-shop", "target", tmp_path / "work", threads=1, budget=60)
     grid = {"num_epochs": ["2"], "ft_method": ["full"], "ft_num_epochs": ["1"]}
     row = bench.row("sasrec-ft", [0], grid, extra=[])
@@ -128,3 +136,31 @@ def test_a_fine_tuned_row_pretrains_once_then_fine_tunes_on_the_target_action(tm
     assert training["wall_seconds"] == pytest.approx(base["wall_seconds"] + training["finetune_seconds"], abs=0.2)
     assert row["model"] == "sasrec-ft" and row["config"]["ft_method"] == "full"
     assert 0 <= row["plain"]["ndcg@10"][0] <= 1 and len(row["training"]["valid_curve"]) == 1
+
+
+def test_the_final_fit_refits_the_chosen_row_for_its_best_epoch_on_training_plus_validation(tmp_path, monkeypatch):
+    """``--protocol final``: the leave-one-out row's configuration, trained for its best validation epoch on a
+    split whose validation targets joined training; the row keeps the validation figure it was chosen by."""
+    import quality
+    import yaml
+
+    tiny_shop(tmp_path, monkeypatch)
+    monkeypatch.setattr(quality, "RESULTS", tmp_path / "results")
+    chosen = {"model": "sasrec", "seeds": 1, "config": {"num_epochs": "3", "dropout": "0.2"}, "command": "loo",
+              "valid_ndcg@10": [0.3, 0.0], "training": {"valid_curve": [0.1, 0.3, 0.2]}}  # fmt: skip
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "quality_tiny-shop_loo.json").write_text(json.dumps({"rows": [chosen]}))
+    bench = quality.Benchmark("tiny-shop", "final", tmp_path / "work", threads=1, budget=60)
+    assert bench.split.valid.height == 0 and bench.split.stats["validation_targets_trained"] == 40
+    row = bench.row("sasrec", [0], {}, extra=[])
+
+    run = tmp_path / "work" / "tiny-shop" / "final" / "sasrec" / "num_epochs2-dropout0.2-early_stopping_patience0-seed0"
+    config = yaml.safe_load((run / "bertrec_config.yaml").read_text())
+    assert config["train_on_validation"] and config["num_epochs"] == 2 and config["dropout"] == 0.2
+    assert row["valid_ndcg@10"] == [0.3, 0.0] and row["training"]["epochs_run"] == (2.0, 0.0)
+    evaluation = quality.read_evaluation(run)
+    assert "valid" not in evaluation and 0 <= evaluation["test_excluded"]["ndcg@10"] <= 1
+    markov = bench.row("markov", [0], {}, extra=[])
+    assert markov["valid_ndcg@10"] is None and markov["plain"]["ndcg@10"][0] > 0
+    with pytest.raises(SystemExit, match="final-fit protocol"):
+        bench.row("recbole-sasrec", [0], {}, extra=[])
