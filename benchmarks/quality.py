@@ -12,10 +12,10 @@ python benchmarks/quality.py --report            # all results -> benchmarks/res
 Protocol (``quality_protocol.py``): leave-one-out (or a global temporal split, or "next purchase" on a target
 action, or the final fit: leave-one-out with validation targets trained on, for the configuration and epoch
 count chosen under plain leave-one-out), full ranking over every training item, seen items excluded (the
-headline) and kept, ties in timestamps broken by input order. Configurations are selected on validation NDCG@10 only; each frozen
-configuration's test split is read once, and every configuration tried is logged. bertrec rows repeat the
-selected configuration over 3 seeds (mean +- std); peers run one seed. Every "beats" claim carries a paired
-sign-flip permutation test over users. Runs are cached per (dataset, protocol, model, config, seed) in
+headline) and kept, ties in timestamps broken by input order. Configurations are selected on validation NDCG@10
+only; each frozen configuration's test split is read once, and every configuration tried is logged. bertrec rows
+repeat the selected configuration over 3 seeds (mean +- std); peers run one seed. Every "beats" claim carries a
+paired sign-flip permutation test over users. Runs are cached per (dataset, protocol, model, config, seed) in
 ``--work_dir`` and a rerun resumes where it stopped. Data is read from ``$BERTREC_DATA`` (default
 ``../shared/data``) and never copied into the repository.
 """
