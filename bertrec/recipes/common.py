@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,14 @@ def evaluation_options(eval_args, train_args, accelerator, action: str | None) -
 def evaluated_parts(split: Split) -> dict[str, pl.DataFrame]:
     """The parts of ``split`` that hold examples: validation and test, or test alone after a final fit."""
     return {part: getattr(split, part) for part in ("valid", "test") if getattr(split, part).height}
+
+
+def validation_of(model, tokenizer: EventTokenizer, split: Split, **options) -> Callable[[], dict] | None:
+    """The training loop's validation: metrics of the current weights on ``split.valid``; ``None`` after a final
+    fit (``--train_on_validation``), which leaves nothing to validate on."""
+    if split.valid.height == 0:
+        return None
+    return lambda: evaluate_model(model, tokenizer, split.valid, desc="validate", **options)
 
 
 def evaluate_parts(model, tokenizer: EventTokenizer, split: Split, prefix: str = "", **options) -> dict:

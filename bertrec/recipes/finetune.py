@@ -28,7 +28,6 @@ from bertrec.args import (
     resolved_config,
 )
 from bertrec.collators import TokenLayout
-from bertrec.evaluation import evaluate_model
 from bertrec.integrity import mark_incomplete
 from bertrec.lora import apply_lora, merge, parameter_counts, save_adapter
 from bertrec.losses import ItemLoss
@@ -46,6 +45,7 @@ from bertrec.recipes.common import (
     save_output,
     start_run,
     training_summary,
+    validation_of,
 )
 from bertrec.recipes.finetune_setup import (
     ADAPTER_DIR,
@@ -143,9 +143,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 
-    def validate() -> dict:
-        return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
-
     if ft_args.method == "none":  # nothing trains: the base's own scores are the result
         state = {
             "best_step": -1,
@@ -157,8 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = untuned
     else:
         logger.info("%d training prompts for task %s%s", len(windows), ft_args.task, f" ({action})" if action else "")
-        final_fit = split.valid.height == 0  # --train_on_validation: nothing left to validate on
-        state = train(accelerator, loss_module, windows, objective, None if final_fit else validate, train_args)
+        validate = validation_of(model, tokenizer, split, **eval_kwargs)
+        state = train(accelerator, loss_module, windows, objective, validate, train_args)
         results = evaluate_parts(model, tokenizer, split, **eval_kwargs)
     train_seconds = time.perf_counter() - started
     metrics = {

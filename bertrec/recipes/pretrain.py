@@ -25,7 +25,6 @@ from bertrec.args import (
 )
 from bertrec.baselines import item_counts
 from bertrec.collators import TokenLayout
-from bertrec.evaluation import evaluate_model
 from bertrec.losses import ItemLoss
 from bertrec.modeling import ARCHITECTURES, build_model, objective_for
 from bertrec.recipes.common import (
@@ -41,6 +40,7 @@ from bertrec.recipes.common import (
     save_output,
     start_run,
     training_summary,
+    validation_of,
 )
 from bertrec.sharding import full_state_dict, gathered_parameters
 from bertrec.tokenization import LAYOUTS
@@ -112,11 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     action = data_args.target_action if reads_action_prompt(config, objective_name) else None
     eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 
-    def validate() -> dict:
-        return evaluate_model(model, tokenizer, split.valid, desc="validate", **eval_kwargs)
-
-    final_fit = split.valid.height == 0  # --train_on_validation: nothing left to validate on
-    state = train(accelerator, loss_module, windows, objective, None if final_fit else validate, train_args)
+    validate = validation_of(model, tokenizer, split, **eval_kwargs)
+    state = train(accelerator, loss_module, windows, objective, validate, train_args)
     train_seconds = time.perf_counter() - started
 
     baselines = evaluate_baselines(tokenizer, split, data_args.target_action, **eval_kwargs)
