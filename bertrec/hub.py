@@ -83,6 +83,7 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
         "remote code are needed to use it.", "",
         "## Evaluation", "",
         f"Full ranking over all {data['items']} items, {test['users']} test users ({data.get('protocol')}).", "",
+        *_final_fit_note(data),
         *table, "",
         "## Data", "", "```", yaml.safe_dump(split, sort_keys=False).strip(), "```", "",
         "Cleaning report:", "", "```", (report_summary or "no cleaning report").strip(), "```", "",
@@ -95,6 +96,16 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
         "## Training", "", "```bash", command, "```", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
         "```", "",
     ])  # fmt: skip
+
+
+def _final_fit_note(data: dict) -> list[str]:
+    if not data.get("validation_in_training"):
+        return []
+    return [
+        "A final fit (`--train_on_validation`): each user's validation target was trained on too, as in a retrain "
+        "on all data before deployment; its configuration and epoch count were chosen on validation by an "
+        "earlier run, so this card has no validation figures.", "",
+    ]  # fmt: skip
 
 
 def _finetuning_section(finetuning: dict | None) -> list[str]:

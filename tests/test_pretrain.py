@@ -218,6 +218,7 @@ def test_final_fit_trains_on_validation_targets_for_all_epochs_and_keeps_the_las
     assert training["best_valid_ndcg@10"] is None and training["best_step"] == training["steps"]
     assert all("ndcg@10" not in h for h in training["history"])
     assert metrics["data"]["validation_targets_trained"] == metrics["data"]["evaluated_users"] > 0
+    assert "A final fit (`--train_on_validation`)" in (folder / "README.md").read_text()  # the card says so
     last = load_file(folder / "checkpoints" / f"checkpoint-{training['steps']}" / "model.safetensors")
     saved = load_file(folder / "model.safetensors")
     assert all(torch.equal(saved[name], last[f"model.{name}"]) for name in saved)
