@@ -142,7 +142,7 @@ class Benchmark:
         command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint
         for name, value in config.items():
             command += [f"--{name}", value]
-        evaluation, _ = self._train_and_evaluate(command + extra, run_dir)
+        evaluation = self._train_and_evaluate(command + extra, run_dir)
         write_evaluation(run_dir, evaluation)
         return evaluation
 
@@ -165,7 +165,7 @@ class Benchmark:
         for name, value in config.items():
             if name.startswith(FINETUNE_FLAG_PREFIX):
                 command += [f"--{name.removeprefix(FINETUNE_FLAG_PREFIX)}", value]
-        evaluation, _ = self._train_and_evaluate(command, run_dir)
+        evaluation = self._train_and_evaluate(command, run_dir)
         training, pretraining = evaluation["training"], base["training"]
         tuning = training["wall_seconds"]  # the fine-tune's own, from its metrics.json
         training["finetune_seconds"] = tuning
@@ -176,9 +176,9 @@ class Benchmark:
         write_evaluation(run_dir, evaluation)
         return evaluation
 
-    def _train_and_evaluate(self, command: list[str], run_dir: Path) -> tuple[dict, dict]:
-        """Train unless the folder is complete, then evaluate it: (evaluation, the run's metrics.json). The caller
-        writes the evaluation once it has added what it knows."""
+    def _train_and_evaluate(self, command: list[str], run_dir: Path) -> dict:
+        """Train unless the folder is complete, then evaluate it, with the run's training figures from its
+        metrics.json. The caller writes the evaluation once it has added what it knows."""
         usage_file = run_dir / "usage.json"
         if not is_complete(run_dir):  # a complete run folder is not retrained: only its evaluation is redone
             usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
@@ -189,7 +189,7 @@ class Benchmark:
         evaluation["training"] = {**usage, **{k: v for k, v in metrics["training"].items() if k != "history"}}
         history = metrics["training"]["history"]  # a final fit's epochs carry no validation figure
         evaluation["training"]["valid_curve"] = [h["ndcg@10"] for h in history if "ndcg@10" in h]
-        return evaluation, metrics
+        return evaluation
 
     def _evaluate_saved(self, run_dir: Path) -> dict:
         import torch

@@ -24,7 +24,7 @@ from bertrec.args import DataArguments
 from bertrec.atomic import atomic_write_text
 from bertrec.data.splits import Split
 from bertrec.evaluation import evaluate_scorer
-from bertrec.recipes.common import prepare_data
+from bertrec.recipes.common import evaluated_parts, prepare_data
 from bertrec.recipes.prepare import load_split, save_split
 from bertrec.tokenization import EventTokenizer
 
@@ -180,9 +180,7 @@ def evaluate_both(score, tokenizer: EventTokenizer, split: Split, objective: str
     a final-fit split has no validation examples, and its evaluation no validation metrics.
     """
     result: dict = {"version": EVALUATION_VERSION}
-    for part, examples in (("valid", split.valid), ("test", split.test)):
-        if examples.height == 0:
-            continue
+    for part, examples in evaluated_parts(split).items():
         for setting in SETTINGS:
             metrics = evaluate_scorer(
                 score,
