@@ -57,6 +57,7 @@ from quality_protocol import (  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
 SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2"]  # equal size for every row
+STACKED = "stacked"  # the dataset's rich layout with its tokens at one position per event
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
     "sasrec-rope": ("gpt_neox", "item", []),  # the same with rotary (relative) instead of learned absolute positions
@@ -64,10 +65,20 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-next": ("gpt2", None, []),
     "bertrec-next-rope": ("gpt_neox", None, []),  # rotary: an offset like "the item two tokens back" is easy to learn
     "bertrec-masked": ("bert", None, ["--mask_prob", "0.2"]),
+    # one position per event (the rich layout's tokens summed: "time+action+item"), with and without repeat
+    # scores, and the item-only twin with them: what actions/times and repeats are each worth
+    "bertrec-event": ("gpt2", STACKED, ["--repeat_scores", "true"]),
+    "bertrec-event-norepeat": ("gpt2", STACKED, []),
+    "sasrec-repeat": ("gpt2", "item", ["--repeat_scores", "true"]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
-FINETUNED_MODELS = {"sasrec-ft": "sasrec", "bertrec-next-rope-ft": "bertrec-next-rope"}
+FINETUNED_MODELS = {
+    "sasrec-ft": "sasrec",
+    "bertrec-next-rope-ft": "bertrec-next-rope",
+    "bertrec-event-ft": "bertrec-event",
+    "sasrec-repeat-ft": "sasrec-repeat",
+}
 FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
 BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
@@ -133,10 +144,12 @@ class Benchmark:
         if evaluation is not None:
             return evaluation
         command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
-        command += ["--model_type", model_type, "--layout", layout or self.spec.rich_layout]
+        layout = self.spec.rich_layout.replace(" ", "+") if layout == STACKED else layout or self.spec.rich_layout
+        command += ["--model_type", model_type, "--layout", layout]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *flags]
         command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
-        if self.protocol == "target" and model_type != "bert" and (layout or self.spec.rich_layout) != "item":
+        stacked = "+" in layout  # its pretraining asks the next event's action at half the positions anyway
+        if self.protocol == "target" and model_type != "bert" and layout != "item" and not stacked:
             command += ["--supervise_conditioned", "true"]  # so "what will they buy next" can be asked
         command += ["--seed", str(seed), "--cpu_threads", str(self.threads), "--output_dir", str(run_dir)]
         command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint

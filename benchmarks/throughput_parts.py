@@ -181,7 +181,7 @@ def training_step(
     model = build_model(
         model_type=model_type,
         vocab_size=tokenizer.vocab_size,
-        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event,
+        max_positions=tokenizer.spec.max_events * tokenizer.spec.positions_per_event,
         hidden_size=hidden_size,
         num_layers=num_layers,
         num_heads=max(hidden_size // 64, 2),

@@ -115,7 +115,13 @@ class ModelArguments:
         default=0.0, metadata={"help": "Dropout on attention weights (0 keeps the fused SDPA kernels)."}
     )
     mask_prob: float = field(default=0.4, metadata={"help": "Masked events: share of events masked."})
-    mask_action_prob: float = field(default=0.5, metadata={"help": "Masked events: share whose action is masked too."})
+    mask_action_prob: float = field(
+        default=0.5,
+        metadata={
+            "help": "Masked events: share whose action is masked too; stacked layouts, next event: share of "
+            "positions where the next event's action is hidden (the open question rather than the conditioned one)."
+        },
+    )
     supervise_conditioned: bool = field(
         default=False, metadata={"help": "Next event: also train the action-conditioned prompt (2x head work)."}
     )
@@ -133,6 +139,17 @@ class ModelArguments:
         metadata={
             "help": "Train on cosine item logits divided by this (e.g. 0.05) instead of raw dot products; item "
             "embeddings stay at unit norm, so the saved model ranks as trained. Not with FSDP."
+        },
+    )
+    tie_embeddings: bool = field(
+        default=True,
+        metadata={"help": "Tie the output layer to the input embeddings (false: item output rows of their own)."},
+    )
+    repeat_scores: bool = field(
+        default=False,
+        metadata={
+            "help": "Add a learned bonus to the user's own items by their action and recency (bertrec.repeats; "
+            "saved in config.json). Layouts with one position per event ('item', 'time+action+item', ...), full loss."
         },
     )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})

@@ -40,10 +40,20 @@ class TokenLayout:
     num_items: int
     pad_id: int
     mask_id: int
+    # stacked layouts (one position per event, ``bertrec.stacked``): field order and the id ranges to shift
+    stacked: bool = False
+    fields: tuple[str, ...] = ()
+    action_offset: int = 0
+    num_actions: int = 0
+    time_offset: int = 0  # id of <t:0>
+    num_time_buckets: int = 0
+    next_action_offset: int = 0
+    next_time_offset: int = 0
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> TokenLayout:
-        fields = tokenizer.spec.fields
+        spec = tokenizer.spec
+        fields = spec.fields
         return cls(
             len(fields),
             "action" in fields,
@@ -52,7 +62,23 @@ class TokenLayout:
             tokenizer.num_items,
             tokenizer.pad_id,
             tokenizer.mask_id,
+            stacked=spec.stacked,
+            fields=tuple(fields),
+            action_offset=tokenizer.action_offset,
+            num_actions=len(spec.actions),
+            time_offset=tokenizer.first_bucket_id + 1,
+            num_time_buckets=len(spec.time_boundaries) + 1,
+            next_action_offset=tokenizer.next_action_offset,
+            next_time_offset=tokenizer.next_time_offset,
         )
+
+    @property
+    def item_field(self) -> int:
+        return self.fields.index("item") if self.stacked else 0
+
+    def event_items(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``[batch, positions]`` ids of each position's item field (stacked), or the ids themselves."""
+        return input_ids[..., self.item_field] if input_ids.dim() == 3 else input_ids
 
     def item_index(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Item index of item tokens, ``IGNORE`` for anything else (padding, unknown item)."""
@@ -61,9 +87,11 @@ class TokenLayout:
 
 
 def pad_sequences(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad token id arrays to the longest in the batch (right padding keeps stock position ids)."""
+    """Right-pad token id arrays to the longest in the batch (right padding keeps stock position ids).
+
+    Stacked layouts' ``[events, fields]`` arrays give ``input_ids [batch, events, fields]``."""
     length = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    input_ids = torch.full((len(sequences), length, *np.shape(sequences[0])[1:]), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
     for row, tokens in enumerate(sequences):
         input_ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)

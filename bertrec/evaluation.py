@@ -16,11 +16,13 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from bertrec.collators import pad_sequences
+from bertrec import repeats
+from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
 from bertrec.data.splits import check_targets_not_in_history
 from bertrec.metrics import metrics_from_ranks, pessimistic_ranks
 from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective
+from bertrec.stacked import stacked_prompts
 from bertrec.tokenization import EventTokenizer, action_token
 
 ScoreFn = Callable[["EvalBatch"], torch.Tensor]
@@ -46,10 +48,15 @@ def encode_prompts(
     spec = tokenizer.spec
     history = tokenizer.encode_sequences(examples.select(SEQUENCE_LIST_COLUMNS), max_events=spec.max_events - 1)
     slots: list[np.ndarray] = []
+    time_ids = None
     if "time" in spec.fields:
         last_time = examples["timestamp"].list.last().to_numpy().astype(np.float64)
         gaps = examples["target_timestamp"].to_numpy().astype(np.float64) - last_time
-        slots.append(tokenizer.time_bucket_ids(gaps))
+        time_ids = tokenizer.time_bucket_ids(gaps)
+        slots.append(time_ids)
+    if spec.stacked:
+        action_id = None if action is None or "action" not in spec.fields else tokenizer.token_id(action_token(action))
+        return stacked_prompts(history, TokenLayout.from_tokenizer(tokenizer), objective, time_ids, action_id)
     n = examples.height
     if "action" in spec.fields and (action is not None or objective == "masked"):
         action_id = tokenizer.mask_id if action is None else tokenizer.token_id(action_token(action))
@@ -105,13 +112,28 @@ def prompt_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return head_features(model, hidden[torch.arange(len(last), device=hidden.device), last])
 
 
+def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Every item's score for each prompt: the stock logits at its last position, plus the repeat scores of the
+    user's own items when the model has a repeat table (``bertrec.repeats``)."""
+    features = prompt_features(model, input_ids, attention_mask)
+    scores = item_logits(model, features, layout.item_offset, layout.num_items).float()
+    bias = repeats.bias_of(model)
+    if bias is not None:
+        rows = torch.arange(len(input_ids), device=input_ids.device)
+        last = attention_mask.sum(dim=1) - 1
+        causal = model_objective(model) == "next"
+        term = repeats.repeat_term(bias.float(), layout, input_ids, rows, last, causal=causal, num_items=layout.num_items)
+        scores = term.add_to(scores)
+    return scores
+
+
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:
     """Item scores at each prompt's last position, from the model's own head (equal to its stock logits)."""
+    layout = TokenLayout.from_tokenizer(tokenizer)
 
     @torch.no_grad()
     def score(batch: EvalBatch) -> torch.Tensor:
-        features = prompt_features(model, batch.input_ids.to(device), batch.attention_mask.to(device))
-        return item_logits(model, features, tokenizer.item_offset, tokenizer.num_items).float()
+        return prompt_scores(model, layout, batch.input_ids.to(device), batch.attention_mask.to(device))
 
     return score
 

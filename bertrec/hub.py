@@ -26,6 +26,8 @@ def usage_snippet(folder: str, objective: str, layout: str, action: str | None =
     where the layout has action tokens.
     """
     auto = "AutoModelForMaskedLM" if objective == "masked" else "AutoModelForCausalLM"
+    if "+" in layout:
+        return _stacked_snippet(folder, auto, objective, layout.split("+"), action)
     fields = layout.split()
     event = " ".join({"time": "<t:start>", "action": "<a:view>", "item": "{item}"}[f] for f in fields)
     next_action = f"<a:{action}>" if action else "[MASK]"
@@ -34,7 +36,9 @@ def usage_snippet(folder: str, objective: str, layout: str, action: str | None =
     else:  # a causal model predicts the item after the history (and the current-time bucket, the action)
         prompt = " ".join({"time": "<t:0>", "action": next_action, "item": ""}[f] for f in fields)
         prompt = prompt.replace("[MASK]", "").strip()
-    return f'''import torch
+    return f'''import math
+
+import torch
 from transformers import AutoTokenizer, {auto}
 
 tokenizer = AutoTokenizer.from_pretrained("{folder}")
@@ -44,9 +48,73 @@ item = tokenizer.convert_ids_to_tokens(item_ids[0])
 history = "{event}".format(item=item) + " {prompt}"
 with torch.no_grad():
     scores = model(**tokenizer(history.strip(), return_tensors="pt")).logits[0, -1, item_ids]
-top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
+{{repeat}}top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
+print(top10)
+'''.replace("{repeat}", _repeat_snippet("[[i] for i in tokenizer(history.strip())['input_ids']]", 0, None, None,
+                                           objective))
+
+
+def _stacked_snippet(folder: str, auto: str, objective: str, fields: list[str], action: str | None) -> str:
+    """One position per event: each event's tokens are looked up and their embeddings summed (``inputs_embeds``);
+    a causal model's rows also carry the next event's gap and action (``<next:t:N>``, ``<next:a:NAME>``)."""
+    first = {"time": "<t:start>", "action": "<a:view>", "item": "a"}
+    second = {"time": "<t:3>", "action": "<a:view>", "item": "b"}
+    asked = f"<a:{action}>" if action else "[MASK]"
+    next_names = [n for n in ("time", "action") if n in fields] if objective == "next" else []
+    follows = {"time": "<next:t:3>", "action": "<next:a:view>"}
+    now = {"time": "<next:t:0>", "action": f"<next:a:{action}>" if action else "[MASK]"}
+    rows = [[first[f] for f in fields] + [follows[n] for n in next_names],
+            [second[f] for f in fields] + [now[n] for n in next_names]]
+    if objective == "masked":  # the event to predict: its time bucket, the asked action, [MASK] for the item
+        rows.append([{"time": "<t:0>", "action": asked, "item": "[MASK]"}[f] for f in fields])
+    text = ",\n          ".join("[" + ", ".join(t if t in ("a", "b") else repr(t) for t in row) + "]" for row in rows)
+    item, act = fields.index("item"), fields.index("action") if "action" in fields else None
+    asked_column = (len(fields) + next_names.index("action") if "action" in next_names else act) if act is not None else None
+    return f'''import math
+
+import torch
+from transformers import AutoTokenizer, {auto}
+
+tokenizer = AutoTokenizer.from_pretrained("{folder}")
+model = {auto}.from_pretrained("{folder}").eval()
+vocab = tokenizer.get_vocab()
+item_ids = sorted(i for token, i in vocab.items() if token.startswith("<i:"))
+a, b = tokenizer.convert_ids_to_tokens(item_ids[:2])
+# one row per event, its tokens summed at one position: {" ".join(fields)}{
+    " then the gap to and action of the event after it (the last row: the asked event's, [MASK] for any action)"
+    if next_names else ""}
+events = [{text}]
+ids = torch.tensor([tokenizer.convert_tokens_to_ids(row) for row in events])[None]
+with torch.no_grad():
+    embeds = model.get_input_embeddings()(ids).sum(dim=2)
+    scores = model(inputs_embeds=embeds).logits[0, -1, item_ids]
+{_repeat_snippet("ids[0].tolist()", item, act, asked_column, objective)}top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
 print(top10)
 '''
+
+
+def _event_positions(layout: str) -> str:
+    if "+" in layout:
+        return f"each event is one position, the sum of its {len(layout.split('+'))} tokens' embeddings."
+    return f"each event is {len(layout.split())} token(s)."
+
+
+def _repeat_snippet(rows: str, item: int, action: int | None, asked: int | None, objective: str) -> str:
+    """Adds ``config.repeat_bias`` (``bertrec.repeats``) to the scores of the history's own items."""
+    back = "len(rows) - 1 - k" if objective == "next" else "len(rows) - 2 - k"
+    action_of = f"actions.get(row[{action}], 0)" if action is not None else "0"
+    asked_of = f"asked.get(rows[-1][{asked}], 0)" if asked is not None else "0"
+    return f'''if getattr(model.config, "repeat_bias", None):  # the user's own items: a bonus by action and recency
+    bias, rows, column = model.config.repeat_bias, {rows}, {{i: c for c, i in enumerate(item_ids)}}
+    actions = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<a:")))}}
+    asked = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<next:a:")))}}
+    {"asked = actions" if objective == "masked" else ""}
+    for k, row in enumerate(rows):
+        distance = {back}
+        if distance >= 0 and row[{item}] in column:
+            bucket = min(int(math.log2(distance + 1)), 7)
+            scores[column[row[{item}]]] += bias[{asked_of}][{action_of}][bucket]
+'''.replace("\n    \n", "\n")
 
 
 def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str | None, command: str) -> str:
@@ -88,7 +156,7 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
         "## Data", "", "```", yaml.safe_dump(split, sort_keys=False).strip(), "```", "",
         "Cleaning report:", "", "```", (report_summary or "no cleaning report").strip(), "```", "",
         "## Tokenizer", "",
-        f"Layout `{data['layout']}`: each event is {len(data['layout'].split())} token(s). Item tokens are "
+        f"Layout `{data['layout']}`: " + _event_positions(data["layout"]) + " Item tokens are "
         "`<i:ID>`, actions `<a:NAME>`, time buckets `<t:N>` (see `event_tokenizer.json`).", "",
         *_finetuning_section(finetuning),
         "## Usage", "", "```python", usage_snippet(repo_id, data["objective"], data["layout"], action).strip(),

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from bertrec import repeats
 from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective, output_weight_and_bias
 
 
@@ -17,11 +18,15 @@ def full_softmax_loss(
     num_items: int,
     excluded: torch.Tensor | None = None,
     temperature: float | None = None,
+    repeat_scores: repeats.RepeatScores | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``; items marked
     in ``excluded [n, num_items]`` (never a row's own target) are left out of that row's softmax.
-    ``temperature``: cosine logits (``item_logits``)."""
+    ``temperature``: cosine logits (``item_logits``); ``repeat_scores`` are added to the logits
+    (``bertrec.repeats``)."""
     logits = item_logits(model, features, item_offset, num_items, temperature=temperature).float()
+    if repeat_scores is not None:
+        logits = repeat_scores.add_to(logits)
     if excluded is not None:
         logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, targets)
@@ -156,6 +161,7 @@ class ItemLoss(torch.nn.Module):
         rerank_loss: str | None = None,
         exclude_seen: bool = False,
         temperature: float | None = None,
+        layout=None,
     ):
         """``exclude_seen``: leave each position's already-seen items (``seen_items``: what a next-event model has
         read up to the position, what a masked one sees in the window) out of the softmax, full or sampled.
@@ -164,6 +170,10 @@ class ItemLoss(torch.nn.Module):
         temperature weigh hard negatives more than raw dot products, whose scale the model can inflate instead of
         ranking better. The item rows are set to unit norm here and after every optimizer step
         (``after_optimizer_step``), so the saved stock model, which ranks by raw dot products, ranks as trained.
+
+        ``layout`` (a ``TokenLayout``) is needed for stacked ids and for repeat scores (``bertrec.repeats``):
+        when the model carries a repeat table, its scores join the full softmax and train with it (the
+        re-ranking losses leave it out: fine-tuning freezes it for them).
         """
         super().__init__()
         if (exclude_seen or temperature is not None) and rerank_loss is not None:
@@ -171,7 +181,9 @@ class ItemLoss(torch.nn.Module):
         if temperature is not None and temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.rerank_loss, self.exclude_seen, self.temperature = rerank_loss, exclude_seen, temperature
-        self.model = model
+        self.model, self.layout = model, layout
+        if repeats.bias_of(model) is not None and item_log_frequency is not None:
+            raise ValueError("repeat scores train with the full softmax only, not with --loss sampled")
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
         sampled = item_log_frequency is not None
@@ -203,9 +215,17 @@ class ItemLoss(torch.nn.Module):
         features = head_features(self.model, hidden[labelled])
         targets = labels[labelled]
         excluded = None
+        causal = model_objective(self.model) == "next"
+        items = input_ids if self.layout is None else self.layout.event_items(input_ids)
         if self.exclude_seen:
-            causal = model_objective(self.model) == "next"
-            excluded = seen_items(input_ids, labelled, targets, self.item_offset, self.num_items, causal)
+            excluded = seen_items(items, labelled, targets, self.item_offset, self.num_items, causal)
+        bias = repeats.bias_of(self.model)
+        repeat_scores = None
+        if bias is not None:
+            rows, positions = labelled.nonzero(as_tuple=True)
+            repeat_scores = repeats.repeat_term(
+                bias, self.layout, input_ids, rows, positions, causal=causal, num_items=self.num_items
+            )
         if self.rerank_loss is not None:
             return candidate_loss(
                 self.model,
@@ -230,7 +250,7 @@ class ItemLoss(torch.nn.Module):
                 self.temperature,
             )
         return full_softmax_loss(
-            self.model, features, targets, self.item_offset, self.num_items, excluded, self.temperature
+            self.model, features, targets, self.item_offset, self.num_items, excluded, self.temperature, repeat_scores
         )
 
 

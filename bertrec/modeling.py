@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
 
+from bertrec import repeats
 from bertrec.integrity import verify_manifest
 
 # objective, and how each architecture names the generic sizes that its config does not map itself
@@ -69,8 +70,13 @@ def build_model(
     attention_dropout: float = 0.0,
     pad_token_id: int = 0,
     attn_implementation: str = "sdpa",
+    tie_embeddings: bool = True,
 ) -> PreTrainedModel:
-    """A freshly initialised stock model; masked-LM architectures train masked events, causal ones next events."""
+    """A freshly initialised stock model; masked-LM architectures train masked events, causal ones next events.
+
+    ``tie_embeddings=False`` gives the output layer rows of its own: an item's score is then a learned
+    bilinear form of the input (as factorised transition models have), not a similarity to the item's input
+    embedding, which a small model must otherwise bend through its feed-forward layers."""
     objective = objective_for(model_type)
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
@@ -92,7 +98,7 @@ def build_model(
         pad_token_id=pad_token_id,
         bos_token_id=None,
         eos_token_id=None,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_embeddings,
         **extra,
         **FIXED_SETTINGS.get(model_type, {}),
     )
@@ -113,7 +119,9 @@ def load_model(model_dir: str) -> PreTrainedModel:
     verify_manifest(model_dir, what="model folder")
     config = AutoConfig.from_pretrained(model_dir)
     auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
-    return auto.from_pretrained(model_dir)
+    model = auto.from_pretrained(model_dir)
+    repeats.load_from_config(model)
+    return model
 
 
 def model_objective(model: PreTrainedModel) -> str:
@@ -121,7 +129,13 @@ def model_objective(model: PreTrainedModel) -> str:
 
 
 def backbone_hidden(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Last hidden states ``[batch, seq, hidden]`` from the backbone, without the vocabulary projection."""
+    """Last hidden states ``[batch, seq, hidden]`` from the backbone, without the vocabulary projection.
+
+    Stacked ids ``[batch, events, fields]`` (one position per event) enter as the sum of their fields' token
+    embeddings, through the stock ``inputs_embeds`` argument."""
+    if input_ids.dim() == 3:
+        embeds = model.get_input_embeddings()(input_ids).sum(dim=2)
+        return model.base_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
     return model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 

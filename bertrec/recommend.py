@@ -20,10 +20,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from bertrec.collators import pad_sequences
+from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.schema import DEFAULT_ACTION
-from bertrec.evaluation import encode_prompts, prompt_features
-from bertrec.modeling import item_logits, load_model, objective_for
+from bertrec.evaluation import encode_prompts, prompt_features, prompt_scores
+from bertrec.modeling import load_model, objective_for
 from bertrec.tokenization import EventTokenizer
 
 Event = tuple[str, str, float | None] | dict
@@ -187,7 +187,7 @@ class Recommender:
             for row, (history, n) in enumerate(zip(chunk, finite))
         ]
 
-    def _features(self, histories: list[_History], action: str | None, now: float | None) -> torch.Tensor:
+    def _prompts(self, histories: list[_History], action: str | None, now: float | None) -> dict:
         examples = pl.DataFrame(
             {
                 "item_id": [h.items for h in histories],
@@ -205,11 +205,16 @@ class Recommender:
             },
         )
         batch = pad_sequences(encode_prompts(self.tokenizer, examples, self.objective, action), self.tokenizer.pad_id)
-        return prompt_features(self.model, batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
+        return {name: tensor.to(self.device) for name, tensor in batch.items()}
+
+    def _features(self, histories: list[_History], action: str | None, now: float | None) -> torch.Tensor:
+        batch = self._prompts(histories, action, now)
+        return prompt_features(self.model, batch["input_ids"], batch["attention_mask"])
 
     def _score(self, histories: list[_History], action: str | None, now: float | None) -> torch.Tensor:
-        features = self._features(histories, action, now)
-        return item_logits(self.model, features, self.tokenizer.item_offset, self.tokenizer.num_items).float().cpu()
+        batch = self._prompts(histories, action, now)
+        layout = TokenLayout.from_tokenizer(self.tokenizer)
+        return prompt_scores(self.model, layout, batch["input_ids"], batch["attention_mask"]).cpu()
 
     def _check_action(self, action: str | None) -> None:
         """An action outside the vocabulary has no token; say so instead of failing deep in encoding."""

@@ -28,11 +28,17 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 UNK_ITEM = "[UNK_ITEM]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK, UNK_ITEM)
 FIRST_EVENT_BUCKET = "<t:start>"
+# A space between fields: each token takes a position. A "+": the event's tokens share one position, their
+# embeddings summed (``inputs_embeds``), so a history of n events is n positions whatever the layout, and the
+# prediction is read at the event itself.
 LAYOUTS = {
     "item": ("item",),
     "action item": ("action", "item"),
     "time item": ("time", "item"),  # logs with one kind of action (clicks, sessions): no constant action token
     "time action item": ("time", "action", "item"),
+    "action+item": ("action", "item"),
+    "time+item": ("time", "item"),
+    "time+action+item": ("time", "action", "item"),
 }
 SPEC_FILE = "event_tokenizer.json"
 
@@ -89,6 +95,14 @@ def time_token(bucket: int) -> str:
     return f"<t:{bucket}>"
 
 
+def next_action_token(action: str) -> str:
+    return f"<next:a:{_escape(action)}>"
+
+
+def next_time_token(bucket: int) -> str:
+    return f"<next:t:{bucket}>"
+
+
 @dataclass
 class EventTokenizerSpec:
     """What the vocabulary alone cannot say: how events become tokens."""
@@ -104,8 +118,17 @@ class EventTokenizerSpec:
         return LAYOUTS[self.layout]
 
     @property
+    def stacked(self) -> bool:
+        """One position per event: the event's tokens are summed at that position (``+`` layouts)."""
+        return "+" in self.layout
+
+    @property
     def tokens_per_event(self) -> int:
         return len(self.fields)
+
+    @property
+    def positions_per_event(self) -> int:
+        return 1 if self.stacked else len(self.fields)
 
 
 class EventTokenizer:
@@ -119,6 +142,14 @@ class EventTokenizer:
         self.spec = spec
         vocab = list(SPECIAL_TOKENS) + [action_token(a) for a in spec.actions]
         vocab += [FIRST_EVENT_BUCKET] + [time_token(b) for b in range(len(spec.time_boundaries) + 1)]
+        # stacked layouts: what is known of the *next* event at a causal position (its action, its gap), added
+        # to the position with tokens of their own, since a sum cannot say which event a shared token is of
+        self.next_action_offset = len(vocab)
+        if spec.stacked and "action" in spec.fields:
+            vocab += [next_action_token(a) for a in spec.actions]
+        self.next_time_offset = len(vocab)
+        if spec.stacked and "time" in spec.fields:
+            vocab += [next_time_token(b) for b in range(len(spec.time_boundaries) + 1)]
         self.item_offset = len(vocab)
         vocab += [item_token(i) for i in spec.items]
         self.vocab = {token: index for index, token in enumerate(vocab)}
@@ -217,17 +248,22 @@ class EventTokenizer:
         tokens, lengths = self.event_token_ids(sequences)
         ends = np.cumsum(lengths)
         starts = np.maximum(ends - lengths, ends - max_events)
-        return [tokens[s:e].reshape(-1) for s, e in zip(starts, ends)]
+        shape = (-1, self.spec.tokens_per_event) if self.spec.stacked else (-1,)
+        return [tokens[s:e].reshape(shape) for s, e in zip(starts, ends)]
 
     def encode_training_windows(self, sequences: pl.DataFrame, min_events: int = 1) -> list[np.ndarray]:
         """Token ids of consecutive windows of at most ``max_events`` events, cut from each sequence's end.
 
         Long histories become several training examples instead of losing everything but their tail; windows
         shorter than ``min_events`` (2 for next-event training, which needs a previous event) are dropped.
+        Stacked layouts give ``[events, fields]`` arrays, the others flat token arrays.
         """
         tokens, lengths = self.event_token_ids(sequences)
         per_event, window = self.spec.tokens_per_event, self.spec.max_events
-        flat = tokens.reshape(-1)
+        if self.spec.stacked:
+            per_event, flat = 1, tokens
+        else:
+            flat = tokens.reshape(-1)
         ends = np.cumsum(lengths)
         windows = []
         for first, end in zip(ends - lengths, ends):

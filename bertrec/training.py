@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from bertrec import repeats, stacked
 from bertrec.atomic import atomic_directory, atomic_write_text
 from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
 from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
@@ -101,6 +102,8 @@ class Objective:
     last_event_only: bool = False  # fine-tuning prompts: each sequence ends with its target event
 
     def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.layout.stacked:
+            return self._stacked(batch, generator)
         if self.last_event_only:
             return last_event_labels(
                 batch["input_ids"],
@@ -120,6 +123,23 @@ class Objective:
             )
         labels = next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout, self.conditioned)
         return batch["input_ids"], labels
+
+    def _stacked(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One position per event (``bertrec.stacked``); the next event's action is hidden as often as a
+        masked event's action is, so a causal model learns the open and the conditioned question alike."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self.last_event_only:
+            return stacked.last_event_batch(ids, mask, self.layout, objective=self.name, conditioned=self.conditioned)
+        if self.name == "masked":
+            return stacked.masked_event_batch(
+                ids,
+                mask,
+                self.layout,
+                mask_prob=self.mask_prob,
+                mask_action_prob=self.mask_action_prob,
+                generator=generator,
+            )
+        return stacked.next_event_batch(ids, mask, self.layout, hide_action_prob=self.mask_action_prob, generator=generator)
 
 
 def configure_cpu_threads(accelerator, cpu_threads: int) -> None:
@@ -176,12 +196,21 @@ def _seed_for(seed: int, *parts: int) -> int:
     return int(np.random.default_rng([seed, *parts]).integers(2**62))
 
 
-def _decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def _decay_groups(model: torch.nn.Module, weight_decay: float, learning_rate: float) -> list[dict]:
+    """AdamW groups: decay on matrices; none on biases and norms; the repeat table (``bertrec.repeats``) apart,
+    undecayed and at a higher rate, as its few scalars must grow to logit scale."""
+    decay, no_decay, repeat = [], [], []
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if not param.requires_grad:
+            continue
+        if name.endswith(repeats.PARAMETER):
+            repeat.append(param)
+        else:
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if repeat:
+        groups.append({"params": repeat, "weight_decay": 0.0, "lr": learning_rate * repeats.LEARNING_RATE_SCALE})
+    return groups
 
 
 def complete_checkpoints(checkpoint_root: Path) -> list[Path]:
@@ -223,7 +252,9 @@ def train(
         len(epoch_batches(lengths, args.batch_size, args.seed, 0, rank, world)) / args.gradient_accumulation_steps
     )
     total_steps = steps_per_epoch * args.num_epochs
-    optimizer = torch.optim.AdamW(_decay_groups(loss_module, args.weight_decay), lr=args.learning_rate)
+    optimizer = torch.optim.AdamW(
+        _decay_groups(loss_module, args.weight_decay, args.learning_rate), lr=args.learning_rate
+    )
     scheduler = get_scheduler(
         args.lr_scheduler,
         optimizer,

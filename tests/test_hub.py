@@ -51,3 +51,37 @@ def test_push_uploads_the_folder_without_checkpoints(pretrained):
     create.assert_called_once_with("someone/shop-recommender", private=True, exist_ok=True)
     kwargs = upload.call_args.kwargs
     assert kwargs["folder_path"] == str(folder) and "checkpoints/*" in kwargs["ignore_patterns"]
+
+
+def test_card_snippet_scores_one_user_as_the_library_evaluates(pretrained, tmp_path):
+    """The default (stacked, repeat-scored) models: the card's plain-transformers code, fed one test user's
+    prompt, gives the library's evaluation scores, repeat scores included."""
+    import json
+
+    import torch
+
+    from bertrec.args import DataArguments
+    from bertrec.collators import pad_sequences
+    from bertrec.evaluation import EvalBatch, encode_prompts, model_scorer
+    from bertrec.modeling import load_model, model_objective
+    from bertrec.recipes.common import prepare_data
+    from bertrec.tokenization import EventTokenizer
+    from tests.conftest import run_without_bertrec
+
+    split = prepare_data(DataArguments(synthetic_users=400)).split
+    for model_type, run in pretrained.items():
+        folder = run["dir"]
+        model, tokenizer = load_model(str(folder)).eval(), EventTokenizer.load(folder)
+        assert tokenizer.spec.stacked and model.repeat_bias.abs().sum() > 0, model_type
+        example = split.test.head(1)
+        prompt = encode_prompts(tokenizer, example, model_objective(model))[0]
+        batch = pad_sequences([prompt], tokenizer.pad_id)
+        expected = model_scorer(model, tokenizer)(EvalBatch(batch["input_ids"], batch["attention_mask"], None, None, None))
+        rows = [[tokenizer.inverse_vocab[i] for i in row] for row in prompt.tolist()]
+        _, _, snippet = card_parts(folder)
+        code = re.sub(r"events = \[.*?\]\]\n", f"events = {rows!r}\n", snippet, flags=re.S)
+        code = code.replace(folder.name, str(folder)) + "\nimport json\nprint(json.dumps(scores.tolist()))\n"
+        result = run_without_bertrec(code, tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        scores = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
+        torch.testing.assert_close(scores, expected[0], atol=1e-5, rtol=0)

@@ -423,8 +423,15 @@ def _encode_buckets(read: _Buckets, tokenizer: EventTokenizer, folder: Path, min
 
 
 def windows_column(windows: list[np.ndarray]) -> pa.LargeListArray:
-    """Token windows as one Arrow list column built from a flat buffer (no per-row Python objects)."""
-    lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+    """Token windows as one Arrow list column built from a flat buffer (no per-row Python objects).
+
+    A stacked layout's ``[events, fields]`` window is stored flat, event by event (``reshape(-1, fields)``
+    gives it back, ``tokens_per_event`` fields per event), like its text form."""
+    lengths = np.fromiter((w.size for w in windows), dtype=np.int64, count=len(windows))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.concatenate(windows, dtype=np.int32, casting="same_kind") if windows else np.zeros(0, dtype=np.int32)
+    flat = (
+        np.concatenate([w.reshape(-1) for w in windows], dtype=np.int32, casting="same_kind")
+        if windows
+        else np.zeros(0, dtype=np.int32)
+    )
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))

@@ -16,6 +16,7 @@ import polars as pl
 import torch
 import yaml
 
+from bertrec import repeats
 from bertrec.args import ConfigError
 from bertrec.atomic import atomic_write_text
 from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
@@ -220,7 +221,8 @@ def save_output(
     out.mkdir(parents=True, exist_ok=True)
     mark_incomplete(out)
     with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
-        model.save_pretrained(temp, state_dict=state_dict)
+        with repeats.folded_into_config(model, state_dict) as weights:  # the repeat table goes to config.json
+            model.save_pretrained(temp, state_dict=weights)
         tokenizer.save(temp)
         for name in os.listdir(temp):
             shutil.move(os.path.join(temp, name), out / name)
@@ -233,9 +235,10 @@ def save_output(
 def reads_action_prompt(config: dict[str, Any], objective: str) -> bool:
     """Whether a model trained under ``config`` (a resolved bertrec config, as saved beside it) was trained to read
     a prompt that ends with an action, such as "what will they buy next": masked models (their masks keep the
-    action), next-event ones with ``supervise_conditioned``, and fine-tunes (``base_model``), whose prompts end
+    action), next-event ones with ``supervise_conditioned`` or a stacked layout, and fine-tunes (``base_model``), whose prompts end
     at target events. Any other model would read the action as a token it never learnt to follow."""
-    return objective == "masked" or bool(config.get("supervise_conditioned")) or "base_model" in config
+    stacked = "+" in str(config.get("layout", ""))  # the next event's action is asked at half the positions
+    return objective == "masked" or stacked or bool(config.get("supervise_conditioned")) or "base_model" in config
 
 
 def evaluation_options(eval_args, train_args, accelerator, action: str | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from accelerate.utils import DistributedType
 
+from bertrec import repeats
 from bertrec.args import (
     ConfigError,
     DataArguments,
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
         model = peft_model.get_base_model()
     elif ft_args.method == "none":
         model.requires_grad_(False)
+    repeat_table = repeats.bias_of(model)
+    if repeat_table is not None:  # part of the ranking head: trains with the softmax losses, kept for re-ranking
+        repeat_table.requires_grad_(ft_args.method != "none" and ft_args.task != "rerank")
     counts = parameter_counts(model)
     logger.info(
         "trainable parameters: %d of %d (%.2f%%)",
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_uniform_negatives=ft_args.num_negatives if rerank else 0,
         rerank_loss=ft_args.rerank_loss if rerank else None,
         temperature=temperature,
+        layout=layout,
     )
     eval_kwargs = evaluation_options(eval_args, train_args, accelerator, action)
 

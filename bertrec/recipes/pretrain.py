@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from accelerate.utils import DistributedType
 
+from bertrec import repeats
 from bertrec.args import (
     ConfigError,
     DataArguments,
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(
         model_type=model_args.model_type,
         vocab_size=tokenizer.vocab_size,
-        max_positions=tokenizer.spec.max_events * tokenizer.spec.tokens_per_event,
+        max_positions=tokenizer.spec.max_events * tokenizer.spec.positions_per_event,
         hidden_size=model_args.hidden_size,
         num_layers=model_args.num_layers,
         num_heads=model_args.num_heads,
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
         attention_dropout=model_args.attention_dropout,
         pad_token_id=tokenizer.pad_id,
         attn_implementation=model_args.attn_implementation,
+        tie_embeddings=model_args.tie_embeddings,
     )
+    layout = TokenLayout.from_tokenizer(tokenizer)
+    if model_args.repeat_scores:
+        repeats.attach(model, layout)
     log_frequency = None
     if model_args.loss == "sampled":
         counts = item_counts(tokenizer, split.train)
@@ -101,10 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
         num_uniform_negatives=model_args.num_negatives,
         exclude_seen=model_args.loss_excludes_seen,
         temperature=model_args.logit_temperature,
+        layout=layout,
     )
     objective = Objective(
         objective_name,
-        TokenLayout.from_tokenizer(tokenizer),
+        layout,
         mask_prob=model_args.mask_prob,
         mask_action_prob=model_args.mask_action_prob,
         conditioned=model_args.supervise_conditioned,

@@ -1,0 +1,143 @@
+"""Repeat scores: a learned bonus for items the user already has, by how they had them and how long ago.
+
+On repurchase-heavy logs a "recently seen" ranking beats transformers that must rediscover copying through
+attention and tied embeddings (Tmall next purchase: recent 0.647 against 0.604). Repeat-aware recommenders
+(RepeatNet's repeat mode, personalised-popularity terms in the logits) add the user's own items to the score
+directly. Here each earlier event ``k`` adds ``repeat_bias[q, a_k, r_k]`` to its item's logit, summed over the
+item's occurrences (so counts matter too), where ``q`` is the asked action of the predicted event (0: not
+asked), ``a_k`` the event's action (0: unknown), and ``r_k = min(floor(log2(d + 1)), 7)`` buckets the
+distance ``d`` in events between it and the predicted event (0: the last event). The table is trained with the
+rest of the model through the same softmax.
+
+The table is tiny (at most ``(actions + 1)^2 x 8`` values) and is saved in the stock ``config.json`` as
+``repeat_bias`` (a nested list), so a plain ``transformers`` load keeps it and the model card's snippet adds it.
+During training it is a parameter of the model (checkpointed with it); ``folded_into_config`` moves it into
+the config for ``save_pretrained``, and ``load_from_config`` makes it a parameter again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+
+PARAMETER = "repeat_bias"
+RECENCY_BUCKETS = 8
+LEARNING_RATE_SCALE = 10.0  # a handful of scalars that must reach logit scale in a few hundred steps
+
+
+def supported(layout) -> bool:
+    """Layouts with one position per event: ``item`` and the stacked ones."""
+    return layout.stacked or layout.tokens_per_event == 1
+
+
+def table_shape(layout) -> tuple[int, int, int]:
+    actions = layout.num_actions + 1 if layout.has_action else 1
+    return (actions, actions, RECENCY_BUCKETS)
+
+
+def attach(model: torch.nn.Module, layout) -> torch.nn.Parameter:
+    """Give ``model`` a zero repeat table (or keep the one it has) and return it."""
+    existing = bias_of(model)
+    if existing is not None:
+        return existing
+    if not supported(layout):
+        raise ValueError(
+            "repeat scores need one position per event: use layout 'item' or a stacked one such as "
+            "'time+action+item'"
+        )
+    values = torch.zeros(table_shape(layout), device=model.get_input_embeddings().weight.device)
+    parameter = torch.nn.Parameter(values)
+    model.register_parameter(PARAMETER, parameter)
+    return parameter
+
+
+def bias_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers
+    return base._parameters.get(PARAMETER)
+
+
+def load_from_config(model: torch.nn.Module) -> None:
+    """A saved model's table (``config.repeat_bias``) as a parameter again, for scoring and fine-tuning."""
+    values = getattr(model.config, PARAMETER, None)
+    if values is not None and bias_of(model) is None:
+        tensor = torch.tensor(values, dtype=torch.float32, device=model.get_input_embeddings().weight.device)
+        model.register_parameter(PARAMETER, torch.nn.Parameter(tensor))
+
+
+@contextlib.contextmanager
+def folded_into_config(model: torch.nn.Module, state_dict: dict | None = None) -> Iterator[dict | None]:
+    """While saving: the table lives in ``config.repeat_bias`` and not among the weights, so the folder is a
+    plain stock model that loads without unexpected keys. Yields the state dict to save (``None``: the model's)."""
+    parameter = bias_of(model)
+    if parameter is None:
+        yield state_dict
+        return
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    values = state_dict.get(PARAMETER, parameter) if state_dict is not None else parameter
+    base.config.repeat_bias = values.detach().float().cpu().tolist()
+    del base._parameters[PARAMETER]
+    try:
+        yield None if state_dict is None else {k: v for k, v in state_dict.items() if k != PARAMETER}
+    finally:
+        base.register_parameter(PARAMETER, parameter)
+
+
+def repeat_term(
+    bias: torch.Tensor,
+    layout,
+    input_ids: torch.Tensor,
+    rows: torch.Tensor,
+    positions: torch.Tensor,
+    *,
+    causal: bool,
+    num_items: int,
+) -> RepeatScores:
+    """Repeat scores of the predictions at ``(rows, positions)`` of ``input_ids``.
+
+    Causal models predict the event after ``positions`` and have read it: history is ``k <= p`` at distance
+    ``p - k``. Masked models predict the event *at* ``positions``: history is ``k < p`` at distance ``p - 1 - k``
+    (only the past, as at inference; masked items are not items and add nothing).
+    """
+    items = layout.item_index(layout.event_items(input_ids))[rows]  # [n, length]
+    steps = torch.arange(items.shape[1], device=items.device)
+    distance = positions[:, None] - steps[None, :] - (0 if causal else 1)
+    valid = (distance >= 0) & (items >= 0)
+    bucket = torch.floor(torch.log2(distance.clamp(min=0).float() + 1)).long().clamp(max=RECENCY_BUCKETS - 1)
+    actions = _event_actions(layout, input_ids)[rows]
+    query = _asked_action(layout, input_ids, rows, positions, causal)
+    values = bias[query[:, None], actions, bucket].masked_fill(~valid, 0.0)
+    return RepeatScores(torch.where(valid, items, 0), values)
+
+
+class RepeatScores(NamedTuple):
+    """Sparse repeat scores: ``values [n, length]`` to add at item indices ``items [n, length]`` (0 where the
+    value is 0). Added straight into the logits, never as a dense ``[n, num_items]`` matrix of its own."""
+
+    items: torch.Tensor
+    values: torch.Tensor
+
+    def add_to(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.scatter_add(1, self.items, self.values.to(logits.dtype))
+
+
+def _event_actions(layout, input_ids: torch.Tensor) -> torch.Tensor:
+    """1 + each event's action index, 0 where unknown or masked (and everywhere without action fields)."""
+    if not (layout.stacked and layout.has_action):
+        return torch.zeros(input_ids.shape[:2], dtype=torch.long, device=input_ids.device)
+    index = input_ids[..., layout.fields.index("action")] - layout.action_offset
+    return torch.where((index >= 0) & (index < layout.num_actions), index + 1, 0)
+
+
+def _asked_action(layout, input_ids, rows, positions, causal: bool) -> torch.Tensor:
+    """1 + the predicted event's action where the prompt names it, else 0."""
+    if not (layout.stacked and layout.has_action):
+        return torch.zeros(len(rows), dtype=torch.long, device=input_ids.device)
+    if causal:
+        column, offset = len(layout.fields) + (1 if layout.has_time else 0), layout.next_action_offset
+    else:
+        column, offset = layout.fields.index("action"), layout.action_offset
+    index = input_ids[rows, positions, column] - offset
+    return torch.where((index >= 0) & (index < layout.num_actions), index + 1, 0)

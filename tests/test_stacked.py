@@ -1,0 +1,146 @@
+"""Stacked layouts (one position per event) and repeat scores: encoding, labels, prompts, leakage guards."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from bertrec import repeats, stacked
+from bertrec.collators import IGNORE, TokenLayout, pad_sequences
+from bertrec.evaluation import encode_prompts
+from bertrec.losses import ItemLoss
+from bertrec.modeling import backbone_hidden, build_model
+from bertrec.tokenization import EventTokenizer
+
+
+@pytest.fixture
+def tok(small_sequences):
+    return EventTokenizer.build(small_sequences, layout="time+action+item", max_events=10)
+
+
+def test_stacked_vocabulary_and_encoding(tok, small_sequences):
+    layout = TokenLayout.from_tokenizer(tok)
+    assert layout.stacked and layout.fields == ("time", "action", "item") and tok.spec.positions_per_event == 1
+    vocab = tok.vocab
+    # the next-event tokens sit between the time buckets and the items, one per action and per bucket
+    assert vocab["<next:a:cart>"] - layout.next_action_offset == vocab["<a:cart>"] - layout.action_offset
+    assert vocab["<next:t:3>"] - layout.next_time_offset == vocab["<t:3>"] - layout.time_offset
+    assert min(i for t, i in vocab.items() if t.startswith("<i:")) == tok.item_offset > layout.next_time_offset
+    windows = tok.encode_training_windows(small_sequences, min_events=2)
+    first = windows[0]
+    assert first.shape == (5, 3)  # u1: 5 events x (time, action, item)
+    # the text form, read by a plain tokenizer, gives the same ids row by row
+    text = tok.history_to_text(["a", "b", "b", "c", "a"], ["view", "view", "cart", "view", "purchase"],
+                               [0, 10, 70, 4000, 90000])
+    ids = tok.hf_tokenizer()(text)["input_ids"]
+    assert np.array_equal(np.array(ids).reshape(-1, 3), first)
+
+
+def test_next_event_batch_labels_the_next_item_and_shows_only_its_gap_and_action(tok, small_sequences):
+    layout = TokenLayout.from_tokenizer(tok)
+    windows = tok.encode_training_windows(small_sequences, min_events=2)
+    batch = pad_sequences(windows, tok.pad_id)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    generator = torch.Generator().manual_seed(0)
+    inputs, labels = stacked.next_event_batch(ids, mask, layout, hide_action_prob=0.0, generator=generator)
+    assert inputs.shape == (*ids.shape[:2], 5)
+    assert torch.equal(inputs[..., :3], ids)  # the event's own fields are untouched
+    for row, length in enumerate(mask.sum(dim=1).tolist()):
+        for i in range(length - 1):
+            assert labels[row, i] == ids[row, i + 1, 2] - tok.item_offset
+            assert inputs[row, i, 3] == stacked.as_next_time(layout, ids[row, i + 1, 0])
+            assert inputs[row, i, 4] == stacked.as_next_action(layout, ids[row, i + 1, 1])
+        assert labels[row, length - 1] == IGNORE and inputs[row, length - 1, 3] == tok.pad_id
+    hidden, _ = stacked.next_event_batch(ids, mask, layout, hide_action_prob=1.0, generator=generator)
+    assert bool((hidden[..., 4][mask[:, 1:].bool().nonzero(as_tuple=True)] == tok.mask_id).all())
+    tampered = labels.clone()
+    tampered[0, 0] = labels[0, 2]
+    with pytest.raises(AssertionError, match="leakage"):
+        stacked.assert_stacked_labels(ids, tampered, layout)
+
+
+def test_masked_event_batch_hides_items_keeps_times(tok, small_sequences):
+    layout = TokenLayout.from_tokenizer(tok)
+    batch = pad_sequences(tok.encode_training_windows(small_sequences), tok.pad_id)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    generator = torch.Generator().manual_seed(1)
+    masked, labels = stacked.masked_event_batch(ids, mask, layout, mask_prob=0.5, mask_action_prob=1.0,
+                                                generator=generator)
+    chosen = labels != IGNORE
+    assert chosen.any(dim=1).all()
+    assert bool((masked[..., 2][chosen] == tok.mask_id).all()) and bool((masked[..., 1][chosen] == tok.mask_id).all())
+    assert torch.equal(masked[..., 0], ids[..., 0])  # the gap to a masked event is known when it is asked for
+    assert torch.equal(labels[chosen], ids[..., 2][chosen] - tok.item_offset)
+    assert torch.equal(masked[~chosen], ids[~chosen])
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "bert"])
+def test_fine_tuning_rows_match_the_evaluation_prompt(tok, small_sequences, model_type):
+    """The labelled position of a training row (history + target) reads exactly what evaluation's prompt for
+    that history reads, with the target's action asked: same features, not merely the same shape."""
+    layout = TokenLayout.from_tokenizer(tok)
+    objective = "masked" if model_type == "bert" else "next"
+    row = tok.encode_sequences(small_sequences.head(1))[0]  # u1: a b b c a, the last a "purchase"
+    inputs, labels = stacked.last_event_batch(torch.as_tensor(row)[None], torch.ones(1, len(row), dtype=torch.long),
+                                              layout, objective=objective, conditioned=True)
+    position = int((labels[0] != IGNORE).nonzero()[0, 0])
+    history = small_sequences.head(1).with_columns(pl.all().exclude("user_id").list.head(4))
+    examples = history.with_columns(target_timestamp=pl.lit(90000.0))
+    prompt = encode_prompts(tok, examples, objective, action="purchase")[0]
+    assert np.array_equal(prompt, inputs[0, : position + 1].numpy())
+    model = build_model(model_type=model_type, vocab_size=tok.vocab_size, max_positions=16, hidden_size=16,
+                        num_layers=1, num_heads=1).eval()
+    with torch.no_grad():
+        train_hidden = backbone_hidden(model, inputs, torch.ones(inputs.shape[:2], dtype=torch.long))[0, position]
+        prompt_ids = torch.as_tensor(prompt)[None]
+        prompt_hidden = backbone_hidden(model, prompt_ids, torch.ones(prompt_ids.shape[:2], dtype=torch.long))[0, -1]
+    if objective == "next":  # causal: later inputs cannot change the position's state
+        torch.testing.assert_close(train_hidden, prompt_hidden)
+
+
+def test_repeat_term_by_action_recency_and_asked_action(tok):
+    layout = TokenLayout.from_tokenizer(tok)
+    bias = torch.arange(np.prod(repeats.table_shape(layout)), dtype=torch.float32).reshape(repeats.table_shape(layout))
+    view, cart = tok.vocab["<a:view>"], tok.vocab["<a:cart>"]
+    item = lambda name: tok.vocab[f"<i:{name}>"]  # noqa: E731
+    t = tok.vocab["<t:3>"]
+    events = [[t, view, item("a")], [t, cart, item("b")], [t, view, item("a")]]
+    asked = tok.vocab["<next:a:purchase>"]
+    ids = torch.tensor([[*e, tok.vocab["<next:t:3>"], asked if k == 2 else tok.mask_id] for k, e in enumerate(events)])
+    term = repeats.repeat_term(bias, layout, ids[None], torch.tensor([0]), torch.tensor([2]), causal=True,
+                               num_items=tok.num_items)
+    scores = term.add_to(torch.zeros(1, tok.num_items))[0]
+    q = 1 + tok.spec.actions.index("purchase")
+    a_view, a_cart = 1 + tok.spec.actions.index("view"), 1 + tok.spec.actions.index("cart")
+    index = lambda name: item(name) - tok.item_offset  # noqa: E731
+    # "a": the last event (distance 0, bucket 0) and two events back (distance 2, bucket 1), both views
+    assert scores[index("a")] == bias[q, a_view, 0] + bias[q, a_view, 1]
+    assert scores[index("b")] == bias[q, a_cart, 1]
+    assert scores[index("c")] == 0
+    # a masked model predicts the event at the position: only earlier events count, one step closer
+    masked = ids[:, :3].clone()
+    masked[2, 2], masked[2, 1] = tok.mask_id, tok.vocab["<a:purchase>"]
+    term = repeats.repeat_term(bias, layout, masked[None], torch.tensor([0]), torch.tensor([2]), causal=False,
+                               num_items=tok.num_items)
+    scores = term.add_to(torch.zeros(1, tok.num_items))[0]
+    assert scores[index("a")] == bias[q, a_view, 1] and scores[index("b")] == bias[q, a_cart, 0]
+
+
+def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_sequences):
+    layout = TokenLayout.from_tokenizer(tok)
+    model = build_model(model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=16,
+                        num_layers=1, num_heads=1)
+    table = repeats.attach(model, layout)
+    loss_module = ItemLoss(model, item_offset=tok.item_offset, num_items=tok.num_items, layout=layout)
+    batch = pad_sequences(tok.encode_training_windows(small_sequences, min_events=2), tok.pad_id)
+    inputs, labels = stacked.next_event_batch(batch["input_ids"], batch["attention_mask"], layout,
+                                              hide_action_prob=0.0, generator=torch.Generator().manual_seed(0))
+    loss_module(inputs, batch["attention_mask"], labels).backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0  # u1 repeats "a" and "b": the table learns
+    with pytest.raises(ValueError, match="full softmax only"):
+        ItemLoss(model, item_offset=tok.item_offset, num_items=tok.num_items, layout=layout,
+                 item_log_frequency=torch.zeros(tok.num_items), num_uniform_negatives=4)
+    legacy = TokenLayout.from_tokenizer(EventTokenizer.build(small_sequences, layout="time action item"))
+    with pytest.raises(ValueError, match="one position per event"):
+        repeats.attach(build_model(model_type="gpt2", vocab_size=64, max_positions=8, hidden_size=8, num_layers=1,
+                                   num_heads=1), legacy)
