@@ -109,11 +109,14 @@ def _repeat_snippet(rows: str, item: int, action: int | None, asked: int | None,
     actions = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<a:")))}}
     asked = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<next:a:")))}}
     {"asked = actions" if objective == "masked" else ""}
+    bonus = {{}}  # an item's bonus: the largest over its occurrences
     for k, row in enumerate(rows):
         distance = {back}
         if distance >= 0 and row[{item}] in column:
-            bucket = min(int(math.log2(distance + 1)), 7)
-            scores[column[row[{item}]]] += bias[{asked_of}][{action_of}][bucket]
+            value = bias[{asked_of}][{action_of}][min(int(math.log2(distance + 1)), 7)]
+            bonus[column[row[{item}]]] = max(value, bonus.get(column[row[{item}]], -math.inf))
+    for c, value in bonus.items():
+        scores[c] += value
 '''.replace("\n    \n", "\n")
 
 

@@ -3,11 +3,12 @@
 On repurchase-heavy logs a "recently seen" ranking beats transformers that must rediscover copying through
 attention and tied embeddings (Tmall next purchase: recent 0.647 against 0.604). Repeat-aware recommenders
 (RepeatNet's repeat mode, personalised-popularity terms in the logits) add the user's own items to the score
-directly. Here each earlier event ``k`` adds ``repeat_bias[q, a_k, r_k]`` to its item's logit, summed over the
-item's occurrences (so counts matter too), where ``q`` is the asked action of the predicted event (0: not
+directly. Here each earlier event ``k`` offers ``repeat_bias[q, a_k, r_k]`` to its item's logit, where ``q`` is the asked action of the predicted event (0: not
 asked), ``a_k`` the event's action (0: unknown), and ``r_k = min(floor(log2(d + 1)), 7)`` buckets the
-distance ``d`` in events between it and the predicted event (0: the last event). The table is trained with the
-rest of the model through the same softmax.
+distance ``d`` in events between it and the predicted event (0: the last event). An item seen several times
+gets the largest of its occurrences' values (a sum would count a brand clicked twenty times twenty times over
+and rank by counts, not by what the latest and most telling event says). The table is trained with the rest
+of the model through the same softmax.
 
 The table is tiny (at most ``(actions + 1)^2 x 8`` values) and is saved in the stock ``config.json`` as
 ``repeat_bias`` (a nested list), so a plain ``transformers`` load keeps it and the model card's snippet adds it.
@@ -18,8 +19,10 @@ the config for ``save_pretrained``, and ``load_from_config`` makes it a paramete
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 import torch
 
@@ -38,8 +41,9 @@ def table_shape(layout) -> tuple[int, int, int]:
     return (actions, actions, RECENCY_BUCKETS)
 
 
-def attach(model: torch.nn.Module, layout) -> torch.nn.Parameter:
-    """Give ``model`` a zero repeat table (or keep the one it has) and return it."""
+def attach(model: torch.nn.Module, layout, windows: Sequence[np.ndarray] = ()) -> torch.nn.Parameter:
+    """Give ``model`` a repeat table (or keep the one it has) and return it: ``initial_table(windows)``, so
+    training starts from the log's own repeat rates, not from zero."""
     existing = bias_of(model)
     if existing is not None:
         return existing
@@ -48,10 +52,50 @@ def attach(model: torch.nn.Module, layout) -> torch.nn.Parameter:
             "repeat scores need one position per event: use layout 'item' or a stacked one such as "
             "'time+action+item'"
         )
-    values = torch.zeros(table_shape(layout), device=model.get_input_embeddings().weight.device)
+    values = torch.as_tensor(initial_table(windows, layout), device=model.get_input_embeddings().weight.device)
     parameter = torch.nn.Parameter(values)
     model.register_parameter(PARAMETER, parameter)
     return parameter
+
+
+def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048) -> np.ndarray:
+    """The table a model with flat item scores would need: ``log(P(repeat) * num_items)`` per cell.
+
+    For each next event of (up to ``max_windows``) training windows and each earlier event of its window, how
+    often the next item is that event's item, by (next action, that event's action, recency bucket); the
+    not-asked row pools the next actions. A freshly initialised model scores every item about equally, so
+    adding these log-odds makes its first ranking the log's own "recently seen" ranking, which the rest of
+    the model then corrects. Cells never observed start at 0 (no bonus). Add-one smoothing keeps rare cells
+    near chance.
+    """
+    shape = table_shape(layout)
+    hits, totals = np.zeros(shape), np.zeros(shape)
+    step = max(1, len(windows) // max_windows)
+    for window in list(windows)[::step]:
+        items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
+        items = np.where((items >= 0) & (items < layout.num_items), items, -1)
+        actions = np.zeros(len(items), dtype=np.int64)
+        if layout.stacked and layout.has_action:
+            index = window[:, layout.fields.index("action")] - layout.action_offset
+            actions = np.where((index >= 0) & (index < layout.num_actions), index + 1, 0)
+        length = len(items)
+        if length < 2:
+            continue
+        target, position = np.arange(1, length), np.arange(length - 1)
+        history = np.arange(length)
+        distance = position[:, None] - history[None, :]
+        valid = (distance >= 0) & (items[None, :] >= 0) & (items[target][:, None] >= 0)
+        bucket = np.minimum(np.floor(np.log2(np.maximum(distance, 0) + 1)).astype(int), RECENCY_BUCKETS - 1)
+        hit = items[None, :] == items[target][:, None]
+        asked = np.broadcast_to(actions[target][:, None], distance.shape)
+        past = np.broadcast_to(actions[None, :], distance.shape)
+        cell = (past * shape[2] + bucket)[valid]
+        for query in (np.zeros_like(asked), asked) if shape[0] > 1 else (np.zeros_like(asked),):
+            flat = query[valid] * shape[1] * shape[2] + cell
+            totals += np.bincount(flat, minlength=totals.size).reshape(shape)
+            hits += np.bincount(flat, weights=hit[valid], minlength=hits.size).reshape(shape)
+    rate = (hits + 1) / (totals + 2)
+    return np.where(totals > 0, np.log(rate * max(layout.num_items, 1)), 0.0).astype(np.float32)
 
 
 def bias_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
@@ -108,19 +152,23 @@ def repeat_term(
     bucket = torch.floor(torch.log2(distance.clamp(min=0).float() + 1)).long().clamp(max=RECENCY_BUCKETS - 1)
     actions = _event_actions(layout, input_ids)[rows]
     query = _asked_action(layout, input_ids, rows, positions, causal)
-    values = bias[query[:, None], actions, bucket].masked_fill(~valid, 0.0)
-    return RepeatScores(torch.where(valid, items, 0), values)
+    values = bias[query[:, None], actions, bucket]
+    return RepeatScores(torch.where(valid, items, 0), values, valid)
 
 
 class RepeatScores(NamedTuple):
-    """Sparse repeat scores: ``values [n, length]`` to add at item indices ``items [n, length]`` (0 where the
-    value is 0). Added straight into the logits, never as a dense ``[n, num_items]`` matrix of its own."""
+    """Repeat scores of ``values [n, length]`` at item indices ``items [n, length]`` (``valid`` marks real
+    history events): an item's bonus is its largest value, that of its most telling occurrence."""
 
     items: torch.Tensor
     values: torch.Tensor
+    valid: torch.Tensor
 
     def add_to(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.scatter_add(1, self.items, self.values.to(logits.dtype))
+        values = self.values.to(logits.dtype).masked_fill(~self.valid, float("-inf"))
+        empty = torch.full_like(logits, float("-inf"))
+        bonus = empty.scatter_reduce(1, self.items, values, reduce="amax", include_self=True)
+        return logits + torch.where(torch.isinf(bonus), torch.zeros_like(bonus), bonus)
 
 
 def _event_actions(layout, input_ids: torch.Tensor) -> torch.Tensor:

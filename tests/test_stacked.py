@@ -113,8 +113,9 @@ def test_repeat_term_by_action_recency_and_asked_action(tok):
     q = 1 + tok.spec.actions.index("purchase")
     a_view, a_cart = 1 + tok.spec.actions.index("view"), 1 + tok.spec.actions.index("cart")
     index = lambda name: item(name) - tok.item_offset  # noqa: E731
-    # "a": the last event (distance 0, bucket 0) and two events back (distance 2, bucket 1), both views
-    assert scores[index("a")] == bias[q, a_view, 0] + bias[q, a_view, 1]
+    # "a": the last event (distance 0, bucket 0) and two events back (distance 2, bucket 1), both views: the
+    # larger of the two
+    assert scores[index("a")] == max(bias[q, a_view, 0], bias[q, a_view, 1])
     assert scores[index("b")] == bias[q, a_cart, 1]
     assert scores[index("c")] == 0
     # a masked model predicts the event at the position: only earlier events count, one step closer
@@ -144,3 +145,18 @@ def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_seq
     with pytest.raises(ValueError, match="one position per event"):
         repeats.attach(build_model(model_type="gpt2", vocab_size=64, max_positions=8, hidden_size=8, num_layers=1,
                                    num_heads=1), legacy)
+
+
+def test_initial_repeat_table_is_the_logs_own_repeat_rate(tok):
+    """A log where every view is followed by a cart of the same item: that cell starts at log(P * items), a
+    never-seen cell at 0, and a repeat that never happens below chance."""
+    layout = TokenLayout.from_tokenizer(tok)
+    view, cart, t = tok.vocab["<a:view>"], tok.vocab["<a:cart>"], tok.vocab["<t:3>"]
+    items = [tok.vocab[f"<i:{name}>"] for name in ("a", "b", "c")]
+    window = np.array([[t, action, item] for item in items * 20 for action in (view, cart)])
+    table = repeats.initial_table([window], layout)
+    q_cart, a_view, a_cart = (1 + tok.spec.actions.index(a) for a in ("cart", "view", "cart"))
+    hits = 60  # each of the 60 views is followed by its cart
+    assert table[q_cart, a_view, 0] == pytest.approx(np.log((hits + 1) / (hits + 2) * tok.num_items))
+    assert table[0, a_cart, 0] < np.log(tok.num_items * 0.05)  # after a cart comes another item
+    assert table[1 + tok.spec.actions.index("purchase")].sum() == 0  # nothing asked "purchase": no bonus

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     layout = TokenLayout.from_tokenizer(tokenizer)
     if model_args.repeat_scores:
-        repeats.attach(model, layout)
+        repeats.attach(model, layout, windows)
     log_frequency = None
     if model_args.loss == "sampled":
         counts = item_counts(tokenizer, split.train)
