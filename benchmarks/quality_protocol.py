@@ -56,6 +56,9 @@ class DatasetSpec:
 
 
 DATASETS = {
+    # the built-in shop log (SyntheticShopConfig defaults): what the README's main command trains on; the
+    # recipe's default cleaning and length, and seen items kept as the recipe evaluates by default
+    "synthetic": DatasetSpec("", "synthetic", 50, target_action="purchase", headline="plain"),
     # MovieLens 100K as RecBole ships it; every rating kept; ratings become actions rate_1..rate_5
     "ml-100k": DatasetSpec("ml-100k/ml-100k.inter", "recbole", 200, reader_options={"rating_actions": "rate"}),
     # the BERT4Rec paper's file: already 5-core, chronological, no timestamps or actions; repeats kept as they are
@@ -107,10 +110,15 @@ def canonical_events(name: str, work: Path) -> Path:
     if out.is_file():
         return out
     spec = DATASETS[name]
-    source = DATA_ROOT / spec.path
-    if not source.is_file():
-        raise SystemExit(f"{source} not found: set BERTREC_DATA to the folder holding {spec.path}")
-    events = read_public(source, reader=spec.reader, **spec.reader_options).sort("event_index")
+    if spec.reader == "synthetic":  # the built-in shop log, exactly as the recipes' default dataset
+        from bertrec.data.synthetic import generate_shop_log
+
+        events = generate_shop_log().drop("category")
+    else:
+        source = DATA_ROOT / spec.path
+        if not source.is_file():
+            raise SystemExit(f"{source} not found: set BERTREC_DATA to the folder holding {spec.path}")
+        events = read_public(source, reader=spec.reader, **spec.reader_options).sort("event_index")
     if "timestamp" in events.columns and events["timestamp"].null_count() == events.height:
         events = events.drop("timestamp")  # no times at all: order is file order
     out.parent.mkdir(parents=True, exist_ok=True)

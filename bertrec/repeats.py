@@ -165,10 +165,17 @@ class RepeatScores(NamedTuple):
     valid: torch.Tensor
 
     def add_to(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each item's largest value added to its logit, in ``O(n * length)`` memory: sorted by value, then
+        (stably) by item, an item's first entry is its largest; only first entries are scattered."""
         values = self.values.to(logits.dtype).masked_fill(~self.valid, float("-inf"))
-        empty = torch.full_like(logits, float("-inf"))
-        bonus = empty.scatter_reduce(1, self.items, values, reduce="amax", include_self=True)
-        return logits + torch.where(torch.isinf(bonus), torch.zeros_like(bonus), bonus)
+        by_value = values.argsort(dim=1, descending=True, stable=True)
+        items = self.items.gather(1, by_value)
+        by_item = items.argsort(dim=1, stable=True)
+        order = by_value.gather(1, by_item)
+        items, values, valid = items.gather(1, by_item), values.gather(1, order), self.valid.gather(1, order)
+        first = torch.ones_like(valid)
+        first[:, 1:] = items[:, 1:] != items[:, :-1]
+        return logits.scatter_add(1, items, torch.where(first & valid, values, torch.zeros_like(values)))
 
 
 def _event_actions(layout, input_ids: torch.Tensor) -> torch.Tensor:

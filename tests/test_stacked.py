@@ -160,3 +160,21 @@ def test_initial_repeat_table_is_the_logs_own_repeat_rate(tok):
     assert table[q_cart, a_view, 0] == pytest.approx(np.log((hits + 1) / (hits + 2) * tok.num_items))
     assert table[0, a_cart, 0] < np.log(tok.num_items * 0.05)  # after a cart comes another item
     assert table[1 + tok.spec.actions.index("purchase")].sum() == 0  # nothing asked "purchase": no bonus
+
+
+def test_repeat_bonus_is_each_items_largest_occurrence():
+    generator = torch.Generator().manual_seed(0)
+    n, length, num_items = 32, 30, 20
+    items = torch.randint(num_items, (n, length), generator=generator)
+    values = torch.randn(n, length, generator=generator)
+    valid = torch.rand(n, length, generator=generator) < 0.8
+    scores = repeats.RepeatScores(items, values, valid).add_to(torch.zeros(n, num_items))
+    expected = torch.zeros(n, num_items)
+    for row in range(n):
+        best = {}
+        for k in range(length):
+            if valid[row, k]:
+                best[int(items[row, k])] = max(best.get(int(items[row, k]), -np.inf), float(values[row, k]))
+        for item, value in best.items():
+            expected[row, item] = value
+    torch.testing.assert_close(scores, expected)
