@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     elif ft_args.method == "none":
         model.requires_grad_(False)
     repeat_table = repeats.bias_of(model)
-    if repeat_table is not None:  # part of the ranking head: trains with the softmax losses, kept for re-ranking
-        repeat_table.requires_grad_(ft_args.method != "none" and ft_args.task != "rerank")
+    if repeat_table is not None:  # a full fine-tune trains it with the softmax; LoRA keeps it, as it keeps the
+        # item embeddings, so the adapter folder on its base is the whole fine-tuned model
+        repeat_table.requires_grad_(ft_args.method == "full" and ft_args.task != "rerank")
     counts = parameter_counts(model)
     logger.info(
         "trainable parameters: %d of %d (%.2f%%)",
