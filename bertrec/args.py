@@ -145,6 +145,13 @@ class ModelArguments:
         default=True,
         metadata={"help": "Tie the output layer to the input embeddings (false: item output rows of their own)."},
     )
+    item_init: str = field(
+        default="random",
+        metadata={
+            "help": "random, or transitions: item input and output rows from a factorisation of the training "
+            "log's item-to-item transitions (bertrec.item_init; needs --tie_embeddings false)."
+        },
+    )
     repeat_scores: bool = field(
         default=False,
         metadata={

@@ -178,3 +178,29 @@ def test_repeat_bonus_is_each_items_largest_occurrence():
         for item, value in best.items():
             expected[row, item] = value
     torch.testing.assert_close(scores, expected)
+
+
+def test_item_rows_from_transitions_rank_each_items_successor_first(tok):
+    """A cycle a -> b -> c -> a: after factorising its transitions, input(x) . output(y) is largest for the
+    successor of x, before any training; a tied model is refused."""
+    from bertrec.item_init import init_from_transitions, transition_factors
+
+    layout = TokenLayout.from_tokenizer(tok)
+    t, view = tok.vocab["<t:3>"], tok.vocab["<a:view>"]
+    names = ["a", "b", "c"]
+    window = np.array([[t, view, tok.vocab[f"<i:{names[k % 3]}>"]] for k in range(30)])
+    inputs, outputs = transition_factors([window], layout, dim=4)
+    successor = {tok.vocab[f"<i:{n}>"] - tok.item_offset: tok.vocab[f"<i:{names[(k + 1) % 3]}>"] - tok.item_offset
+                 for k, n in enumerate(names)}
+    for item, following in successor.items():
+        assert int((inputs[item] @ outputs.T).argmax()) == following
+    model = build_model(model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=8,
+                        num_layers=1, num_heads=1, tie_embeddings=False)
+    init_from_transitions(model, [window], layout)
+    rows = slice(tok.item_offset, tok.item_offset + tok.num_items)
+    scores = model.get_input_embeddings().weight[rows] @ model.get_output_embeddings().weight[rows].T
+    assert all(int(scores[item].argmax()) == following for item, following in successor.items())
+    tied = build_model(model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=8,
+                       num_layers=1, num_heads=1)
+    with pytest.raises(ValueError, match="untied"):
+        init_from_transitions(tied, [window], layout)

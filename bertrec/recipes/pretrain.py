@@ -26,6 +26,7 @@ from bertrec.args import (
 )
 from bertrec.baselines import item_counts
 from bertrec.collators import TokenLayout
+from bertrec.item_init import init_from_transitions
 from bertrec.losses import ItemLoss
 from bertrec.modeling import ARCHITECTURES, build_model, objective_for
 from bertrec.recipes.common import (
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         model_type=(model_args.model_type, tuple(ARCHITECTURES)),
         layout=(tok_args.layout, tuple(LAYOUTS)),
         loss=(model_args.loss, ("full", "sampled")),
+        item_init=(model_args.item_init, ("random", "transitions")),
     )
     if model_args.logit_temperature is not None and accelerator.distributed_type == DistributedType.FSDP:
         # FSDP shards the embedding, and the unit-norm projection after each step reads whole item rows
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
         tie_embeddings=model_args.tie_embeddings,
     )
     layout = TokenLayout.from_tokenizer(tokenizer)
+    if model_args.item_init == "transitions":
+        init_from_transitions(model, windows, layout, seed=train_args.seed)
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows)
     log_frequency = None
