@@ -57,6 +57,9 @@ from quality_protocol import (  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
 SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2"]  # equal size for every row
+# every row names its representation in full, so a change of the recipe's defaults never changes a row
+PLAIN_FLAGS = ["--repeat_scores", "false", "--tie_embeddings", "true", "--item_init", "random"]
+UNTIED_FLAGS = ["--tie_embeddings", "false", "--item_init", "transitions"]
 STACKED = "stacked"  # the dataset's rich layout with its tokens at one position per event
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
@@ -70,6 +73,10 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-event": ("gpt2", STACKED, ["--repeat_scores", "true"]),
     "bertrec-event-norepeat": ("gpt2", STACKED, []),
     "sasrec-repeat": ("gpt2", "item", ["--repeat_scores", "true"]),
+    # the recipe's default representation: the above with item output rows of their own, started from a
+    # factorisation of the log's transitions; and its item-only twin
+    "bertrec-event-untied": ("gpt2", STACKED, [*UNTIED_FLAGS, "--repeat_scores", "true"]),
+    "sasrec-repeat-untied": ("gpt2", "item", [*UNTIED_FLAGS, "--repeat_scores", "true"]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
@@ -78,6 +85,7 @@ FINETUNED_MODELS = {
     "bertrec-next-rope-ft": "bertrec-next-rope",
     "bertrec-event-ft": "bertrec-event",
     "sasrec-repeat-ft": "sasrec-repeat",
+    "bertrec-event-untied-ft": "bertrec-event-untied",
 }
 FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
@@ -146,7 +154,7 @@ class Benchmark:
         command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
         layout = self.spec.rich_layout.replace(" ", "+") if layout == STACKED else layout or self.spec.rich_layout
         command += ["--model_type", model_type, "--layout", layout]
-        command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *flags]
+        command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags]
         command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
         stacked = "+" in layout  # its pretraining asks the next event's action at half the positions anyway
         if self.protocol == "target" and model_type != "bert" and layout != "item" and not stacked:

@@ -86,8 +86,12 @@ class DataArguments:
 @dataclass
 class TokenizerArguments:
     layout: str = field(
-        default="item",
-        metadata={"help": "Tokens per event: 'item', 'action item', 'time item' or 'time action item'."},
+        default="time+action+item",
+        metadata={
+            "help": "Tokens per event: 'item', 'time+action+item' (one position per event, the tokens' embeddings "
+            "summed), 'action+item', 'time+item', or one position per token: 'action item', 'time item', "
+            "'time action item'."
+        },
     )
     max_events: int = field(default=50, metadata={"help": "Model input length in events (whatever the layout)."})
     min_item_count: int = field(default=1, metadata={"help": "Items rarer in training map to the unknown item."})
@@ -104,7 +108,7 @@ class TokenizerArguments:
 @dataclass
 class ModelArguments:
     model_type: str = field(
-        default="bert", metadata={"help": "bert (masked events); gpt2, llama or gpt_neox (next event)."}
+        default="gpt2", metadata={"help": "gpt2, llama or gpt_neox (next event); bert (masked events)."}
     )
     hidden_size: int = field(default=64, metadata={"help": "Hidden size."})
     num_layers: int = field(default=2, metadata={"help": "Transformer layers."})
@@ -142,18 +146,18 @@ class ModelArguments:
         },
     )
     tie_embeddings: bool = field(
-        default=True,
+        default=False,
         metadata={"help": "Tie the output layer to the input embeddings (false: item output rows of their own)."},
     )
     item_init: str = field(
-        default="random",
+        default="transitions",
         metadata={
             "help": "random, or transitions: item input and output rows from a factorisation of the training "
             "log's item-to-item transitions (bertrec.item_init; needs --tie_embeddings false)."
         },
     )
     repeat_scores: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "Add a learned bonus to the user's own items by their action and recency (bertrec.repeats; "
             "saved in config.json). Layouts with one position per event ('item', 'time+action+item', ...), full loss."

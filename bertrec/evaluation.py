@@ -122,7 +122,9 @@ def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention
         rows = torch.arange(len(input_ids), device=input_ids.device)
         last = attention_mask.sum(dim=1) - 1
         causal = model_objective(model) == "next"
-        term = repeats.repeat_term(bias.float(), layout, input_ids, rows, last, causal=causal, num_items=layout.num_items)
+        term = repeats.repeat_term(
+            bias.float(), layout, input_ids, rows, last, causal=causal, num_items=layout.num_items
+        )
         scores = term.add_to(scores)
     return scores
 

@@ -50,8 +50,9 @@ with torch.no_grad():
     scores = model(**tokenizer(history.strip(), return_tensors="pt")).logits[0, -1, item_ids]
 {{repeat}}top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
 print(top10)
-'''.replace("{repeat}", _repeat_snippet("[[i] for i in tokenizer(history.strip())['input_ids']]", 0, None, None,
-                                           objective))
+'''.replace(
+        "{repeat}", _repeat_snippet("[[i] for i in tokenizer(history.strip())['input_ids']]", 0, None, None, objective)
+    )
 
 
 def _stacked_snippet(folder: str, auto: str, objective: str, fields: list[str], action: str | None) -> str:
@@ -63,13 +64,17 @@ def _stacked_snippet(folder: str, auto: str, objective: str, fields: list[str], 
     next_names = [n for n in ("time", "action") if n in fields] if objective == "next" else []
     follows = {"time": "<next:t:3>", "action": "<next:a:view>"}
     now = {"time": "<next:t:0>", "action": f"<next:a:{action}>" if action else "[MASK]"}
-    rows = [[first[f] for f in fields] + [follows[n] for n in next_names],
-            [second[f] for f in fields] + [now[n] for n in next_names]]
+    rows = [
+        [first[f] for f in fields] + [follows[n] for n in next_names],
+        [second[f] for f in fields] + [now[n] for n in next_names],
+    ]
     if objective == "masked":  # the event to predict: its time bucket, the asked action, [MASK] for the item
         rows.append([{"time": "<t:0>", "action": asked, "item": "[MASK]"}[f] for f in fields])
     text = ",\n          ".join("[" + ", ".join(t if t in ("a", "b") else repr(t) for t in row) + "]" for row in rows)
     item, act = fields.index("item"), fields.index("action") if "action" in fields else None
-    asked_column = (len(fields) + next_names.index("action") if "action" in next_names else act) if act is not None else None
+    asked_column = (
+        (len(fields) + next_names.index("action") if "action" in next_names else act) if act is not None else None
+    )
     return f'''import math
 
 import torch
@@ -81,14 +86,18 @@ vocab = tokenizer.get_vocab()
 item_ids = sorted(i for token, i in vocab.items() if token.startswith("<i:"))
 a, b = tokenizer.convert_ids_to_tokens(item_ids[:2])
 # one row per event, its tokens summed at one position: {" ".join(fields)}{
-    " then the gap to and action of the event after it (the last row: the asked event's, [MASK] for any action)"
-    if next_names else ""}
+        " then the gap to and action of the event after it (the last row: the asked event's, [MASK] for any action)"
+        if next_names
+        else ""
+    }
 events = [{text}]
 ids = torch.tensor([tokenizer.convert_tokens_to_ids(row) for row in events])[None]
 with torch.no_grad():
     embeds = model.get_input_embeddings()(ids).sum(dim=2)
     scores = model(inputs_embeds=embeds).logits[0, -1, item_ids]
-{_repeat_snippet("ids[0].tolist()", item, act, asked_column, objective)}top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
+{
+        _repeat_snippet("ids[0].tolist()", item, act, asked_column, objective)
+    }top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
 print(top10)
 '''
 
@@ -104,7 +113,7 @@ def _repeat_snippet(rows: str, item: int, action: int | None, asked: int | None,
     back = "len(rows) - 1 - k" if objective == "next" else "len(rows) - 2 - k"
     action_of = f"actions.get(row[{action}], 0)" if action is not None else "0"
     asked_of = f"asked.get(rows[-1][{asked}], 0)" if asked is not None else "0"
-    return f'''if getattr(model.config, "repeat_bias", None):  # the user's own items: a bonus by action and recency
+    return f"""if getattr(model.config, "repeat_bias", None):  # the user's own items: a bonus by action and recency
     bias, rows, column = model.config.repeat_bias, {rows}, {{i: c for c, i in enumerate(item_ids)}}
     actions = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<a:")))}}
     asked = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<next:a:")))}}
@@ -117,7 +126,7 @@ def _repeat_snippet(rows: str, item: int, action: int | None, asked: int | None,
             bonus[column[row[{item}]]] = max(value, bonus.get(column[row[{item}]], -math.inf))
     for c, value in bonus.items():
         scores[c] += value
-'''.replace("\n    \n", "\n")
+""".replace("\n    \n", "\n")
 
 
 def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str | None, command: str) -> str:

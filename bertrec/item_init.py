@@ -61,7 +61,10 @@ def init_from_transitions(model, windows: Sequence[np.ndarray], layout, seed: in
     no more than a random init would let it."""
     embedding, output = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     if embedding.data_ptr() == output.data_ptr():
-        raise ValueError("item embeddings from transitions need an untied output layer: --tie_embeddings false")
+        raise ValueError(
+            "item embeddings from transitions need an untied output layer: pass --tie_embeddings false, or "
+            "--item_init random"
+        )
     rows = slice(layout.item_offset, layout.item_offset + layout.num_items)
     input_rows, output_rows = transition_factors(windows, layout, embedding.shape[1], seed)
     scale = float(embedding[rows].std()) / max(float(input_rows.std()), 1e-12)

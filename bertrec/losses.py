@@ -183,7 +183,9 @@ class ItemLoss(torch.nn.Module):
         self.rerank_loss, self.exclude_seen, self.temperature = rerank_loss, exclude_seen, temperature
         self.model, self.layout = model, layout
         if repeats.bias_of(model) is not None and item_log_frequency is not None:
-            raise ValueError("repeat scores train with the full softmax only, not with --loss sampled")
+            raise ValueError(
+                "repeat scores train with the full softmax only, not with --loss sampled: pass --repeat_scores false"
+            )
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
         sampled = item_log_frequency is not None

@@ -390,7 +390,7 @@ def check_times_for_layout(layout: str, timestamps: pl.Series) -> None:
     if "time" in LAYOUTS.get(layout, ()) and timestamps.null_count() > 0:
         raise ValueError(
             f"layout {layout!r} needs a timestamp for every event, but this log has missing timestamps; "
-            "use layout 'action item' or 'item', or drop rows without a time"
+            "use layout 'action+item' (or 'action item', 'item'), or drop rows without a time"
         )
 
 

@@ -47,7 +47,7 @@ class TrainingArguments:
         default="outputs/pretrain", metadata={"help": "Where the model, metrics and checkpoints go."}
     )
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, data order, masking and dropout."})
-    num_epochs: int = field(default=40, metadata={"help": "Maximum training epochs."})
+    num_epochs: int = field(default=20, metadata={"help": "Maximum training epochs."})
     batch_size: int = field(default=128, metadata={"help": "Sequences per step per process (before accumulation)."})
     eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
@@ -139,7 +139,9 @@ class Objective:
                 mask_action_prob=self.mask_action_prob,
                 generator=generator,
             )
-        return stacked.next_event_batch(ids, mask, self.layout, hide_action_prob=self.mask_action_prob, generator=generator)
+        return stacked.next_event_batch(
+            ids, mask, self.layout, hide_action_prob=self.mask_action_prob, generator=generator
+        )
 
 
 def configure_cpu_threads(accelerator, cpu_threads: int) -> None:

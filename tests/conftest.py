@@ -109,7 +109,9 @@ TINY_FINETUNE = ["--num_epochs", "4", "--batch_size", "16", "--learning_rate", "
 def finetuned(tmp_path_factory) -> dict:
     """Per architecture: a tiny base pretrained for the next-purchase split, and its LoRA fine-tune.
 
-    The layouts carry action tokens, so the fine-tuned prompt is conditioned (``... <a:purchase> [MASK]``).
+    The layouts carry action tokens, so the fine-tuned prompt is conditioned (``... <a:purchase> [MASK]``). These
+    keep the one-position-per-token layouts and tied embeddings; ``tests/test_stacked_finetune.py`` fine-tunes
+    the default representation.
     """
     from bertrec.recipes.finetune import main as finetune
     from bertrec.recipes.pretrain import main as pretrain
@@ -117,7 +119,8 @@ def finetuned(tmp_path_factory) -> dict:
     runs = {}
     for model_type, layout in (("bert", "action item"), ("gpt2", "time action item")):
         base = tmp_path_factory.mktemp(f"base-{model_type}")
-        pretrain_args = [*TINY_PRETRAIN, "--num_epochs", "3", "--model_type", model_type, "--layout", layout]
+        legacy = ["--repeat_scores", "false", "--tie_embeddings", "true", "--item_init", "random"]  # one token each
+        pretrain_args = [*TINY_PRETRAIN, "--num_epochs", "3", "--model_type", model_type, "--layout", layout, *legacy]
         pretrain([*pretrain_args, "--target_action", "purchase", "--output_dir", str(base)])
         output = tmp_path_factory.mktemp(f"lora-{model_type}")
         metrics = finetune(["--base_model", str(base), *TINY_FINETUNE, "--output_dir", str(output)])

@@ -76,7 +76,9 @@ def test_card_snippet_scores_one_user_as_the_library_evaluates(pretrained, tmp_p
         example = split.test.head(1)
         prompt = encode_prompts(tokenizer, example, model_objective(model))[0]
         batch = pad_sequences([prompt], tokenizer.pad_id)
-        expected = model_scorer(model, tokenizer)(EvalBatch(batch["input_ids"], batch["attention_mask"], None, None, None))
+        expected = model_scorer(model, tokenizer)(
+            EvalBatch(batch["input_ids"], batch["attention_mask"], None, None, None)
+        )
         rows = [[tokenizer.inverse_vocab[i] for i in row] for row in prompt.tolist()]
         _, _, snippet = card_parts(folder)
         code = re.sub(r"events = \[.*?\]\]\n", f"events = {rows!r}\n", snippet, flags=re.S)

@@ -30,8 +30,9 @@ def test_stacked_vocabulary_and_encoding(tok, small_sequences):
     first = windows[0]
     assert first.shape == (5, 3)  # u1: 5 events x (time, action, item)
     # the text form, read by a plain tokenizer, gives the same ids row by row
-    text = tok.history_to_text(["a", "b", "b", "c", "a"], ["view", "view", "cart", "view", "purchase"],
-                               [0, 10, 70, 4000, 90000])
+    text = tok.history_to_text(
+        ["a", "b", "b", "c", "a"], ["view", "view", "cart", "view", "purchase"], [0, 10, 70, 4000, 90000]
+    )
     ids = tok.hf_tokenizer()(text)["input_ids"]
     assert np.array_equal(np.array(ids).reshape(-1, 3), first)
 
@@ -64,8 +65,9 @@ def test_masked_event_batch_hides_items_keeps_times(tok, small_sequences):
     batch = pad_sequences(tok.encode_training_windows(small_sequences), tok.pad_id)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     generator = torch.Generator().manual_seed(1)
-    masked, labels = stacked.masked_event_batch(ids, mask, layout, mask_prob=0.5, mask_action_prob=1.0,
-                                                generator=generator)
+    masked, labels = stacked.masked_event_batch(
+        ids, mask, layout, mask_prob=0.5, mask_action_prob=1.0, generator=generator
+    )
     chosen = labels != IGNORE
     assert chosen.any(dim=1).all()
     assert bool((masked[..., 2][chosen] == tok.mask_id).all()) and bool((masked[..., 1][chosen] == tok.mask_id).all())
@@ -81,15 +83,21 @@ def test_fine_tuning_rows_match_the_evaluation_prompt(tok, small_sequences, mode
     layout = TokenLayout.from_tokenizer(tok)
     objective = "masked" if model_type == "bert" else "next"
     row = tok.encode_sequences(small_sequences.head(1))[0]  # u1: a b b c a, the last a "purchase"
-    inputs, labels = stacked.last_event_batch(torch.as_tensor(row)[None], torch.ones(1, len(row), dtype=torch.long),
-                                              layout, objective=objective, conditioned=True)
+    inputs, labels = stacked.last_event_batch(
+        torch.as_tensor(row)[None],
+        torch.ones(1, len(row), dtype=torch.long),
+        layout,
+        objective=objective,
+        conditioned=True,
+    )
     position = int((labels[0] != IGNORE).nonzero()[0, 0])
     history = small_sequences.head(1).with_columns(pl.all().exclude("user_id").list.head(4))
     examples = history.with_columns(target_timestamp=pl.lit(90000.0))
     prompt = encode_prompts(tok, examples, objective, action="purchase")[0]
     assert np.array_equal(prompt, inputs[0, : position + 1].numpy())
-    model = build_model(model_type=model_type, vocab_size=tok.vocab_size, max_positions=16, hidden_size=16,
-                        num_layers=1, num_heads=1).eval()
+    model = build_model(
+        model_type=model_type, vocab_size=tok.vocab_size, max_positions=16, hidden_size=16, num_layers=1, num_heads=1
+    ).eval()
     with torch.no_grad():
         train_hidden = backbone_hidden(model, inputs, torch.ones(inputs.shape[:2], dtype=torch.long))[0, position]
         prompt_ids = torch.as_tensor(prompt)[None]
@@ -107,8 +115,9 @@ def test_repeat_term_by_action_recency_and_asked_action(tok):
     events = [[t, view, item("a")], [t, cart, item("b")], [t, view, item("a")]]
     asked = tok.vocab["<next:a:purchase>"]
     ids = torch.tensor([[*e, tok.vocab["<next:t:3>"], asked if k == 2 else tok.mask_id] for k, e in enumerate(events)])
-    term = repeats.repeat_term(bias, layout, ids[None], torch.tensor([0]), torch.tensor([2]), causal=True,
-                               num_items=tok.num_items)
+    term = repeats.repeat_term(
+        bias, layout, ids[None], torch.tensor([0]), torch.tensor([2]), causal=True, num_items=tok.num_items
+    )
     scores = term.add_to(torch.zeros(1, tok.num_items))[0]
     q = 1 + tok.spec.actions.index("purchase")
     a_view, a_cart = 1 + tok.spec.actions.index("view"), 1 + tok.spec.actions.index("cart")
@@ -121,30 +130,45 @@ def test_repeat_term_by_action_recency_and_asked_action(tok):
     # a masked model predicts the event at the position: only earlier events count, one step closer
     masked = ids[:, :3].clone()
     masked[2, 2], masked[2, 1] = tok.mask_id, tok.vocab["<a:purchase>"]
-    term = repeats.repeat_term(bias, layout, masked[None], torch.tensor([0]), torch.tensor([2]), causal=False,
-                               num_items=tok.num_items)
+    term = repeats.repeat_term(
+        bias, layout, masked[None], torch.tensor([0]), torch.tensor([2]), causal=False, num_items=tok.num_items
+    )
     scores = term.add_to(torch.zeros(1, tok.num_items))[0]
     assert scores[index("a")] == bias[q, a_view, 1] and scores[index("b")] == bias[q, a_cart, 0]
 
 
 def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_sequences):
     layout = TokenLayout.from_tokenizer(tok)
-    model = build_model(model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=16,
-                        num_layers=1, num_heads=1)
+    model = build_model(
+        model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=16, num_layers=1, num_heads=1
+    )
     table = repeats.attach(model, layout)
     loss_module = ItemLoss(model, item_offset=tok.item_offset, num_items=tok.num_items, layout=layout)
     batch = pad_sequences(tok.encode_training_windows(small_sequences, min_events=2), tok.pad_id)
-    inputs, labels = stacked.next_event_batch(batch["input_ids"], batch["attention_mask"], layout,
-                                              hide_action_prob=0.0, generator=torch.Generator().manual_seed(0))
+    inputs, labels = stacked.next_event_batch(
+        batch["input_ids"],
+        batch["attention_mask"],
+        layout,
+        hide_action_prob=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     loss_module(inputs, batch["attention_mask"], labels).backward()
     assert table.grad is not None and table.grad.abs().sum() > 0  # u1 repeats "a" and "b": the table learns
     with pytest.raises(ValueError, match="full softmax only"):
-        ItemLoss(model, item_offset=tok.item_offset, num_items=tok.num_items, layout=layout,
-                 item_log_frequency=torch.zeros(tok.num_items), num_uniform_negatives=4)
+        ItemLoss(
+            model,
+            item_offset=tok.item_offset,
+            num_items=tok.num_items,
+            layout=layout,
+            item_log_frequency=torch.zeros(tok.num_items),
+            num_uniform_negatives=4,
+        )
     legacy = TokenLayout.from_tokenizer(EventTokenizer.build(small_sequences, layout="time action item"))
     with pytest.raises(ValueError, match="one position per event"):
-        repeats.attach(build_model(model_type="gpt2", vocab_size=64, max_positions=8, hidden_size=8, num_layers=1,
-                                   num_heads=1), legacy)
+        repeats.attach(
+            build_model(model_type="gpt2", vocab_size=64, max_positions=8, hidden_size=8, num_layers=1, num_heads=1),
+            legacy,
+        )
 
 
 def test_initial_repeat_table_is_the_logs_own_repeat_rate(tok):
@@ -190,17 +214,27 @@ def test_item_rows_from_transitions_rank_each_items_successor_first(tok):
     names = ["a", "b", "c"]
     window = np.array([[t, view, tok.vocab[f"<i:{names[k % 3]}>"]] for k in range(30)])
     inputs, outputs = transition_factors([window], layout, dim=4)
-    successor = {tok.vocab[f"<i:{n}>"] - tok.item_offset: tok.vocab[f"<i:{names[(k + 1) % 3]}>"] - tok.item_offset
-                 for k, n in enumerate(names)}
+    successor = {
+        tok.vocab[f"<i:{n}>"] - tok.item_offset: tok.vocab[f"<i:{names[(k + 1) % 3]}>"] - tok.item_offset
+        for k, n in enumerate(names)
+    }
     for item, following in successor.items():
         assert int((inputs[item] @ outputs.T).argmax()) == following
-    model = build_model(model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=8,
-                        num_layers=1, num_heads=1, tie_embeddings=False)
+    model = build_model(
+        model_type="gpt2",
+        vocab_size=tok.vocab_size,
+        max_positions=16,
+        hidden_size=8,
+        num_layers=1,
+        num_heads=1,
+        tie_embeddings=False,
+    )
     init_from_transitions(model, [window], layout)
     rows = slice(tok.item_offset, tok.item_offset + tok.num_items)
     scores = model.get_input_embeddings().weight[rows] @ model.get_output_embeddings().weight[rows].T
     assert all(int(scores[item].argmax()) == following for item, following in successor.items())
-    tied = build_model(model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=8,
-                       num_layers=1, num_heads=1)
+    tied = build_model(
+        model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=8, num_layers=1, num_heads=1
+    )
     with pytest.raises(ValueError, match="untied"):
         init_from_transitions(tied, [window], layout)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from bertrec.args import TokenizerArguments
 from bertrec.recipes.build_tokenizer_assets import DEFAULT_ASSETS, main
 from bertrec.tokenization import EventTokenizer
 
@@ -20,6 +21,8 @@ def test_rebuild_gives_identical_tokens_and_ids(tmp_path):
 
 def test_committed_tokenizer_covers_the_built_in_catalogue():
     tokenizer = EventTokenizer.load(COMMITTED)
-    assert tokenizer.spec.layout == "item"  # the default layout; the vocabulary is the same for every layout
+    # the default layout; its vocabulary adds the next-event tokens (<next:a:...>, <next:t:...>) to the others'
+    assert tokenizer.spec.layout == TokenizerArguments().layout == "time+action+item"
+    assert "<next:a:purchase>" in tokenizer.vocab and "<next:t:0>" in tokenizer.vocab
     assert set(tokenizer.spec.actions) == {"view", "cart", "purchase"}
     assert tokenizer.num_items > 1000

@@ -235,8 +235,9 @@ def save_output(
 def reads_action_prompt(config: dict[str, Any], objective: str) -> bool:
     """Whether a model trained under ``config`` (a resolved bertrec config, as saved beside it) was trained to read
     a prompt that ends with an action, such as "what will they buy next": masked models (their masks keep the
-    action), next-event ones with ``supervise_conditioned`` or a stacked layout, and fine-tunes (``base_model``), whose prompts end
-    at target events. Any other model would read the action as a token it never learnt to follow."""
+    action), next-event ones with ``supervise_conditioned`` or a stacked layout, and fine-tunes (``base_model``),
+    whose prompts end at target events. Any other model would read the action as a token it never learnt to
+    follow."""
     stacked = "+" in str(config.get("layout", ""))  # the next event's action is asked at half the positions
     return objective == "masked" or stacked or bool(config.get("supervise_conditioned")) or "base_model" in config
 
