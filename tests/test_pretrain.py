@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from bertrec.args import DataArguments, EvalArguments, ModelArguments, TokenizerArguments, parse_args
-from bertrec.evaluation import _batches, encode_prompts, model_scorer
-from bertrec.modeling import load_model
+from bertrec.evaluation import _batches, encode_prompts, prompt_features
+from bertrec.modeling import item_logits, load_model
 from bertrec.recipes.common import CONFIG_FILE
 from bertrec.recipes.prepare import load_split
 from bertrec.recipes.pretrain import ARGUMENTS
@@ -55,17 +55,20 @@ def test_saved_config_reproduces_the_arguments(pretrained):
 
 @pytest.mark.parametrize("model_type", ["bert", "gpt2"])
 def test_plain_transformers_reproduce_bertrec_scores(pretrained, model_type, tmp_path):
-    """AutoTokenizer + AutoModelFor*LM, without bertrec importable, give bertrec's own item scores exactly."""
+    """AutoTokenizer + AutoModelFor*LM, without bertrec importable, give bertrec's own item logits exactly: each
+    event's tokens looked up and summed as ``inputs_embeds`` (the default stacked layout). The repeat bonus on
+    top is checked against the model card's snippet in ``tests/test_hub.py``."""
     folder = pretrained[model_type]["dir"]
     tokenizer = EventTokenizer.load(folder)
     model = load_model(str(folder)).eval()
     split = load_split_from_run(folder)
     examples = split.test.head(16)
     prompts = encode_prompts(tokenizer, examples, "masked" if model_type == "bert" else "next")
-    texts = [" ".join(tokenizer.inverse_vocab[i] for i in prompt) for prompt in prompts]
+    rows = [[[tokenizer.inverse_vocab[i] for i in event] for event in prompt.tolist()] for prompt in prompts]
     batch = next(_batches(tokenizer, examples, prompts, batch_size=16))
-    scores = model_scorer(model, tokenizer)(batch)
-    torch.save({"scores": scores, "texts": texts}, tmp_path / "expected.pt")
+    features = prompt_features(model, batch.input_ids, batch.attention_mask)
+    logits = item_logits(model, features, tokenizer.item_offset, tokenizer.num_items).detach()
+    torch.save({"logits": logits, "rows": rows}, tmp_path / "expected.pt")
     auto = "AutoModelForMaskedLM" if model_type == "bert" else "AutoModelForCausalLM"
     result = run_without_bertrec(
         f"""
@@ -76,13 +79,15 @@ def test_plain_transformers_reproduce_bertrec_scores(pretrained, model_type, tmp
         model = Auto.from_pretrained({str(folder)!r}).eval()
         items = sorted(i for t, i in tok.get_vocab().items() if t.startswith("<i:"))
         worst, same_topk = 0.0, True
-        for text, want in zip(expected["texts"], expected["scores"]):
-            ids = tok(text, add_special_tokens=False, return_tensors="pt")
+        for rows, want in zip(expected["rows"], expected["logits"]):
+            ids = torch.tensor([tok.convert_tokens_to_ids(row) for row in rows])[None]
             with torch.no_grad():
-                logits = model(**ids).logits[0, -1, items]
+                logits = model(inputs_embeds=model.get_input_embeddings()(ids).sum(dim=2)).logits[0, -1, items]
             worst = max(worst, (logits - want).abs().max().item())
             same_topk &= torch.equal(logits.topk(10).indices, want.topk(10).indices)
-        hidden = AutoModel.from_pretrained({str(folder)!r})(**tok(expected["texts"][0], return_tensors="pt"))
+        base = AutoModel.from_pretrained({str(folder)!r})
+        ids = torch.tensor([tok.convert_tokens_to_ids(row) for row in expected["rows"][0]])[None]
+        hidden = base(inputs_embeds=base.get_input_embeddings()(ids).sum(dim=2))
         print(worst, same_topk, tuple(hidden.last_hidden_state.shape))
         """,
         tmp_path,
