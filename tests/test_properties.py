@@ -548,7 +548,7 @@ def test_tokenizer_round_trips_ids_tokens_text_and_raw_item_ids(data, layout):
         plain = AutoTokenizer.from_pretrained(folder)  # what downstream code without bertrec uses
     assert loaded.vocab == tok.vocab
     for ids, row in zip(encoded, encode.iter_rows(named=True)):
-        ids = ids.tolist()
+        ids = ids.reshape(-1).tolist()  # stacked layouts: [events, fields], read event by event
         events = list(zip(row["item_id"], row["action"], row["timestamp"]))
         assert len(ids) == len(events) * tok.spec.tokens_per_event
         # each event's ids are the tokens its fields spell (an independent model of the vocabulary)

@@ -74,8 +74,11 @@ def test_embeddings_reproduce_scores(setup):
     if bias is not None:
         offset = recommender.tokenizer.item_offset
         scores = scores + bias[offset : offset + len(items)].detach().numpy()
+    # repeat scores add to the history's own items only: with them excluded, the embeddings give the ranking
+    index = {item: i for i, item in enumerate(recommender.tokenizer.spec.items)}
+    scores[0, [index[item] for item, _, _ in history if item in index]] = -np.inf
     top = [recommender.tokenizer.spec.items[i] for i in torch.as_tensor(scores[0]).topk(5).indices]
-    assert top == recommender.recommend(history, k=5, exclude_seen=False).items
+    assert top == recommender.recommend(history, k=5, exclude_seen=True).items
 
 
 def test_recommend_recipe_writes_jsonl_and_csv(pretrained, tmp_path):
@@ -116,30 +119,31 @@ def test_long_histories_score_like_their_most_recent_events(setup, monkeypatch):
     recommender, _ = setup
     fit = recommender.tokenizer.spec.max_events - 1  # the prompt takes one event slot
     widths = []
-    real_features = bertrec.recommend.prompt_features
+    real_scores = bertrec.recommend.prompt_scores
 
-    def spy(model, input_ids, attention_mask):
+    def spy(model, layout, input_ids, attention_mask):
         widths.append(input_ids.shape[1])
-        return real_features(model, input_ids, attention_mask)
+        return real_scores(model, layout, input_ids, attention_mask)
 
-    monkeypatch.setattr(bertrec.recommend, "prompt_features", spy)
+    monkeypatch.setattr(bertrec.recommend, "prompt_scores", spy)
     for n in (500, 5000):
         history = random_history(recommender, n, seed=n)
         shuffled = random.Random(1).sample(history, len(history))  # events are ordered by time, not by position
         started = time.perf_counter()
         long = recommender.recommend(shuffled, k=10, exclude_seen=False)
         assert time.perf_counter() - started < 2.0
-        assert_same(long, recommender.recommend(history[-fit:], k=10, exclude_seen=False))
+        # one more event than fits: the first kept event keeps its real gap, as in the long history
+        assert_same(long, recommender.recommend(history[-fit - 1 :], k=10, exclude_seen=False))
         # exclude_seen is a rule on the whole history, including events too old to be encoded
         seen = {item for item, _, _ in history}
-        expected = recommender.recommend(history[-fit:], k=10, deny=seen)
+        expected = recommender.recommend(history[-fit - 1 :], k=10, deny=seen)
         assert_same(recommender.recommend(shuffled, k=10), expected)
     tokens_per_event = recommender.tokenizer.spec.tokens_per_event
     assert max(widths) <= recommender.tokenizer.spec.max_events * tokens_per_event  # no 5,000-event tensor
     untimed = [(item, action, None) for item, action, _ in random_history(recommender, 300, seed=3)]
     assert_same(
         recommender.recommend(untimed, k=10, exclude_seen=False),  # no times: input order decides what is recent
-        recommender.recommend(untimed[-fit:], k=10, exclude_seen=False),
+        recommender.recommend(untimed[-fit - 1 :], k=10, exclude_seen=False),
     )
 
 
@@ -241,11 +245,14 @@ def test_unknown_ids_in_allow_and_deny_are_ignored(setup):
 
 def test_now_is_checked_and_ignored_by_layouts_without_time(setup):
     recommender, examples = setup
-    assert recommender.tokenizer.spec.layout == "item"
     history = history_of(examples.row(0, named=True))
     plain = recommender.recommend(history, k=10)
-    for now in (0.0, history[-1][2] + 86400.0, 1e12):
-        assert_same(recommender.recommend(history, k=10, now=now), plain)
+    if "time" in recommender.tokenizer.spec.fields:  # the default layout: "now" is the gap to the predicted event
+        later = recommender.recommend(history, k=10, now=history[-1][2] + 30 * 86400.0)
+        assert later.scores != plain.scores
+    else:
+        for now in (0.0, history[-1][2] + 86400.0, 1e12):
+            assert_same(recommender.recommend(history, k=10, now=now), plain)
     with pytest.raises(ValueError, match="now: timestamp must be a finite number"):
         recommender.recommend(history, now="tomorrow")
 
