@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import RESULTS, per_user_file  # noqa: E402
-from quality_protocol import paired_test  # noqa: E402
+from quality_protocol import DATASETS, paired_test  # noqa: E402
 
 PANELS = [
     ("synthetic", "loo", "built-in shop log, next event (leave-one-out)"),
@@ -28,6 +28,7 @@ PANELS = [
 # model -> (event tokens, positions per event, repeat scores, item rows), and its item-only twin
 ROWS = {
     "sasrec": ("item", "1", "no", "tied, random", None),
+    "sasrec-rope": ("item (rotary)", "1", "no", "tied, random", None),
     "sasrec-repeat": ("item", "1", "yes", "tied, random", None),
     "sasrec-repeat-untied": ("item", "1", "yes", "untied, from transitions", None),
     "bertrec-next": ("time action item", "3", "no", "tied, random", "sasrec"),
@@ -80,6 +81,8 @@ def panel(dataset: str, protocol: str, title: str) -> list[str]:
             continue
         row = rows[model]
         tokens, positions, repeat, items, twin = ROWS.get(model, ("", "", "", "", None))
+        rich = DATASETS[dataset].rich_layout  # e.g. "time item" for click sessions
+        tokens = tokens.replace("time action item", rich).replace("time+action+item", rich.replace(" ", "+"))
         mean, std = row[setting]["ndcg@10"]
         test = f"{mean:.4f}" + (f" ± {std:.4f}" if row["seeds"] > 1 else "")
         versus_recent = "" if model in BASELINES else _test(dataset, protocol, setting, model, "recent")
