@@ -160,13 +160,7 @@ def mask_events(
     per_event = layout.tokens_per_event
     item_positions = torch.arange(per_event - 1, input_ids.shape[1], per_event)
     real = attention_mask[:, item_positions].bool()
-    chosen = (torch.rand(real.shape, generator=generator) < mask_prob) & real
-    # at least one masked event per sequence: pick a random real event where none was chosen
-    none = ~chosen.any(dim=1) & real.any(dim=1)
-    if none.any():
-        lengths = real.sum(dim=1)
-        pick = (torch.rand(len(lengths), generator=generator) * lengths).long().clamp(max=lengths - 1)
-        chosen[none, pick[none]] = True
+    chosen = choose_events(real, mask_prob, generator)
     targets = layout.item_index(input_ids[:, item_positions])
     masked_ids = input_ids.clone()
     labels = torch.full_like(input_ids, IGNORE)
@@ -178,6 +172,18 @@ def mask_events(
         masked_ids[:, action_positions] = torch.where(hide_action, layout.mask_id, input_ids[:, action_positions])
     assert_targets_hidden(masked_ids, labels, layout)
     return masked_ids, labels
+
+
+def choose_events(real: torch.Tensor, mask_prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Events to mask: each real event (``real [batch, events]``) with ``mask_prob``, and at least one per
+    sequence (a random real event where none was chosen)."""
+    chosen = (torch.rand(real.shape, generator=generator) < mask_prob) & real
+    none = ~chosen.any(dim=1) & real.any(dim=1)
+    if none.any():
+        lengths = real.sum(dim=1)
+        pick = (torch.rand(len(lengths), generator=generator) * lengths).long().clamp(max=lengths - 1)
+        chosen[none, pick[none]] = True
+    return chosen
 
 
 def assert_targets_hidden(masked_ids: torch.Tensor, labels: torch.Tensor, layout: TokenLayout) -> None:

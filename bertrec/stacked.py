@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-IGNORE = -100
+from bertrec.collators import IGNORE, assert_targets_hidden, choose_events
 
 
 def as_next_time(layout, time_ids: torch.Tensor) -> torch.Tensor:
@@ -107,12 +107,7 @@ def masked_event_batch(
     """Masked events: chosen events' items become ``[MASK]`` (their actions too, with ``mask_action_prob``);
     their times stay, as the gap to the predicted event is known when it is asked for."""
     real = attention_mask.bool()
-    chosen = (torch.rand(real.shape, generator=generator) < mask_prob) & real
-    none = ~chosen.any(dim=1) & real.any(dim=1)
-    if none.any():
-        lengths = real.sum(dim=1)
-        pick = (torch.rand(len(lengths), generator=generator) * lengths).long().clamp(max=lengths - 1)
-        chosen[none, pick[none]] = True
+    chosen = choose_events(real, mask_prob, generator)
     hide_action = chosen & (torch.rand(real.shape, generator=generator) < mask_action_prob)
     return _mask(ids, layout, chosen, hide_action)
 
@@ -125,8 +120,7 @@ def _mask(ids: torch.Tensor, layout, chosen: torch.Tensor, hide_action: torch.Te
     if layout.has_action:
         column = layout.fields.index("action")
         masked[..., column] = torch.where(hide_action, layout.mask_id, ids[..., column])
-    if bool((masked[..., layout.item_field][labels != IGNORE] != layout.mask_id).any()):
-        raise AssertionError("leakage: a masked-event target is visible in the input at its own position")
+    assert_targets_hidden(masked[..., layout.item_field], labels, layout)
     return masked, labels
 
 
