@@ -58,8 +58,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
 SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2"]  # equal size for every row
 # every row names its representation in full, so a change of the recipe's defaults never changes a row
-PLAIN_FLAGS = ["--repeat_scores", "false", "--tie_embeddings", "true", "--item_init", "random"]
+PLAIN_FLAGS = [
+    "--repeat_scores",
+    "false",
+    "--transition_scores",
+    "false",
+    "--tie_embeddings",
+    "true",
+    "--item_init",
+    "random",
+]
 UNTIED_FLAGS = ["--tie_embeddings", "false", "--item_init", "transitions"]
+SCORE_TERMS = ["--repeat_scores", "true", "--transition_scores", "true"]
 STACKED = "stacked"  # the dataset's rich layout with its tokens at one position per event
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
@@ -77,6 +87,12 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     # factorisation of the log's transitions; and its item-only twin
     "bertrec-event-untied": ("gpt2", STACKED, [*UNTIED_FLAGS, "--repeat_scores", "true"]),
     "sasrec-repeat-untied": ("gpt2", "item", [*UNTIED_FLAGS, "--repeat_scores", "true"]),
+    # the recipe's default since 2026-12-03: the above plus the log's own item-to-item counts in the scores
+    # (bertrec.transitions); and its item-only twin
+    "bertrec-event-transitions": ("gpt2", STACKED, [*UNTIED_FLAGS, *SCORE_TERMS]),
+    "sasrec-transitions": ("gpt2", "item", [*UNTIED_FLAGS, *SCORE_TERMS]),
+    # the same score terms on the tied, randomly started item rows (small logs, where untied rows overfit)
+    "bertrec-event-tied-transitions": ("gpt2", STACKED, SCORE_TERMS),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
@@ -86,6 +102,8 @@ FINETUNED_MODELS = {
     "bertrec-event-ft": "bertrec-event",
     "sasrec-repeat-ft": "sasrec-repeat",
     "bertrec-event-untied-ft": "bertrec-event-untied",
+    "bertrec-event-transitions-ft": "bertrec-event-transitions",
+    "bertrec-event-tied-transitions-ft": "bertrec-event-tied-transitions",
 }
 FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}

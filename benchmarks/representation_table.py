@@ -25,7 +25,7 @@ PANELS = [
     ("tmall-2014-brand", "target", "Tmall, next purchase (leave-one-out over buys)"),
     ("yoochoose-100k", "loo", "yoochoose-100k, next click (seen items excluded)"),
 ]
-# model -> (event tokens, positions per event, repeat scores, item rows), and its item-only twin
+# model -> (event tokens, positions per event, repeat (and transition) scores, item rows), and its item-only twin
 ROWS = {
     "sasrec": ("item", "1", "no", "tied, random", None),
     "sasrec-rope": ("item (rotary)", "1", "no", "tied, random", None),
@@ -36,11 +36,40 @@ ROWS = {
     "bertrec-event-norepeat": ("time+action+item", "1", "no", "tied, random", "sasrec"),
     "bertrec-event": ("time+action+item", "1", "yes", "tied, random", "sasrec-repeat"),
     "bertrec-event-untied": ("time+action+item", "1", "yes", "untied, from transitions", "sasrec-repeat-untied"),
+    "sasrec-transitions": ("item", "1", "yes + transitions", "untied, from transitions", None),
+    "bertrec-event-transitions": (
+        "time+action+item",
+        "1",
+        "yes (by gap) + transitions",
+        "untied, from transitions",
+        "sasrec-transitions",
+    ),
     "sasrec-ft": ("item", "1", "no", "tied, random; full fine-tune", None),
     "sasrec-repeat-ft": ("item", "1", "yes", "tied, random; LoRA", None),
     "bertrec-next-rope-ft": ("time action item (rotary)", "3", "no", "tied, random; LoRA", "sasrec-ft"),
     "bertrec-event-ft": ("time+action+item", "1", "yes", "tied, random; LoRA", "sasrec-repeat-ft"),
+    "bertrec-event-tied-transitions": (
+        "time+action+item",
+        "1",
+        "yes (by gap) + transitions",
+        "tied, random",
+        None,
+    ),
     "bertrec-event-untied-ft": ("time+action+item", "1", "yes", "untied, from transitions; LoRA", None),
+    "bertrec-event-tied-transitions-ft": (
+        "time+action+item",
+        "1",
+        "yes (by gap) + transitions",
+        "tied, random; LoRA",
+        None,
+    ),
+    "bertrec-event-transitions-ft": (
+        "time+action+item",
+        "1",
+        "yes (by gap) + transitions",
+        "untied, from transitions; LoRA",
+        None,
+    ),
 }
 BASELINES = ("popular", "markov", "recent")
 
@@ -72,8 +101,8 @@ def panel(dataset: str, protocol: str, title: str) -> list[str]:
         f"**{title}** ({result['test_users']} test users, {result['catalogue_items']} items; seen items "
         f"{'excluded' if setting == 'excluded' else 'kept'})",
         "",
-        "| model | event tokens | positions per event | repeat scores | item rows | valid NDCG@10 | test NDCG@10 "
-        "| seeds | vs recent | vs item-only twin |",
+        "| model | event tokens | positions per event | repeat / transition scores | item rows | valid NDCG@10 "
+        "| test NDCG@10 | seeds | vs recent | vs item-only twin |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in (*BASELINES, *ROWS):

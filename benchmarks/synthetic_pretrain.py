@@ -21,7 +21,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-LEGACY = ["--repeat_scores", "false", "--tie_embeddings", "true", "--item_init", "random"]
+LEGACY = [
+    "--repeat_scores",
+    "false",
+    "--transition_scores",
+    "false",
+    "--tie_embeddings",
+    "true",
+    "--item_init",
+    "random",
+]
 RUNS = {
     "default (no arguments: gpt2, time+action+item, repeat scores, transition-started untied items)": [],
     "bert, time+action+item (pretrain_masked.yaml)": ["--config", "recipes/configs/synthetic/pretrain_masked.yaml"],

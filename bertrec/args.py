@@ -163,6 +163,14 @@ class ModelArguments:
             "saved in config.json). Layouts with one position per event ('item', 'time+action+item', ...), full loss."
         },
     )
+    transition_scores: bool = field(
+        default=True,
+        metadata={
+            "help": "Add the log's own item-to-item transition counts, with learned weights, to the scores of the "
+            "last item's successors (bertrec.transitions; saved as transitions.safetensors). Same layouts as "
+            "--repeat_scores, full loss."
+        },
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
 
 

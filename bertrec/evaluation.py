@@ -16,7 +16,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
 from bertrec.data.splits import check_targets_not_in_history
@@ -126,7 +126,11 @@ def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention
             bias.float(), layout, input_ids, rows, last, causal=causal, num_items=layout.num_items
         )
         scores = term.add_to(scores)
-    return scores
+    rows = torch.arange(len(input_ids), device=input_ids.device)
+    last = attention_mask.sum(dim=1) - 1
+    causal = model_objective(model) == "next"
+    term = transitions.model_term(model, layout, input_ids, rows, last, causal=causal)
+    return scores if term is None else transitions.add_to(scores, term)
 
 
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:

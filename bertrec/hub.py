@@ -51,7 +51,10 @@ with torch.no_grad():
 {{repeat}}top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
 print(top10)
 '''.replace(
-        "{repeat}", _repeat_snippet("[[i] for i in tokenizer(history.strip())['input_ids']]", 0, None, None, objective)
+        "{repeat}",
+        _score_terms_snippet(
+            folder, "[[i] for i in tokenizer(history.strip())['input_ids']]", 0, None, None, None, objective
+        ),
     )
 
 
@@ -75,6 +78,9 @@ def _stacked_snippet(folder: str, auto: str, objective: str, fields: list[str], 
     asked_column = (
         (len(fields) + next_names.index("action") if "action" in next_names else act) if act is not None else None
     )
+    gap_column = None
+    if "time" in fields:
+        gap_column = len(fields) + next_names.index("time") if objective == "next" else fields.index("time")
     return f'''import math
 
 import torch
@@ -96,7 +102,7 @@ with torch.no_grad():
     embeds = model.get_input_embeddings()(ids).sum(dim=2)
     scores = model(inputs_embeds=embeds).logits[0, -1, item_ids]
 {
-        _repeat_snippet("ids[0].tolist()", item, act, asked_column, objective)
+        _score_terms_snippet(folder, "ids[0].tolist()", item, act, asked_column, gap_column, objective)
     }top10 = tokenizer.convert_ids_to_tokens([item_ids[i] for i in scores.topk(10).indices])
 print(top10)
 '''
@@ -108,25 +114,48 @@ def _event_positions(layout: str) -> str:
     return f"each event is {len(layout.split())} token(s)."
 
 
-def _repeat_snippet(rows: str, item: int, action: int | None, asked: int | None, objective: str) -> str:
-    """Adds ``config.repeat_bias`` (``bertrec.repeats``) to the scores of the history's own items."""
+def _score_terms_snippet(
+    folder: str, rows: str, item: int, action: int | None, asked: int | None, gap: int | None, objective: str
+) -> str:
+    """Adds the score terms a model may carry to its stock logits: ``config.repeat_bias`` to the history's own
+    items (``bertrec.repeats``) and ``transitions.safetensors`` weighted by ``config.transition_weight`` to the
+    last item's successors (``bertrec.transitions``)."""
     back = "len(rows) - 1 - k" if objective == "next" else "len(rows) - 2 - k"
     action_of = f"actions.get(row[{action}], 0)" if action is not None else "0"
     asked_of = f"asked.get(rows[-1][{asked}], 0)" if asked is not None else "0"
-    return f"""if getattr(model.config, "repeat_bias", None):  # the user's own items: a bonus by action and recency
-    bias, rows, column = model.config.repeat_bias, {rows}, {{i: c for c, i in enumerate(item_ids)}}
-    actions = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<a:")))}}
-    asked = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<next:a:")))}}
-    {"asked = actions" if objective == "masked" else ""}
-    bonus = {{}}  # an item's bonus: the largest over its occurrences
+    gap_of = f"gaps.get(rows[-1][{gap}], 0)" if gap is not None else "0"
+    time_prefix = "<next:t:" if objective == "next" else "<t:"
+    masked_asks = (
+        "asked = actions  # a masked model reads the asked action in the action field\n"
+        if objective == "masked"
+        else ""
+    )
+    return f"""# score terms (bertrec.repeats, bertrec.transitions) read the asked action, the gap to it, the last event
+vocab, rows, column = tokenizer.get_vocab(), {rows}, {{i: c for c, i in enumerate(item_ids)}}
+actions = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<a:")))}}
+asked = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("<next:a:")))}}
+{masked_asks}gaps = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("{time_prefix}")
+                                              and t != "<t:start>"))}}
+q, gap, last = {asked_of}, {gap_of}, rows[{-1 if objective == "next" else -2}]  # last: the last event
+if getattr(model.config, "repeat_bias", None):  # the user's own items: the largest bonus over their occurrences
+    bias, bonus = model.config.repeat_bias, {{}}
     for k, row in enumerate(rows):
         distance = {back}
         if distance >= 0 and row[{item}] in column:
-            value = bias[{asked_of}][{action_of}][min(int(math.log2(distance + 1)), 7)]
+            value = bias[q][gap][{action_of}][min(int(math.log2(distance + 1)), 7)]
             bonus[column[row[{item}]]] = max(value, bonus.get(column[row[{item}]], -math.inf))
     for c, value in bonus.items():
         scores[c] += value
-""".replace("\n    \n", "\n")
+if getattr(model.config, "transition_weight", None) and last[{item}] in column:  # the last item's successors
+    from safetensors.torch import load_file
+    from transformers.utils import cached_file
+
+    table = load_file(cached_file("{folder}", "transitions.safetensors"))
+    weight, x = model.config.transition_weight[q][gap][{action_of.replace("row[", "last[")}], column[last[{item}]]
+    for c, count in zip(table["successors"][x].tolist(), table["counts"][x].tolist()):
+        if c >= 0:
+            scores[c] += weight * math.log1p(count)
+"""
 
 
 def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str | None, command: str) -> str:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective, output_weight_and_bias
 
 
@@ -19,14 +19,17 @@ def full_softmax_loss(
     excluded: torch.Tensor | None = None,
     temperature: float | None = None,
     repeat_scores: repeats.RepeatScores | None = None,
+    transition_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``; items marked
     in ``excluded [n, num_items]`` (never a row's own target) are left out of that row's softmax.
-    ``temperature``: cosine logits (``item_logits``); ``repeat_scores`` are added to the logits
-    (``bertrec.repeats``)."""
+    ``temperature``: cosine logits (``item_logits``); ``repeat_scores`` and ``transition_scores`` are added to
+    the logits (``bertrec.repeats``, ``bertrec.transitions``)."""
     logits = item_logits(model, features, item_offset, num_items, temperature=temperature).float()
     if repeat_scores is not None:
         logits = repeat_scores.add_to(logits)
+    if transition_scores is not None:
+        logits = transitions.add_to(logits, transition_scores)
     if excluded is not None:
         logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, targets)
@@ -182,10 +185,13 @@ class ItemLoss(torch.nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.rerank_loss, self.exclude_seen, self.temperature = rerank_loss, exclude_seen, temperature
         self.model, self.layout = model, layout
-        if repeats.bias_of(model) is not None and item_log_frequency is not None:
-            raise ValueError(
-                "repeat scores train with the full softmax only, not with --loss sampled: pass --repeat_scores false"
-            )
+        if item_log_frequency is not None:
+            for present, flag in ((repeats.bias_of(model), "repeat"), (transitions.weight_of(model), "transition")):
+                if present is not None:
+                    raise ValueError(
+                        f"{flag} scores train with the full softmax only, not with --loss sampled: pass "
+                        f"--{flag}_scores false"
+                    )
         self.item_offset, self.num_items = item_offset, num_items
         self.num_uniform_negatives = num_uniform_negatives
         sampled = item_log_frequency is not None
@@ -223,11 +229,14 @@ class ItemLoss(torch.nn.Module):
             excluded = seen_items(items, labelled, targets, self.item_offset, self.num_items, causal)
         bias = repeats.bias_of(self.model)
         repeat_scores = None
+        rows, positions = labelled.nonzero(as_tuple=True)
         if bias is not None:
-            rows, positions = labelled.nonzero(as_tuple=True)
             repeat_scores = repeats.repeat_term(
                 bias, self.layout, input_ids, rows, positions, causal=causal, num_items=self.num_items
             )
+        transition_scores = transitions.model_term(
+            self.model, self.layout, input_ids, rows, positions, causal=causal, targets=targets
+        )
         if self.rerank_loss is not None:
             return candidate_loss(
                 self.model,
@@ -252,7 +261,15 @@ class ItemLoss(torch.nn.Module):
                 self.temperature,
             )
         return full_softmax_loss(
-            self.model, features, targets, self.item_offset, self.num_items, excluded, self.temperature, repeat_scores
+            self.model,
+            features,
+            targets,
+            self.item_offset,
+            self.num_items,
+            excluded,
+            self.temperature,
+            repeat_scores,
+            transition_scores,
         )
 
 

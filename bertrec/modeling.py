@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.integrity import verify_manifest
 
 # objective, and how each architecture names the generic sizes that its config does not map itself
@@ -121,6 +121,7 @@ def load_model(model_dir: str) -> PreTrainedModel:
     auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
     model = auto.from_pretrained(model_dir)
     repeats.load_from_config(model)
+    transitions.load(model, model_dir)
     return model
 
 

@@ -121,8 +121,10 @@ class Recommender:
         self, histories: Sequence[Sequence[Event]], now: float | None = None, batch_size: int = 256
     ) -> np.ndarray:
         """The head features at each history's prediction position: score = embedding @ item_embeddings().T
-        (plus the output bias, if any), which is the whole score of every item outside the history; a model
-        with repeat scores adds its bonus to the history's own items (``bertrec.repeats``)."""
+        (plus the output bias, if any). That is the whole score of every item outside the history, except that
+        a model with transition scores adds their bonus to the last item's (at most 32) successors
+        (``bertrec.transitions``: add them to ANN candidates); a model with repeat scores adds its bonus to
+        the history's own items (``bertrec.repeats``)."""
         _check_positive(batch_size=batch_size)
         now = _timestamp(now, "now")
         parsed = [self._parse(history, position) for position, history in enumerate(histories)]

@@ -3,15 +3,19 @@
 On repurchase-heavy logs a "recently seen" ranking beats transformers that must rediscover copying through
 attention and tied embeddings (Tmall next purchase: recent 0.647 against 0.604). Repeat-aware recommenders
 (RepeatNet's repeat mode, personalised-popularity terms in the logits) add the user's own items to the score
-directly. Here each earlier event ``k`` offers ``repeat_bias[q, a_k, r_k]`` to its item's logit, where ``q``
-is the asked action of the predicted event (0: not asked), ``a_k`` the event's action (0: unknown), and
-``r_k = min(floor(log2(d + 1)), 7)`` buckets the distance ``d`` in events between it and the predicted event
-(0: the last event). An item seen several times
+directly. Here each earlier event ``k`` offers ``repeat_bias[q, g, a_k, r_k]`` to its item's logit, where
+``q`` is the asked action of the predicted event (0: not asked), ``g`` its gap bucket (1 + the time bucket of
+the gap from the last event to it; 0: not known or a layout without times), ``a_k`` the event's action (0:
+unknown), and ``r_k = min(floor(log2(d + 1)), 7)`` buckets the distance ``d`` in events between it and the
+predicted event (0: the last event). The gap is what tells a funnel step (a cart half a minute after a view:
+the same item) from the next view (another item), and a repurchase cycle from a return next morning; the
+transformer cannot pass that to one item's logit as directly as this cell does. An item seen several times
 gets the largest of its occurrences' values (a sum would count a brand clicked twenty times twenty times over
 and rank by counts, not by what the latest and most telling event says). The table is trained with the rest
 of the model through the same softmax.
 
-The table is tiny (at most ``(actions + 1)^2 x 8`` values) and is saved in the stock ``config.json`` as
+The table is small (``(actions + 1)^2 x (time buckets + 1) x 8`` values; tables saved before the gap
+dimension existed have none and load as a single gap cell) and is saved in the stock ``config.json`` as
 ``repeat_bias`` (a nested list), so a plain ``transformers`` load keeps it and the model card's snippet adds it.
 During training it is a parameter of the model (checkpointed with it); ``folded_into_config`` moves it into
 the config for ``save_pretrained``, and ``load_from_config`` makes it a parameter again.
@@ -36,9 +40,10 @@ def supported(layout) -> bool:
     return layout.stacked or layout.tokens_per_event == 1
 
 
-def table_shape(layout) -> tuple[int, int, int]:
+def table_shape(layout) -> tuple[int, int, int, int]:
     actions = layout.num_actions + 1 if layout.has_action else 1
-    return (actions, actions, RECENCY_BUCKETS)
+    gaps = layout.num_time_buckets + 1 if layout.stacked and layout.has_time else 1
+    return (actions, gaps, actions, RECENCY_BUCKETS)
 
 
 def attach(model: torch.nn.Module, layout, windows: Sequence[np.ndarray] = ()) -> torch.nn.Parameter:
@@ -62,11 +67,11 @@ def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048
     """The table a model with flat item scores would need: ``log(P(repeat) * num_items)`` per cell.
 
     For each next event of (up to ``max_windows``) training windows and each earlier event of its window, how
-    often the next item is that event's item, by (next action, that event's action, recency bucket); the
-    not-asked row pools the next actions. A freshly initialised model scores every item about equally, so
-    adding these log-odds makes its first ranking the log's own "recently seen" ranking, which the rest of
-    the model then corrects. Cells never observed start at 0 (no bonus). Add-one smoothing keeps rare cells
-    near chance.
+    often the next item is that event's item, by (next action, next gap, that event's action, recency bucket);
+    the not-asked and not-known cells pool the next actions and gaps. A freshly initialised model scores every
+    item about equally, so adding these log-odds makes its first ranking the log's own "recently seen" ranking,
+    which the rest of the model then corrects. Cells never observed start at 0 (no bonus). Add-one smoothing
+    keeps rare cells near chance.
     """
     shape = table_shape(layout)
     hits, totals = np.zeros(shape), np.zeros(shape)
@@ -74,10 +79,13 @@ def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048
     for window in list(windows)[::step]:
         items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
         items = np.where((items >= 0) & (items < layout.num_items), items, -1)
-        actions = np.zeros(len(items), dtype=np.int64)
+        actions, gaps = np.zeros(len(items), dtype=np.int64), np.zeros(len(items), dtype=np.int64)
         if layout.stacked and layout.has_action:
             index = window[:, layout.fields.index("action")] - layout.action_offset
             actions = np.where((index >= 0) & (index < layout.num_actions), index + 1, 0)
+        if shape[1] > 1:
+            index = window[:, layout.fields.index("time")] - layout.time_offset
+            gaps = np.where((index >= 0) & (index < layout.num_time_buckets), index + 1, 0)
         length = len(items)
         if length < 2:
             continue
@@ -87,11 +95,15 @@ def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048
         valid = (distance >= 0) & (items[None, :] >= 0) & (items[target][:, None] >= 0)
         bucket = np.minimum(np.floor(np.log2(np.maximum(distance, 0) + 1)).astype(int), RECENCY_BUCKETS - 1)
         hit = items[None, :] == items[target][:, None]
-        asked = np.broadcast_to(actions[target][:, None], distance.shape)
+        asked = np.broadcast_to(actions[target][:, None], distance.shape)[valid]
+        gap = np.broadcast_to(gaps[target][:, None], distance.shape)[valid]
         past = np.broadcast_to(actions[None, :], distance.shape)
-        cell = (past * shape[2] + bucket)[valid]
-        for query in (np.zeros_like(asked), asked) if shape[0] > 1 else (np.zeros_like(asked),):
-            flat = query[valid] * shape[1] * shape[2] + cell
+        cell = (past * shape[3] + bucket)[valid]
+        none = np.zeros_like(asked)
+        asked_cells = (none, asked) if shape[0] > 1 else (none,)  # each known detail is also pooled into its
+        gap_cells = (none, gap) if shape[1] > 1 else (none,)  # "not known" cell
+        for query, known_gap in ((q, g) for q in asked_cells for g in gap_cells):
+            flat = (query * shape[1] + known_gap) * shape[2] * shape[3] + cell
             totals += np.bincount(flat, minlength=totals.size).reshape(shape)
             hits += np.bincount(flat, weights=hit[valid], minlength=hits.size).reshape(shape)
     rate = (hits + 1) / (totals + 2)
@@ -108,25 +120,33 @@ def load_from_config(model: torch.nn.Module) -> None:
     values = getattr(model.config, PARAMETER, None)
     if values is not None and bias_of(model) is None:
         tensor = torch.tensor(values, dtype=torch.float32, device=model.get_input_embeddings().weight.device)
+        if tensor.dim() == 3:  # saved before tables had a gap dimension: one "not known" gap cell
+            tensor = tensor[:, None]
         model.register_parameter(PARAMETER, torch.nn.Parameter(tensor))
 
 
 @contextlib.contextmanager
-def folded_into_config(model: torch.nn.Module, state_dict: dict | None = None) -> Iterator[dict | None]:
-    """While saving: the table lives in ``config.repeat_bias`` and not among the weights, so the folder is a
-    plain stock model that loads without unexpected keys. Yields the state dict to save (``None``: the model's)."""
-    parameter = bias_of(model)
-    if parameter is None:
-        yield state_dict
-        return
+def folded_into_config(
+    model: torch.nn.Module, state_dict: dict | None = None, names: Sequence[str] = (PARAMETER,)
+) -> Iterator[dict | None]:
+    """While saving: small score tables (the repeat table, ``bertrec.transitions``' weights: ``names``) live in
+    ``config.json`` and not among the weights, so the folder is a plain stock model that loads without
+    unexpected keys. Yields the state dict to save (``None``: the model's)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    values = state_dict.get(PARAMETER, parameter) if state_dict is not None else parameter
-    base.config.repeat_bias = values.detach().float().cpu().tolist()
-    del base._parameters[PARAMETER]
+    present = [name for name in names if base._parameters.get(name) is not None]
+    parameters = {name: base._parameters[name] for name in present}
+    for name, parameter in parameters.items():
+        values = state_dict.get(name, parameter) if state_dict is not None else parameter
+        setattr(base.config, name, values.detach().float().cpu().tolist())
+        del base._parameters[name]
     try:
-        yield None if state_dict is None else {k: v for k, v in state_dict.items() if k != PARAMETER}
+        if state_dict is None:
+            yield None
+        else:
+            yield {k: v for k, v in state_dict.items() if k not in parameters}
     finally:
-        base.register_parameter(PARAMETER, parameter)
+        for name, parameter in parameters.items():
+            base.register_parameter(name, parameter)
 
 
 def repeat_term(
@@ -152,7 +172,8 @@ def repeat_term(
     bucket = torch.floor(torch.log2(distance.clamp(min=0).float() + 1)).long().clamp(max=RECENCY_BUCKETS - 1)
     actions = _event_actions(layout, input_ids)[rows]
     query = _asked_action(layout, input_ids, rows, positions, causal)
-    values = bias[query[:, None], actions, bucket]
+    gap = _asked_gap(layout, input_ids, rows, positions, causal) if bias.shape[1] > 1 else torch.zeros_like(query)
+    values = bias[query[:, None], gap[:, None], actions, bucket]
     return RepeatScores(torch.where(valid, items, 0), values, valid)
 
 
@@ -196,3 +217,13 @@ def _asked_action(layout, input_ids, rows, positions, causal: bool) -> torch.Ten
         column, offset = layout.fields.index("action"), layout.action_offset
     index = input_ids[rows, positions, column] - offset
     return torch.where((index >= 0) & (index < layout.num_actions), index + 1, 0)
+
+
+def _asked_gap(layout, input_ids, rows, positions, causal: bool) -> torch.Tensor:
+    """1 + the time bucket of the gap to the predicted event where the prompt carries it, else 0."""
+    if causal:
+        column, offset = len(layout.fields), layout.next_time_offset
+    else:
+        column, offset = layout.fields.index("time"), layout.time_offset
+    index = input_ids[rows, positions, column] - offset
+    return torch.where((index >= 0) & (index < layout.num_time_buckets), index + 1, 0)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from bertrec import repeats, stacked
+from bertrec import repeats, stacked, transitions
 from bertrec.atomic import atomic_directory, atomic_write_text
 from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
 from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
@@ -47,7 +47,7 @@ class TrainingArguments:
         default="outputs/pretrain", metadata={"help": "Where the model, metrics and checkpoints go."}
     )
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, data order, masking and dropout."})
-    num_epochs: int = field(default=20, metadata={"help": "Maximum training epochs."})
+    num_epochs: int = field(default=10, metadata={"help": "Maximum training epochs."})
     batch_size: int = field(default=128, metadata={"help": "Sequences per step per process (before accumulation)."})
     eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
@@ -199,13 +199,14 @@ def _seed_for(seed: int, *parts: int) -> int:
 
 
 def _decay_groups(model: torch.nn.Module, weight_decay: float, learning_rate: float) -> list[dict]:
-    """AdamW groups: decay on matrices; none on biases and norms; the repeat table (``bertrec.repeats``) apart,
-    undecayed and at a higher rate, as its few scalars must grow to logit scale."""
+    """AdamW groups: decay on matrices; none on biases and norms; the repeat table and transition weights
+    (``bertrec.repeats``, ``bertrec.transitions``) apart, undecayed and at a higher rate, as their few scalars
+    must reach logit scale."""
     decay, no_decay, repeat = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.endswith(repeats.PARAMETER):
+        if name.endswith((repeats.PARAMETER, transitions.PARAMETER)):
             repeat.append(param)
         else:
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)

@@ -119,7 +119,16 @@ def finetuned(tmp_path_factory) -> dict:
     runs = {}
     for model_type, layout in (("bert", "action item"), ("gpt2", "time action item")):
         base = tmp_path_factory.mktemp(f"base-{model_type}")
-        legacy = ["--repeat_scores", "false", "--tie_embeddings", "true", "--item_init", "random"]  # one token each
+        legacy = [
+            "--repeat_scores",
+            "false",
+            "--transition_scores",
+            "false",
+            "--tie_embeddings",
+            "true",
+            "--item_init",
+            "random",
+        ]  # one token each
         pretrain_args = [*TINY_PRETRAIN, "--num_epochs", "3", "--model_type", model_type, "--layout", layout, *legacy]
         pretrain([*pretrain_args, "--target_action", "purchase", "--output_dir", str(base)])
         output = tmp_path_factory.mktemp(f"lora-{model_type}")

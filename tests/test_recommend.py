@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import bertrec.recommend
+from bertrec import transitions
+from bertrec.collators import TokenLayout
 from bertrec.evaluation import _batches, encode_prompts, model_scorer
 from bertrec.modeling import build_model
 from bertrec.recommend import Recommendations, Recommender
@@ -74,7 +76,17 @@ def test_embeddings_reproduce_scores(setup):
     if bias is not None:
         offset = recommender.tokenizer.item_offset
         scores = scores + bias[offset : offset + len(items)].detach().numpy()
-    # repeat scores add to the history's own items only: with them excluded, the embeddings give the ranking
+    # transition scores add the last item's successors' weighted counts (bertrec.transitions) ...
+    batch = recommender._prompts([recommender._parse(history, 0)], None, None)
+    last = batch["attention_mask"].sum(dim=1) - 1
+    causal = recommender.objective == "next"
+    layout = TokenLayout.from_tokenizer(recommender.tokenizer)
+    successors, bonus = transitions.model_term(
+        recommender.model, layout, batch["input_ids"], torch.tensor([0]), last, causal=causal
+    )
+    assert bonus.abs().sum() > 0
+    np.add.at(scores[0], successors[0].numpy(), bonus[0].detach().numpy())
+    # ... and repeat scores add to the history's own items only: with them excluded, that gives the ranking
     index = {item: i for i, item in enumerate(recommender.tokenizer.spec.items)}
     scores[0, [index[item] for item, _, _ in history if item in index]] = -np.inf
     top = [recommender.tokenizer.spec.items[i] for i in torch.as_tensor(scores[0]).topk(5).indices]

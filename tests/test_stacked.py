@@ -106,7 +106,7 @@ def test_fine_tuning_rows_match_the_evaluation_prompt(tok, small_sequences, mode
         torch.testing.assert_close(train_hidden, prompt_hidden)
 
 
-def test_repeat_term_by_action_recency_and_asked_action(tok):
+def test_repeat_term_by_action_gap_recency_and_asked_action(tok):
     layout = TokenLayout.from_tokenizer(tok)
     bias = torch.arange(np.prod(repeats.table_shape(layout)), dtype=torch.float32).reshape(repeats.table_shape(layout))
     view, cart = tok.vocab["<a:view>"], tok.vocab["<a:cart>"]
@@ -124,9 +124,18 @@ def test_repeat_term_by_action_recency_and_asked_action(tok):
     index = lambda name: item(name) - tok.item_offset  # noqa: E731
     # "a": the last event (distance 0, bucket 0) and two events back (distance 2, bucket 1), both views: the
     # larger of the two
-    assert scores[index("a")] == max(bias[q, a_view, 0], bias[q, a_view, 1])
-    assert scores[index("b")] == bias[q, a_cart, 1]
+    g = 1 + 3  # the asked event's gap: <next:t:3>
+    assert scores[index("a")] == max(bias[q, g, a_view, 0], bias[q, g, a_view, 1])
+    assert scores[index("b")] == bias[q, g, a_cart, 1]
     assert scores[index("c")] == 0
+    # another gap to the asked event reads another cell; an unknown gap ([MASK]) reads the pooled cell 0
+    for next_time, cell in ((tok.vocab["<next:t:0>"], 1), (tok.mask_id, 0)):
+        other = ids.clone()
+        other[2, 3] = next_time
+        term = repeats.repeat_term(
+            bias, layout, other[None], torch.tensor([0]), torch.tensor([2]), causal=True, num_items=tok.num_items
+        )
+        assert term.add_to(torch.zeros(1, tok.num_items))[0, index("b")] == bias[q, cell, a_cart, 1]
     # a masked model predicts the event at the position: only earlier events count, one step closer
     masked = ids[:, :3].clone()
     masked[2, 2], masked[2, 1] = tok.mask_id, tok.vocab["<a:purchase>"]
@@ -134,7 +143,7 @@ def test_repeat_term_by_action_recency_and_asked_action(tok):
         bias, layout, masked[None], torch.tensor([0]), torch.tensor([2]), causal=False, num_items=tok.num_items
     )
     scores = term.add_to(torch.zeros(1, tok.num_items))[0]
-    assert scores[index("a")] == bias[q, a_view, 1] and scores[index("b")] == bias[q, a_cart, 0]
+    assert scores[index("a")] == bias[q, g, a_view, 1] and scores[index("b")] == bias[q, g, a_cart, 0]
 
 
 def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_sequences):
@@ -175,14 +184,20 @@ def test_initial_repeat_table_is_the_logs_own_repeat_rate(tok):
     """A log where every view is followed by a cart of the same item: that cell starts at log(P * items), a
     never-seen cell at 0, and a repeat that never happens below chance."""
     layout = TokenLayout.from_tokenizer(tok)
-    view, cart, t = tok.vocab["<a:view>"], tok.vocab["<a:cart>"], tok.vocab["<t:3>"]
+    view, cart = tok.vocab["<a:view>"], tok.vocab["<a:cart>"]
+    gap_of = {view: tok.vocab["<t:3>"], cart: tok.vocab["<t:1>"]}  # carts follow their view within seconds
     items = [tok.vocab[f"<i:{name}>"] for name in ("a", "b", "c")]
-    window = np.array([[t, action, item] for item in items * 20 for action in (view, cart)])
+    window = np.array([[gap_of[action], action, item] for item in items * 20 for action in (view, cart)])
     table = repeats.initial_table([window], layout)
     q_cart, a_view, a_cart = (1 + tok.spec.actions.index(a) for a in ("cart", "view", "cart"))
+    short, long = 1 + 1, 1 + 3
     hits = 60  # each of the 60 views is followed by its cart
-    assert table[q_cart, a_view, 0] == pytest.approx(np.log((hits + 1) / (hits + 2) * tok.num_items))
-    assert table[0, a_cart, 0] < np.log(tok.num_items * 0.05)  # after a cart comes another item
+    expected = pytest.approx(np.log((hits + 1) / (hits + 2) * tok.num_items))
+    # asked cart, a short gap, or both: each known detail and its pooled "not known" cell see the same repeats
+    assert table[q_cart, short, a_view, 0] == expected
+    assert table[q_cart, 0, a_view, 0] == expected and table[0, short, a_view, 0] == expected
+    assert table[q_cart, long, a_view, 0] == 0  # no cart ever came after a long gap: no bonus
+    assert table[0, long, a_cart, 0] < np.log(tok.num_items * 0.05)  # after a cart comes another item
     assert table[1 + tok.spec.actions.index("purchase")].sum() == 0  # nothing asked "purchase": no bonus
 
 

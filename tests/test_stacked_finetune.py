@@ -1,8 +1,8 @@
-"""The fine-tune recipe, Recommender and recipes/evaluate.py on the stacked representation with repeat scores.
+"""The fine-tune recipe, Recommender and recipes/evaluate.py on the stacked representation with score terms.
 
-A tiny GPT-2 base on the next-purchase split (``time+action+item``, repeat scores), then LoRA for "what will
-they buy next": the merged folder, the adapter on its base, the Recommender and the evaluate recipe must all
-give the same scores and metrics.
+A tiny GPT-2 base on the next-purchase split (``time+action+item``, repeat and transition scores), then LoRA
+for "what will they buy next": the merged folder, the adapter on its base, the Recommender and the evaluate
+recipe must all give the same scores and metrics.
 """
 
 import json
@@ -12,7 +12,7 @@ import pytest
 import torch
 from peft import PeftModel
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.evaluation import _batches, encode_prompts, model_scorer
 from bertrec.modeling import load_model
 from bertrec.recommend import Recommender
@@ -27,6 +27,7 @@ def stacked_lora(tmp_path_factory):
 
     base, out = tmp_path_factory.mktemp("stacked-base"), tmp_path_factory.mktemp("stacked-lora")
     flags = ["--model_type", "gpt2", "--layout", "time+action+item", "--repeat_scores", "true"]
+    flags += ["--transition_scores", "true"]
     pretrain([*TINY_PRETRAIN, "--num_epochs", "3", *flags, "--target_action", "purchase", "--output_dir", str(base)])
     metrics = finetune(["--base_model", str(base), *TINY_FINETUNE, "--output_dir", str(out)])
     return {"base": base, "dir": out, "metrics": metrics}
@@ -38,9 +39,13 @@ def test_lora_on_the_stacked_base_merges_and_serves_the_same_scores(stacked_lora
     tokenizer = EventTokenizer.load(run["dir"])
     merged_model = load_model(str(run["dir"])).eval()
     base_model = load_model(str(run["base"])).eval()
-    # LoRA keeps the repeat table as it keeps the item embeddings: the adapter on its base is the whole model
+    # LoRA keeps the score terms as it keeps the item embeddings: the adapter on its base is the whole model
     torch.testing.assert_close(repeats.bias_of(merged_model), repeats.bias_of(base_model))
-    assert json.loads((run["dir"] / "config.json").read_text())["repeat_bias"]
+    torch.testing.assert_close(transitions.weight_of(merged_model), transitions.weight_of(base_model))
+    for merged_table, base_table in zip(transitions.table_of(merged_model), transitions.table_of(base_model)):
+        assert torch.equal(merged_table, base_table)
+    saved = json.loads((run["dir"] / "config.json").read_text())
+    assert saved["repeat_bias"] and saved["transition_weight"] and (run["dir"] / transitions.FILE).exists()
     from tests.test_finetune import purchase_examples
 
     examples = purchase_examples(run)

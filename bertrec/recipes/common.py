@@ -16,7 +16,7 @@ import polars as pl
 import torch
 import yaml
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.args import ConfigError
 from bertrec.atomic import atomic_write_text
 from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
@@ -221,8 +221,10 @@ def save_output(
     out.mkdir(parents=True, exist_ok=True)
     mark_incomplete(out)
     with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
-        with repeats.folded_into_config(model, state_dict) as weights:  # the repeat table goes to config.json
+        folded = (repeats.PARAMETER, transitions.PARAMETER)  # small score tables go to config.json
+        with repeats.folded_into_config(model, state_dict, folded) as weights:
             model.save_pretrained(temp, state_dict=weights)
+        transitions.save_table(model, temp)
         tokenizer.save(temp)
         for name in os.listdir(temp):
             shutil.move(os.path.join(temp, name), out / name)

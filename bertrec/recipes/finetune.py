@@ -18,7 +18,7 @@ from pathlib import Path
 
 from accelerate.utils import DistributedType
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.args import (
     ConfigError,
     DataArguments,
@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> dict:
         model = peft_model.get_base_model()
     elif ft_args.method == "none":
         model.requires_grad_(False)
-    repeat_table = repeats.bias_of(model)
-    if repeat_table is not None:  # a full fine-tune trains it with the softmax; LoRA keeps it, as it keeps the
-        # item embeddings, so the adapter folder on its base is the whole fine-tuned model
-        repeat_table.requires_grad_(ft_args.method == "full" and ft_args.task != "rerank")
+    for table in (repeats.bias_of(model), transitions.weight_of(model)):
+        if table is not None:  # a full fine-tune trains the score terms with the softmax; LoRA keeps them, as it
+            # keeps the item embeddings, so the adapter folder on its base is the whole fine-tuned model
+            table.requires_grad_(ft_args.method == "full" and ft_args.task != "rerank")
     counts = parameter_counts(model)
     logger.info(
         "trainable parameters: %d of %d (%.2f%%)",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from accelerate.utils import DistributedType
 
-from bertrec import repeats
+from bertrec import repeats, transitions
 from bertrec.args import (
     ConfigError,
     DataArguments,
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
         init_from_transitions(model, windows, layout, seed=train_args.seed)
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows)
+    if model_args.transition_scores:
+        transitions.attach(model, layout, windows)
     log_frequency = None
     if model_args.loss == "sampled":
         counts = item_counts(tokenizer, split.train)
