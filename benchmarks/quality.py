@@ -61,6 +61,8 @@ SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads",
 PLAIN_FLAGS = [
     "--repeat_scores",
     "false",
+    "--repeat_gate",
+    "false",
     "--transition_scores",
     "false",
     "--tie_embeddings",
@@ -69,7 +71,8 @@ PLAIN_FLAGS = [
     "random",
 ]
 UNTIED_FLAGS = ["--tie_embeddings", "false", "--item_init", "transitions"]
-SCORE_TERMS = ["--repeat_scores", "true", "--transition_scores", "true"]
+SCORE_TERMS = ["--repeat_scores", "true", "--transition_scores", "true"]  # repeat scores added to the logits
+GATED = [*SCORE_TERMS, "--repeat_gate", "true"]  # ... or mixed in by a learned gate
 STACKED = "stacked"  # the dataset's rich layout with its tokens at one position per event
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
@@ -93,6 +96,11 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "sasrec-transitions": ("gpt2", "item", [*UNTIED_FLAGS, *SCORE_TERMS]),
     # the same score terms on the tied, randomly started item rows (small logs, where untied rows overfit)
     "bertrec-event-tied-transitions": ("gpt2", STACKED, SCORE_TERMS),
+    # the recipe's default since the second session of 2026-12-03: the repeat distribution mixed in by a
+    # learned gate (RepeatNet-style) instead of added; its item-only twin, and the same on tied item rows
+    "bertrec-event-gated": ("gpt2", STACKED, [*UNTIED_FLAGS, *GATED]),
+    "sasrec-gated": ("gpt2", "item", [*UNTIED_FLAGS, *GATED]),
+    "bertrec-event-tied-gated": ("gpt2", STACKED, GATED),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
@@ -104,6 +112,8 @@ FINETUNED_MODELS = {
     "bertrec-event-untied-ft": "bertrec-event-untied",
     "bertrec-event-transitions-ft": "bertrec-event-transitions",
     "bertrec-event-tied-transitions-ft": "bertrec-event-tied-transitions",
+    "bertrec-event-gated-ft": "bertrec-event-gated",
+    "bertrec-event-tied-gated-ft": "bertrec-event-tied-gated",
 }
 FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}

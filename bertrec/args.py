@@ -159,8 +159,16 @@ class ModelArguments:
     repeat_scores: bool = field(
         default=True,
         metadata={
-            "help": "Add a learned bonus to the user's own items by their action and recency (bertrec.repeats; "
-            "saved in config.json). Layouts with one position per event ('item', 'time+action+item', ...), full loss."
+            "help": "Score the user's own items by their action, recency and the gap to the asked event "
+            "(bertrec.repeats; saved in config.json). Layouts with one position per event ('item', "
+            "'time+action+item', ...), full loss."
+        },
+    )
+    repeat_gate: bool = field(
+        default=True,
+        metadata={
+            "help": "With --repeat_scores: mix the repeat distribution over the history with the model's by a "
+            "learned gate (RepeatNet-style, saved as config.repeat_gate) instead of adding it to the logits."
         },
     )
     transition_scores: bool = field(

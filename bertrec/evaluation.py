@@ -113,24 +113,31 @@ def prompt_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
 
 
 def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Every item's score for each prompt: the stock logits at its last position, plus the repeat scores of the
-    user's own items when the model has a repeat table (``bertrec.repeats``)."""
+    """Every item's score for each prompt: the stock logits at its last position, plus the transition scores of
+    the last item's successors (``bertrec.transitions``), then combined with the repeat scores of the user's
+    own items (``bertrec.repeats``: added, or mixed in by a gate), as the model was trained."""
     features = prompt_features(model, input_ids, attention_mask)
     scores = item_logits(model, features, layout.item_offset, layout.num_items).float()
-    bias = repeats.bias_of(model)
-    if bias is not None:
-        rows = torch.arange(len(input_ids), device=input_ids.device)
-        last = attention_mask.sum(dim=1) - 1
-        causal = model_objective(model) == "next"
-        term = repeats.repeat_term(
-            bias.float(), layout, input_ids, rows, last, causal=causal, num_items=layout.num_items
-        )
-        scores = term.add_to(scores)
     rows = torch.arange(len(input_ids), device=input_ids.device)
     last = attention_mask.sum(dim=1) - 1
     causal = model_objective(model) == "next"
     term = transitions.model_term(model, layout, input_ids, rows, last, causal=causal)
-    return scores if term is None else transitions.add_to(scores, term)
+    if term is not None:
+        scores = transitions.add_to(scores, term)
+    bias, gate = repeats.bias_of(model), repeats.gate_of(model)
+    if bias is not None:
+        repeat = repeats.repeat_term(
+            bias.float(),
+            layout,
+            input_ids,
+            rows,
+            last,
+            causal=causal,
+            num_items=layout.num_items,
+            gate=None if gate is None else gate.float(),
+        )
+        scores = repeat.combine(scores)
+    return scores
 
 
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:

@@ -117,9 +117,10 @@ def _event_positions(layout: str) -> str:
 def _score_terms_snippet(
     folder: str, rows: str, item: int, action: int | None, asked: int | None, gap: int | None, objective: str
 ) -> str:
-    """Adds the score terms a model may carry to its stock logits: ``config.repeat_bias`` to the history's own
-    items (``bertrec.repeats``) and ``transitions.safetensors`` weighted by ``config.transition_weight`` to the
-    last item's successors (``bertrec.transitions``)."""
+    """Adds the score terms a model may carry to its stock logits, in the library's order: first
+    ``transitions.safetensors`` weighted by ``config.transition_weight`` to the last item's successors
+    (``bertrec.transitions``), then ``config.repeat_bias`` over the history's own items (``bertrec.repeats``),
+    added, or mixed in by ``config.repeat_gate``."""
     back = "len(rows) - 1 - k" if objective == "next" else "len(rows) - 2 - k"
     action_of = f"actions.get(row[{action}], 0)" if action is not None else "0"
     asked_of = f"asked.get(rows[-1][{asked}], 0)" if asked is not None else "0"
@@ -137,15 +138,6 @@ asked = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t
 {masked_asks}gaps = {{i: n + 1 for n, i in enumerate(sorted(i for t, i in vocab.items() if t.startswith("{time_prefix}")
                                               and t != "<t:start>"))}}
 q, gap, last = {asked_of}, {gap_of}, rows[{-1 if objective == "next" else -2}]  # last: the last event
-if getattr(model.config, "repeat_bias", None):  # the user's own items: the largest bonus over their occurrences
-    bias, bonus = model.config.repeat_bias, {{}}
-    for k, row in enumerate(rows):
-        distance = {back}
-        if distance >= 0 and row[{item}] in column:
-            value = bias[q][gap][{action_of}][min(int(math.log2(distance + 1)), 7)]
-            bonus[column[row[{item}]]] = max(value, bonus.get(column[row[{item}]], -math.inf))
-    for c, value in bonus.items():
-        scores[c] += value
 if getattr(model.config, "transition_weight", None) and last[{item}] in column:  # the last item's successors
     from safetensors.torch import load_file
     from transformers.utils import cached_file
@@ -155,6 +147,28 @@ if getattr(model.config, "transition_weight", None) and last[{item}] in column: 
     for c, count in zip(table["successors"][x].tolist(), table["counts"][x].tolist()):
         if c >= 0:
             scores[c] += weight * math.log1p(count)
+if getattr(model.config, "repeat_bias", None):  # the user's own items, by action, gap and recency
+    bias, seen = model.config.repeat_bias, []
+    for k, row in enumerate(rows):
+        distance = {back}
+        if distance >= 0 and row[{item}] in column:
+            seen.append((column[row[{item}]], bias[q][gap][{action_of}][min(int(math.log2(distance + 1)), 7)]))
+    gate = getattr(model.config, "repeat_gate", None)
+    if gate is None:  # a bonus: each item's largest value added to its score
+        bonus = {{}}
+        for c, value in seen:
+            bonus[c] = max(value, bonus.get(c, -math.inf))
+        for c, value in bonus.items():
+            scores[c] += value
+    elif seen:  # a mixture: gate * softmax over the history's events (summed per item) + (1 - gate) * softmax
+        g = torch.tensor(gate[q][gap][{action_of.replace("row[", "last[")}])
+        shares = torch.softmax(torch.tensor([value for _, value in seen]), dim=0)
+        repeat = torch.zeros_like(scores).index_add_(0, torch.tensor([c for c, _ in seen]), shares)
+        log_repeat = torch.where(repeat > 0, repeat.clamp_min(1e-30).log(), -math.inf)
+        scores = torch.logaddexp(
+            torch.nn.functional.logsigmoid(g) + log_repeat,
+            torch.nn.functional.logsigmoid(-g) + scores.log_softmax(dim=0),
+        )
 """
 
 

@@ -26,10 +26,10 @@ def full_softmax_loss(
     ``temperature``: cosine logits (``item_logits``); ``repeat_scores`` and ``transition_scores`` are added to
     the logits (``bertrec.repeats``, ``bertrec.transitions``)."""
     logits = item_logits(model, features, item_offset, num_items, temperature=temperature).float()
-    if repeat_scores is not None:
-        logits = repeat_scores.add_to(logits)
     if transition_scores is not None:
         logits = transitions.add_to(logits, transition_scores)
+    if repeat_scores is not None:
+        logits = repeat_scores.combine(logits)
     if excluded is not None:
         logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, targets)
@@ -232,7 +232,14 @@ class ItemLoss(torch.nn.Module):
         rows, positions = labelled.nonzero(as_tuple=True)
         if bias is not None:
             repeat_scores = repeats.repeat_term(
-                bias, self.layout, input_ids, rows, positions, causal=causal, num_items=self.num_items
+                bias,
+                self.layout,
+                input_ids,
+                rows,
+                positions,
+                causal=causal,
+                num_items=self.num_items,
+                gate=repeats.gate_of(self.model),
             )
         transition_scores = transitions.model_term(
             self.model, self.layout, input_ids, rows, positions, causal=causal, targets=targets

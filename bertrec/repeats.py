@@ -1,4 +1,4 @@
-"""Repeat scores: a learned bonus for items the user already has, by how they had them and how long ago.
+"""Repeat scores: items the user already has, scored by how they had them, how long ago and what is asked.
 
 On repurchase-heavy logs a "recently seen" ranking beats transformers that must rediscover copying through
 attention and tied embeddings (Tmall next purchase: recent 0.647 against 0.604). Repeat-aware recommenders
@@ -9,14 +9,21 @@ the gap from the last event to it; 0: not known or a layout without times), ``a_
 unknown), and ``r_k = min(floor(log2(d + 1)), 7)`` buckets the distance ``d`` in events between it and the
 predicted event (0: the last event). The gap is what tells a funnel step (a cart half a minute after a view:
 the same item) from the next view (another item), and a repurchase cycle from a return next morning; the
-transformer cannot pass that to one item's logit as directly as this cell does. An item seen several times
-gets the largest of its occurrences' values (a sum would count a brand clicked twenty times twenty times over
-and rank by counts, not by what the latest and most telling event says). The table is trained with the rest
-of the model through the same softmax.
+transformer cannot pass that to one item's logit as directly as this cell does.
+
+Two ways to use the values (``RepeatScores.combine``). With a gate table (``repeat_gate[q, g, a_last]``, the
+default for new models) they form a distribution over the history, the softmax over its events summed per
+item, mixed with the model's own distribution: ``P = gate * repeat + (1 - gate) * softmax(logits)``, as
+RepeatNet's repeat and explore modes; the scores are ``log P``. That keeps "the same item again" apart from the
+transformer's logit for that item, which it learns for the next *new* item (it pushes the item just viewed
+down, as the next view is another one), so no per-item correction is needed. Without a gate (folders saved
+before it, ``--repeat_gate false``) each item's largest value is added to its logit. Either way the tables
+train with the rest of the model through the same cross-entropy.
 
 The table is small (``(actions + 1)^2 x (time buckets + 1) x 8`` values; tables saved before the gap
 dimension existed have none and load as a single gap cell) and is saved in the stock ``config.json`` as
-``repeat_bias`` (a nested list), so a plain ``transformers`` load keeps it and the model card's snippet adds it.
+``repeat_bias`` (a nested list; the gate as ``repeat_gate``), so a plain ``transformers`` load keeps it and the
+model card's snippet applies it.
 During training it is a parameter of the model (checkpointed with it); ``folded_into_config`` moves it into
 the config for ``save_pretrained``, and ``load_from_config`` makes it a parameter again.
 """
@@ -31,6 +38,7 @@ import numpy as np
 import torch
 
 PARAMETER = "repeat_bias"
+GATE = "repeat_gate"  # present: the repeat distribution is mixed with the model's (``RepeatScores.combine``)
 RECENCY_BUCKETS = 8
 LEARNING_RATE_SCALE = 10.0  # a handful of scalars that must reach logit scale in a few hundred steps
 
@@ -46,9 +54,13 @@ def table_shape(layout) -> tuple[int, int, int, int]:
     return (actions, gaps, actions, RECENCY_BUCKETS)
 
 
-def attach(model: torch.nn.Module, layout, windows: Sequence[np.ndarray] = ()) -> torch.nn.Parameter:
+def attach(
+    model: torch.nn.Module, layout, windows: Sequence[np.ndarray] = (), gated: bool = False
+) -> torch.nn.Parameter:
     """Give ``model`` a repeat table (or keep the one it has) and return it: ``initial_table(windows)``, so
-    training starts from the log's own repeat rates, not from zero."""
+    training starts from the log's own repeat rates, not from zero. ``gated``: also a gate table (asked
+    action, gap, last event's action) that mixes the repeat distribution with the model's, started at the
+    log's share of next items found in their window's history."""
     existing = bias_of(model)
     if existing is not None:
         return existing
@@ -60,7 +72,23 @@ def attach(model: torch.nn.Module, layout, windows: Sequence[np.ndarray] = ()) -
     values = torch.as_tensor(initial_table(windows, layout), device=model.get_input_embeddings().weight.device)
     parameter = torch.nn.Parameter(values)
     model.register_parameter(PARAMETER, parameter)
+    if gated:
+        asked, gaps, actions, _ = table_shape(layout)
+        share = min(max(repeat_share(windows, layout), 1e-3), 1 - 1e-3)
+        gate = torch.full((asked, gaps, actions), float(np.log(share / (1 - share))), device=values.device)
+        model.register_parameter(GATE, torch.nn.Parameter(gate))
     return parameter
+
+
+def repeat_share(windows: Sequence[np.ndarray], layout, max_windows: int = 2048) -> float:
+    """The share of next events (after the first of each window) whose item is earlier in the window."""
+    hits = total = 0
+    for window in list(windows)[:: max(1, len(windows) // max_windows)]:
+        items = (window[:, layout.item_field] if window.ndim == 2 else window).tolist()
+        for k in range(1, len(items)):
+            hits += items[k] in items[:k]
+            total += 1
+    return hits / max(total, 1)
 
 
 def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048) -> np.ndarray:
@@ -115,11 +143,20 @@ def bias_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
     return base._parameters.get(PARAMETER)
 
 
+def gate_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base._parameters.get(GATE)
+
+
 def load_from_config(model: torch.nn.Module) -> None:
     """A saved model's table (``config.repeat_bias``) as a parameter again, for scoring and fine-tuning."""
     values = getattr(model.config, PARAMETER, None)
+    device = model.get_input_embeddings().weight.device
+    gate = getattr(model.config, GATE, None)
+    if gate is not None and gate_of(model) is None:
+        model.register_parameter(GATE, torch.nn.Parameter(torch.tensor(gate, dtype=torch.float32, device=device)))
     if values is not None and bias_of(model) is None:
-        tensor = torch.tensor(values, dtype=torch.float32, device=model.get_input_embeddings().weight.device)
+        tensor = torch.tensor(values, dtype=torch.float32, device=device)
         if tensor.dim() == 3:  # saved before tables had a gap dimension: one "not known" gap cell
             tensor = tensor[:, None]
         model.register_parameter(PARAMETER, torch.nn.Parameter(tensor))
@@ -158,6 +195,7 @@ def repeat_term(
     *,
     causal: bool,
     num_items: int,
+    gate: torch.Tensor | None = None,
 ) -> RepeatScores:
     """Repeat scores of the predictions at ``(rows, positions)`` of ``input_ids``.
 
@@ -174,7 +212,11 @@ def repeat_term(
     query = _asked_action(layout, input_ids, rows, positions, causal)
     gap = _asked_gap(layout, input_ids, rows, positions, causal) if bias.shape[1] > 1 else torch.zeros_like(query)
     values = bias[query[:, None], gap[:, None], actions, bucket]
-    return RepeatScores(torch.where(valid, items, 0), values, valid)
+    gate_logit = None
+    if gate is not None:
+        last = (positions if causal else positions - 1).clamp(min=0)
+        gate_logit = gate[query, gap, actions[torch.arange(len(rows), device=rows.device), last]]
+    return RepeatScores(torch.where(valid, items, 0), values, valid, gate_logit)
 
 
 class RepeatScores(NamedTuple):
@@ -184,6 +226,26 @@ class RepeatScores(NamedTuple):
     items: torch.Tensor
     values: torch.Tensor
     valid: torch.Tensor
+    gate_logit: torch.Tensor | None = None
+
+    def combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """The final scores: ``add_to`` the logits, or with a gate, log-probabilities of the mixture
+        ``gate * repeat(item) + (1 - gate) * softmax(logits)(item)``, where ``repeat`` is the softmax of the
+        values over the history's events, summed per item (a copy distribution, as in RepeatNet). The mixture
+        keeps "the same item again" apart from the model's logit for that item, which it learns for the next
+        *new* item; a history without events keeps the model's distribution."""
+        if self.gate_logit is None:
+            return self.add_to(logits)
+        values = self.values.to(logits.dtype).masked_fill(~self.valid, float("-inf"))
+        has_history = self.valid.any(dim=1)
+        log_share = values - torch.logsumexp(values, dim=1, keepdim=True).masked_fill(~has_history[:, None], 0.0)
+        shares = torch.zeros_like(logits).scatter_add(1, self.items, torch.exp(log_share).masked_fill(~self.valid, 0))
+        gate = self.gate_logit.to(logits.dtype).masked_fill(~has_history, float("-inf"))[:, None]
+        log_repeat = torch.where(shares > 0, torch.log(shares.clamp_min(1e-30)), float("-inf"))
+        return torch.logaddexp(
+            torch.nn.functional.logsigmoid(gate) + log_repeat,
+            torch.nn.functional.logsigmoid(-gate) + torch.log_softmax(logits, dim=1),
+        )
 
     def add_to(self, logits: torch.Tensor) -> torch.Tensor:
         """Each item's largest value added to its logit, in ``O(n * length)`` memory: sorted by value, then

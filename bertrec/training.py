@@ -206,7 +206,7 @@ def _decay_groups(model: torch.nn.Module, weight_decay: float, learning_rate: fl
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.endswith((repeats.PARAMETER, transitions.PARAMETER)):
+        if name.endswith((repeats.PARAMETER, repeats.GATE, transitions.PARAMETER)):
             repeat.append(param)
         else:
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)

@@ -151,7 +151,10 @@ def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_seq
     model = build_model(
         model_type="gpt2", vocab_size=tok.vocab_size, max_positions=16, hidden_size=16, num_layers=1, num_heads=1
     )
-    table = repeats.attach(model, layout)
+    windows = tok.encode_training_windows(small_sequences, min_events=2)
+    table = repeats.attach(model, layout, windows, gated=True)
+    # the gate starts at the log's share of next items already in their window: u1 repeats a and b, 2 of 7
+    assert float(torch.sigmoid(repeats.gate_of(model).detach()).flatten()[0]) == pytest.approx(2 / 7)
     loss_module = ItemLoss(model, item_offset=tok.item_offset, num_items=tok.num_items, layout=layout)
     batch = pad_sequences(tok.encode_training_windows(small_sequences, min_events=2), tok.pad_id)
     inputs, labels = stacked.next_event_batch(
@@ -163,6 +166,7 @@ def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_seq
     )
     loss_module(inputs, batch["attention_mask"], labels).backward()
     assert table.grad is not None and table.grad.abs().sum() > 0  # u1 repeats "a" and "b": the table learns
+    assert repeats.gate_of(model).grad.abs().sum() > 0  # and so does the gate
     with pytest.raises(ValueError, match="full softmax only"):
         ItemLoss(
             model,
@@ -253,3 +257,26 @@ def test_item_rows_from_transitions_rank_each_items_successor_first(tok):
     )
     with pytest.raises(ValueError, match="untied"):
         init_from_transitions(tied, [window], layout)
+
+
+def test_gated_repeat_scores_are_a_mixture_of_the_history_and_the_model():
+    """With a gate, scores are log-probabilities: gate x (softmax of the values over the history's events,
+    summed per item) + (1 - gate) x softmax(logits); a history without events keeps the model's softmax."""
+    generator = torch.Generator().manual_seed(0)
+    n, length, num_items = 3, 4, 6
+    logits = torch.randn(n, num_items, generator=generator)
+    items = torch.tensor([[1, 2, 1, 0], [3, 3, 3, 3], [0, 0, 0, 0]])
+    values = torch.randn(n, length, generator=generator)
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False], [False] * 4])
+    gate_logit = torch.tensor([0.5, -1.0, 2.0])
+    scores = repeats.RepeatScores(items, values, valid, gate_logit).combine(logits)
+    torch.testing.assert_close(scores.exp().sum(dim=1), torch.ones(n))
+    gate = torch.sigmoid(gate_logit)
+    explore = torch.softmax(logits, dim=1)
+    shares = torch.softmax(values[0, :3], dim=0)  # row 0: item 1 twice, item 2 once
+    expected = (1 - gate[0]) * explore[0]
+    expected[1] += gate[0] * (shares[0] + shares[2])
+    expected[2] += gate[0] * shares[1]
+    torch.testing.assert_close(scores[0].exp(), expected)
+    assert scores[1].exp()[3] == pytest.approx(float(gate[1] + (1 - gate[1]) * explore[1, 3]), rel=1e-5)
+    torch.testing.assert_close(scores[2], torch.log_softmax(logits[2], dim=0))  # no history: the model alone

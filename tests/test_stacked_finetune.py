@@ -41,6 +41,7 @@ def test_lora_on_the_stacked_base_merges_and_serves_the_same_scores(stacked_lora
     base_model = load_model(str(run["base"])).eval()
     # LoRA keeps the score terms as it keeps the item embeddings: the adapter on its base is the whole model
     torch.testing.assert_close(repeats.bias_of(merged_model), repeats.bias_of(base_model))
+    torch.testing.assert_close(repeats.gate_of(merged_model), repeats.gate_of(base_model))
     torch.testing.assert_close(transitions.weight_of(merged_model), transitions.weight_of(base_model))
     for merged_table, base_table in zip(transitions.table_of(merged_model), transitions.table_of(base_model)):
         assert torch.equal(merged_table, base_table)

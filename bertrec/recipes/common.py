@@ -221,7 +221,7 @@ def save_output(
     out.mkdir(parents=True, exist_ok=True)
     mark_incomplete(out)
     with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
-        folded = (repeats.PARAMETER, transitions.PARAMETER)  # small score tables go to config.json
+        folded = (repeats.PARAMETER, repeats.GATE, transitions.PARAMETER)  # small score tables go to config.json
         with repeats.folded_into_config(model, state_dict, folded) as weights:
             model.save_pretrained(temp, state_dict=weights)
         transitions.save_table(model, temp)

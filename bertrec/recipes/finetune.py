@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = peft_model.get_base_model()
     elif ft_args.method == "none":
         model.requires_grad_(False)
-    for table in (repeats.bias_of(model), transitions.weight_of(model)):
+    for table in (repeats.bias_of(model), repeats.gate_of(model), transitions.weight_of(model)):
         if table is not None:  # a full fine-tune trains the score terms with the softmax; LoRA keeps them, as it
             # keeps the item embeddings, so the adapter folder on its base is the whole fine-tuned model
             table.requires_grad_(ft_args.method == "full" and ft_args.task != "rerank")

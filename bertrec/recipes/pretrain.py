@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.item_init == "transitions":
         init_from_transitions(model, windows, layout, seed=train_args.seed)
     if model_args.repeat_scores:
-        repeats.attach(model, layout, windows)
+        repeats.attach(model, layout, windows, gated=model_args.repeat_gate)
     if model_args.transition_scores:
         transitions.attach(model, layout, windows)
     log_frequency = None
