@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from bertrec.args import LEGACY_REPRESENTATION_FLAGS
 from bertrec.integrity import is_complete
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,18 +59,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
 SHARED_MODEL_FLAGS = ["--hidden_size", "64", "--num_layers", "2", "--num_heads", "2"]  # equal size for every row
 # every row names its representation in full, so a change of the recipe's defaults never changes a row
-PLAIN_FLAGS = [
-    "--repeat_scores",
-    "false",
-    "--repeat_gate",
-    "false",
-    "--transition_scores",
-    "false",
-    "--tie_embeddings",
-    "true",
-    "--item_init",
-    "random",
-]
+PLAIN_FLAGS = LEGACY_REPRESENTATION_FLAGS
 UNTIED_FLAGS = ["--tie_embeddings", "false", "--item_init", "transitions"]
 SCORE_TERMS = ["--repeat_scores", "true", "--transition_scores", "true"]  # repeat scores added to the logits
 GATED = [*SCORE_TERMS, "--repeat_gate", "true"]  # ... or mixed in by a learned gate

@@ -20,17 +20,9 @@ from pathlib import Path
 
 import torch
 
+from bertrec.args import LEGACY_REPRESENTATION_FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
-LEGACY = [
-    "--repeat_scores",
-    "false",
-    "--transition_scores",
-    "false",
-    "--tie_embeddings",
-    "true",
-    "--item_init",
-    "random",
-]
 RUNS = {
     "default (no arguments: gpt2, time+action+item, repeat scores, transition-started untied items)": [],
     "bert, time+action+item (pretrain_masked.yaml)": ["--config", "recipes/configs/synthetic/pretrain_masked.yaml"],
@@ -41,9 +33,15 @@ RUNS = {
         "item",
         "--num_epochs",
         "40",
-        *LEGACY,
+        *LEGACY_REPRESENTATION_FLAGS,
     ],
-    "gpt2, time action item (one position per token)": ["--layout", "time action item", "--num_epochs", "25", *LEGACY],
+    "gpt2, time action item (one position per token)": [
+        "--layout",
+        "time action item",
+        "--num_epochs",
+        "25",
+        *LEGACY_REPRESENTATION_FLAGS,
+    ],
 }
 
 

@@ -16,6 +16,21 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+# the representation of releases before the stacked layouts (one token per position, plain logits, tied item
+# rows from noise): configs and benchmark rows that reproduce published setups pass these
+LEGACY_REPRESENTATION_FLAGS = [
+    "--repeat_scores",
+    "false",
+    "--repeat_gate",
+    "false",
+    "--transition_scores",
+    "false",
+    "--tie_embeddings",
+    "true",
+    "--item_init",
+    "random",
+]
+
 
 @dataclass
 class DataArguments:

@@ -19,22 +19,28 @@ import numpy as np
 import torch
 
 
+def transition_counts(windows: Sequence[np.ndarray], layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sources, targets, counts)``: each distinct pair of consecutive item indices in ``windows`` (non-items
+    skipped; pairs never span two windows) and how often it occurs, sorted by source then target."""
+    num_items = layout.num_items
+    keys = []
+    for window in windows:
+        items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
+        items = items[(items >= 0) & (items < num_items)].astype(np.int64)
+        if len(items) > 1:
+            keys.append(items[:-1] * num_items + items[1:])
+    key, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
+    return key // num_items, key % num_items, counts
+
+
 def transition_factors(
     windows: Sequence[np.ndarray], layout, dim: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_rows, output_rows)``, each ``[num_items, dim]``, from consecutive item pairs of ``windows``."""
     num_items = layout.num_items
-    pairs = []
-    for window in windows:
-        items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
-        items = items[(items >= 0) & (items < num_items)]
-        if len(items) > 1:
-            pairs.append(np.stack([items[:-1], items[1:]]))
-    if not pairs:
+    rows, columns, counts = transition_counts(windows, layout)
+    if not len(counts):
         return torch.zeros(num_items, dim), torch.zeros(num_items, dim)
-    source, target = np.concatenate(pairs, axis=1)
-    key, counts = np.unique(source.astype(np.int64) * num_items + target, return_counts=True)
-    rows, columns = key // num_items, key % num_items
     out_degree = np.bincount(rows, weights=counts, minlength=num_items)
     in_degree = np.bincount(columns, weights=counts, minlength=num_items)
     pmi = np.log(counts * counts.sum() / (out_degree[rows] * in_degree[columns]))

@@ -138,14 +138,17 @@ def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048
     return np.where(totals > 0, np.log(rate * max(layout.num_items, 1)), 0.0).astype(np.float32)
 
 
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The stock model under a peft wrapper (the model itself otherwise): where score tables are registered."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def bias_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers
-    return base._parameters.get(PARAMETER)
+    return base_model(model)._parameters.get(PARAMETER)
 
 
 def gate_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base._parameters.get(GATE)
+    return base_model(model)._parameters.get(GATE)
 
 
 def load_from_config(model: torch.nn.Module) -> None:
@@ -169,7 +172,7 @@ def folded_into_config(
     """While saving: small score tables (the repeat table, ``bertrec.transitions``' weights: ``names``) live in
     ``config.json`` and not among the weights, so the folder is a plain stock model that loads without
     unexpected keys. Yields the state dict to save (``None``: the model's)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     present = [name for name in names if base._parameters.get(name) is not None]
     parameters = {name: base._parameters[name] for name in present}
     for name, parameter in parameters.items():

@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bertrec import repeats
+from bertrec.item_init import transition_counts
 
 PARAMETER = "transition_weight"
 FILE = "transitions.safetensors"
@@ -45,18 +46,9 @@ def count_table(windows: Sequence[np.ndarray], layout, max_successors: int = MAX
     """``(successors, counts)``, each ``[num_items, max_successors]``: every item's most frequent next items
     (other than itself) in ``windows``, most frequent first; ``-1`` and ``0`` pad items with fewer."""
     num_items = layout.num_items
-    pairs = []
-    for window in windows:
-        items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
-        items = items[(items >= 0) & (items < num_items)].astype(np.int64)
-        if len(items) > 1:
-            pairs.append(items[:-1] * num_items + items[1:])
     successors = np.full((num_items, max_successors), -1, dtype=np.int64)
     counts = np.zeros((num_items, max_successors), dtype=np.float32)
-    if not pairs:
-        return successors, counts
-    key, count = np.unique(np.concatenate(pairs), return_counts=True)
-    source, target = key // num_items, key % num_items
+    source, target, count = transition_counts(windows, layout)
     keep = source != target
     source, target, count = source[keep], target[keep], count[keep]
     order = np.lexsort((target, -count, source))  # by source, most frequent first, ties by item
@@ -93,23 +85,19 @@ def attach(model: torch.nn.Module, layout, windows: Sequence[np.ndarray] = ()) -
     return parameter
 
 
-def _base(model: torch.nn.Module) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers
-
-
 def _set_table(model: torch.nn.Module, successors: torch.Tensor, counts: torch.Tensor) -> None:
     device = model.get_input_embeddings().weight.device
-    base = _base(model)
+    base = repeats.base_model(model)
     base.register_buffer(SUCCESSORS, successors.long().to(device), persistent=False)
     base.register_buffer(COUNTS, counts.float().to(device), persistent=False)
 
 
 def weight_of(model: torch.nn.Module) -> torch.nn.Parameter | None:
-    return _base(model)._parameters.get(PARAMETER)
+    return repeats.base_model(model)._parameters.get(PARAMETER)
 
 
 def table_of(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    base = _base(model)
+    base = repeats.base_model(model)
     return base._buffers[SUCCESSORS], base._buffers[COUNTS]
 
 

@@ -9,6 +9,7 @@ import textwrap
 import polars as pl
 import pytest
 
+from bertrec.args import LEGACY_REPRESENTATION_FLAGS
 from bertrec.data.schema import CANONICAL_SCHEMA
 from bertrec.data.sequences import build_sequences
 
@@ -119,17 +120,16 @@ def finetuned(tmp_path_factory) -> dict:
     runs = {}
     for model_type, layout in (("bert", "action item"), ("gpt2", "time action item")):
         base = tmp_path_factory.mktemp(f"base-{model_type}")
-        legacy = [
-            "--repeat_scores",
-            "false",
-            "--transition_scores",
-            "false",
-            "--tie_embeddings",
-            "true",
-            "--item_init",
-            "random",
-        ]  # one token each
-        pretrain_args = [*TINY_PRETRAIN, "--num_epochs", "3", "--model_type", model_type, "--layout", layout, *legacy]
+        pretrain_args = [
+            *TINY_PRETRAIN,
+            "--num_epochs",
+            "3",
+            "--model_type",
+            model_type,
+            "--layout",
+            layout,
+            *LEGACY_REPRESENTATION_FLAGS,
+        ]
         pretrain([*pretrain_args, "--target_action", "purchase", "--output_dir", str(base)])
         output = tmp_path_factory.mktemp(f"lora-{model_type}")
         metrics = finetune(["--base_model", str(base), *TINY_FINETUNE, "--output_dir", str(output)])
