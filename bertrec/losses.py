@@ -28,6 +28,8 @@ def full_softmax_loss(
     logits = item_logits(model, features, item_offset, num_items, temperature=temperature).float()
     if transition_scores is not None:
         logits = transitions.add_to(logits, transition_scores)
+    if repeat_scores is not None and excluded is None:
+        return -repeat_scores.target_log_prob(logits, targets).mean()
     if repeat_scores is not None:
         logits = repeat_scores.combine(logits)
     if excluded is not None:

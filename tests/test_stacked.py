@@ -280,3 +280,30 @@ def test_gated_repeat_scores_are_a_mixture_of_the_history_and_the_model():
     torch.testing.assert_close(scores[0].exp(), expected)
     assert scores[1].exp()[3] == pytest.approx(float(gate[1] + (1 - gate[1]) * explore[1, 3]), rel=1e-5)
     torch.testing.assert_close(scores[2], torch.log_softmax(logits[2], dim=0))  # no history: the model alone
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_training_reads_the_mixture_at_the_target_only_with_the_dense_value_and_gradient(gated):
+    """The loss gathers the target's mixture probability instead of building the dense scores (the 2x
+    epoch-time cost); targets in and out of the history, and a row without history, must match combine()."""
+    generator = torch.Generator().manual_seed(1)
+    n, length, num_items = 4, 5, 7
+    items = torch.tensor([[1, 2, 1, 0, 4], [3, 3, 3, 3, 3], [0, 0, 0, 0, 0], [5, 6, 5, 6, 0]])
+    valid = torch.tensor([[True, True, True, False, True], [True, True, False, False, False], [False] * 5, [True] * 5])
+    targets = torch.tensor([1, 2, 0, 6])  # in history, not in history, no history, twice in history
+    dense_inputs = [torch.randn(n, num_items, generator=generator), torch.randn(n, length, generator=generator)]
+    gate_logit = torch.tensor([0.5, -1.0, 2.0, 0.0]) if gated else None
+    losses, gradients = [], []
+    for path in ("dense", "target"):
+        logits, values = (tensor.clone().requires_grad_() for tensor in dense_inputs)
+        scores = repeats.RepeatScores(items, values, valid, gate_logit)
+        if path == "dense":
+            loss = torch.nn.functional.cross_entropy(scores.combine(logits), targets)
+        else:
+            loss = -scores.target_log_prob(logits, targets).mean()
+        loss.backward()
+        losses.append(loss.detach())
+        gradients.append((logits.grad, values.grad))
+    torch.testing.assert_close(losses[0], losses[1])
+    for dense, target in zip(*gradients):
+        torch.testing.assert_close(dense, target)
