@@ -523,8 +523,9 @@ def merge_row(saved: list[dict], row: dict) -> tuple[list[dict], dict]:
     """The table's rows with ``row`` merged in, and the row kept for its model.
 
     A model's row is selected on validation across every configuration any command has tried for it, not only
-    the latest command's: a one-seed exploration that validates worse must not replace a three-seed row. The
-    kept row's ``configurations_tried`` logs all of them. Rows without a grid (baselines, peers) are replaced.
+    the latest command's: a one-seed exploration that validates worse must not replace a three-seed row, nor
+    a run of the same configuration on another seed (whose validation is that seed's). The kept row's
+    ``configurations_tried`` logs all of them. Rows without a grid (baselines, peers) are replaced.
     """
     previous = next((r for r in saved if r["model"] == row["model"]), None)
     kept = row
@@ -533,7 +534,12 @@ def merge_row(saved: list[dict], row: dict) -> tuple[list[dict], dict]:
         def rank(candidate: dict) -> tuple[float, int]:
             return max(t["valid_ndcg@10"] for t in candidate["configurations_tried"]), candidate["seeds"]
 
-        kept = previous if rank(previous) > rank(row) else row
+        if "config" in previous and "config" in row and config_id(previous["config"]) == config_id(row["config"]):
+            # the same configuration: a rerun with other seeds selects on its first seed's validation, which
+            # says nothing about the configuration, so the row over more seeds stays
+            kept = previous if previous["seeds"] > row["seeds"] else row
+        else:
+            kept = previous if rank(previous) > rank(row) else row
         trials = {}
         for trial in previous["configurations_tried"]:  # logged before trials named their command
             trial.setdefault("command", previous.get("command", ""))

@@ -78,7 +78,7 @@ TINY_PRETRAIN = [
     "--max_events",
     "20",
     "--num_epochs",
-    "6",
+    "4",
     "--batch_size",
     "32",
     "--learning_rate",

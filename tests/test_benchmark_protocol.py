@@ -63,7 +63,8 @@ def test_data_flags_rebuild_the_same_arguments():
 
 def _row(model, seeds, trials, command):
     tried = [{"config": {"dropout": d}, "valid_ndcg@10": v, "command": command} for d, v in trials]
-    return {"model": model, "seeds": seeds, "configurations_tried": tried, "command": command}
+    chosen = {"dropout": max(trials, key=lambda trial: trial[1])[0]}
+    return {"model": model, "seeds": seeds, "config": chosen, "configurations_tried": tried, "command": command}
 
 
 def test_a_worse_exploration_does_not_replace_the_selected_row():
@@ -87,6 +88,11 @@ def test_a_worse_exploration_does_not_replace_the_selected_row():
     assert quality.merge_row(rows, _row("sasrec", 3, [("0.1", 0.13)], "seeds"))[1]["seeds"] == 3
     rerun = _row("sasrec", 1, [("0.1", 0.13)], "again")
     assert quality.merge_row(rows, rerun)[1] is rerun  # a full tie: the newest run
+    # the same configuration on another seed that happens to validate higher: the three-seed row stays
+    three = _row("sasrec", 3, [("0.1", 0.13)], "three")
+    rows, _ = quality.merge_row(rows, three)
+    lucky_seed = _row("sasrec", 1, [("0.1", 0.14)], "seed 2 alone")
+    assert quality.merge_row(rows, lucky_seed)[1] is three
     fresh = {"model": "markov", "command": "new", "configurations_tried": []}
     assert quality.merge_row(rows, fresh)[1] is fresh
 
