@@ -26,6 +26,7 @@ import argparse
 import fcntl
 import gzip
 import json
+import math
 import os
 import platform
 import shlex
@@ -107,8 +108,17 @@ FINETUNED_MODELS = {
 }
 FINETUNE_FLAG_PREFIX = "ft_"
 RECBOLE_MODELS = {"recbole-sasrec": "SASRec", "recbole-bert4rec": "BERT4Rec", "recbole-gru4rec": "GRU4Rec"}
+RECTOOLS_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-rectools" / "bin" / "python"
+REPLAY_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-replay" / "bin" / "python"
+# Lightning-based peers (benchmarks/peers/README.md): row -> (interpreter, runner, install script, runner flags);
+# each resumes from its last epoch when rerun and stops by its own early stopping on our validation NDCG@10
+LIGHTNING_PEERS = {
+    "rectools-sasrec": (RECTOOLS_PYTHON, "rectools_run.py", "install_rectools.sh", ["--model", "SASRec"]),
+    "rectools-bert4rec": (RECTOOLS_PYTHON, "rectools_run.py", "install_rectools.sh", ["--model", "BERT4Rec"]),
+    "replay-sasrec": (REPLAY_PYTHON, "replay_run.py", "install_replay.sh", ["--loss", "CE"]),
+}
 BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
-MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS)
+MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS, *LIGHTNING_PEERS)
 PROTOCOLS = {
     "loo": "leave-one-out",
     "temporal": "global temporal split",
@@ -306,6 +316,31 @@ class Benchmark:
             write_evaluation(run_dir, evaluation)
         return evaluation
 
+    def peer_run(self, model: str) -> dict:
+        """A Lightning peer trained on the exported split (resumed from its last epoch when rerun) and scored
+        by our ranking rules inside its runner; its per-user ranks become our evaluation."""
+        if self.protocol != "loo":
+            raise SystemExit(f"{model} runs on the leave-one-out protocol only (its runner takes LOO files)")
+        python, script, install, flags = LIGHTNING_PEERS[model]
+        run_dir = self.root / model / "default-seed2020"
+        result_file = run_dir / "peer.json"
+        evaluation = read_evaluation(run_dir)
+        if evaluation is None and result_file.is_file():  # trained: only the conversion is redone
+            evaluation = peer_evaluation(json.loads(result_file.read_text()), {})
+            write_evaluation(run_dir, evaluation)
+        if evaluation is None:
+            if not python.is_file():
+                raise SystemExit(f"{model}: its peer is not installed: run benchmarks/peers/{install}")
+            files = export_recbole(self.split, self.root / "recbole_files")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            command = [str(python), str(ROOT / "benchmarks" / "peers" / script), "--split_dir", str(files), *flags]
+            command += ["--max_len", str(self.spec.max_events), *SHARED_MODEL_FLAGS, "--threads", str(self.threads)]
+            command += ["--valid_setting", self.headline, "--run_dir", str(run_dir), "--output", str(result_file)]
+            usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
+            evaluation = peer_evaluation(json.loads(result_file.read_text()), usage)
+            write_evaluation(run_dir, evaluation)
+        return evaluation
+
     # rows ------------------------------------------------------------------------------------------------
     def row(self, model: str, seeds: list[int], grid: dict[str, list[str]], extra: list[str]) -> dict:
         """Select a configuration on validation (first seed), then run the other seeds of the chosen one."""
@@ -315,6 +350,8 @@ class Benchmark:
             return self.final_fit_row(model, seeds, extra)
         if model in RECBOLE_MODELS:
             return self.summarise(model, [self.recbole_run(model)], tried=[])
+        if model in LIGHTNING_PEERS:
+            return self.summarise(model, [self.peer_run(model)], tried=[])
         trials = {}
         for config in grid_configs(grid):
             trials[config_id(config)] = (config, self.trained_run(model, config, seeds[0], extra))
@@ -376,7 +413,7 @@ class Benchmark:
             for key in ("wall_seconds", "seconds_to_best", "peak_rss_mb", "epochs_run")
             if any(t.get(key) is not None for t in training)
         }
-        for key in ("best_epoch", "stopped_by", "flattened", "valid_curve"):
+        for key in ("best_epoch", "stopped_by", "flattened", "valid_curve", "restarts"):
             if key in training[0]:
                 row["training"][key] = training[0][key]
         return row
@@ -411,6 +448,36 @@ def recbole_evaluation(result: dict, usage: dict) -> dict:
         "stopped_by": result["stopped_by"],
         "flattened": result["flattened"],
         "valid_curve": result["valid_curve"],
+        "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage.get("peak_rss_mb", 0)),
+    }
+    return evaluation
+
+
+def peer_evaluation(result: dict, usage: dict) -> dict:
+    """A RecTools/RePlay runner's JSON as our evaluation: test metrics from its per-user pessimistic ranks
+    (over every training item; seen items -inf in 'excluded'; None = a miss) through our metrics_from_ranks."""
+    from bertrec.metrics import metrics_from_ranks
+
+    best = result["best_valid"]
+    evaluation = {"version": EVALUATION_VERSION, "valid": best["excluded"], "valid_plain": best["plain"]}
+    for setting in ("excluded", "plain"):
+        per_user = result["per_user_rank"][setting]
+        ranks = [math.inf if r is None else float(r) for r in per_user.values()]
+        evaluation[f"test_{setting}"] = metrics_from_ranks(ranks, (10, 50))
+        evaluation[f"details_{setting}"] = {
+            "user_id": list(per_user),
+            "ndcg@10": [1.0 / math.log2(r + 1.0) if r <= 10 else 0.0 for r in ranks],
+            "top10": [i for user in per_user for i in result["top10"][setting][user]],
+        }
+    evaluation["training"] = {
+        "wall_seconds": result["train_seconds"],
+        "seconds_to_best": result["seconds_to_best"],
+        "epochs_run": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "stopped_by": result["stopped_by"],
+        "flattened": result["flattened"],
+        "valid_curve": result["valid_curve"],
+        "restarts": result["restarts"],
         "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage.get("peak_rss_mb", 0)),
     }
     return evaluation

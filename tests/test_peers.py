@@ -131,6 +131,28 @@ def test_peer_evaluation_equals_ours_in_both_settings():
                 assert not set(top) & set(peer.test_history(user))
 
 
+def test_quality_turns_a_peer_result_into_our_evaluation_with_misses_and_restarts():
+    """benchmarks/quality.py's conversion: a missed target (rank None) counts as outside every cut-off, the
+    per-user NDCG@10 feeds the paired tests, and the run's epochs and restarts reach the row."""
+    import quality
+
+    ranks = {"u1": 1, "u2": 4, "u3": None, "u4": 60}
+    result = {
+        "best_valid": {"excluded": {"ndcg@10": 0.3}, "plain": {"ndcg@10": 0.4}},
+        "per_user_rank": {"excluded": ranks, "plain": {**ranks, "u3": 2}},
+        "top10": {setting: {u: ["a"] for u in ranks} for setting in ("excluded", "plain")},
+        "train_seconds": 12.0, "seconds_to_best": 8.0, "epochs_run": 7, "best_epoch": 4,
+        "stopped_by": "early_stopping", "flattened": False, "valid_curve": [0.1, 0.3], "restarts": 2,
+    }  # fmt: skip
+    evaluation = quality.peer_evaluation(result, {"peak_rss_mb": 500})
+    excluded = evaluation["test_excluded"]
+    assert excluded["hr@10"] == 0.5 and excluded["hr@50"] == 0.5
+    assert excluded["ndcg@10"] == pytest.approx((1 + 1 / math.log2(5)) / 4)
+    assert evaluation["details_plain"]["ndcg@10"][2] == pytest.approx(1 / math.log2(3))
+    assert evaluation["valid"]["ndcg@10"] == 0.3 and evaluation["valid_plain"]["ndcg@10"] == 0.4
+    assert evaluation["training"]["restarts"] == 2 and evaluation["training"]["peak_rss_mb"] == 500
+
+
 # ------------------------------------------------------------------------------------------------------------
 # with the peers installed (bash benchmarks/peers/install_rectools.sh / install_replay.sh)
 # ------------------------------------------------------------------------------------------------------------
