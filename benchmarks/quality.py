@@ -92,6 +92,9 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-event-gated": ("gpt2", STACKED, [*UNTIED_FLAGS, *GATED]),
     "sasrec-gated": ("gpt2", "item", [*UNTIED_FLAGS, *GATED]),
     "bertrec-event-tied-gated": ("gpt2", STACKED, GATED),
+    # transition scores without repeat scores: for rankings that exclude seen items, where the repeat part
+    # ranks nothing
+    "bertrec-event-transitions-norepeat": ("gpt2", STACKED, [*UNTIED_FLAGS, "--transition_scores", "true"]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune

@@ -63,6 +63,13 @@ ROWS = {
         "untied, from transitions",
         "sasrec-gated",
     ),
+    "bertrec-event-transitions-norepeat": (
+        "time+action+item",
+        "1",
+        "transitions only",
+        "untied, from transitions",
+        None,
+    ),
     "bertrec-event-tied-gated": ("time+action+item", "1", "gated mixture (by gap) + transitions", "tied, random", None),
     "bertrec-event-untied-ft": ("time+action+item", "1", "yes", "untied, from transitions; LoRA", None),
     "bertrec-event-gated-ft": (

@@ -171,12 +171,13 @@ class ModelArguments:
             "log's item-to-item transitions (bertrec.item_init; needs --tie_embeddings false)."
         },
     )
-    repeat_scores: bool = field(
-        default=True,
+    repeat_scores: bool | None = field(
+        default=None,
         metadata={
             "help": "Score the user's own items by their action, recency and the gap to the asked event "
             "(bertrec.repeats; saved in config.json). Layouts with one position per event ('item', "
-            "'time+action+item', ...), full loss."
+            "'time+action+item', ...), full loss. Default: on, unless --exclude_seen (a ranking without the "
+            "user's items has nothing for them to rank)."
         },
     )
     repeat_gate: bool = field(

@@ -269,3 +269,14 @@ def test_cosine_temperature_trains_unit_item_embeddings_that_are_saved(pretraine
     tokenizer = EventTokenizer.load(folder)
     rows = load_model(str(folder)).get_output_embeddings().weight[tokenizer.item_offset :][: tokenizer.num_items]
     assert torch.allclose(rows.norm(dim=1), torch.ones(tokenizer.num_items), atol=1e-5)
+
+
+def test_repeat_scores_default_off_when_rankings_exclude_seen_items(pretrained, tmp_path):
+    """Repeat scores rank only the user's own items: with --exclude_seen the default leaves them out (saved as
+    such), while the shared run (seen items kept) has them in its stock config.json."""
+    assert parse_args(ARGUMENTS, [])[2].repeat_scores is None  # resolved by the recipe, not the parser
+    assert "repeat_bias" in json.loads((pretrained["gpt2"]["dir"] / "config.json").read_text())
+    folder = tmp_path / "excluding"
+    _first_epoch(["--exclude_seen", "true"], folder)
+    assert "repeat_bias" not in json.loads((folder / "config.json").read_text())
+    assert yaml.safe_load((folder / CONFIG_FILE).read_text())["repeat_scores"] is False

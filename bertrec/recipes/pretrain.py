@@ -54,6 +54,10 @@ ARGUMENTS = (DataArguments, TokenizerArguments, ModelArguments, TrainingArgument
 
 def main(argv: list[str] | None = None) -> dict:
     data_args, tok_args, model_args, train_args, eval_args, hub_args = parse_args(ARGUMENTS, argv)
+    if model_args.repeat_scores is None:
+        # repeat scores rank only the user's own items, which an --exclude_seen ranking removes; there they
+        # would only take the repeat targets' signal away from the item model (yoochoose-100k, BENCHMARKS.md)
+        model_args.repeat_scores = not eval_args.exclude_seen
     config = resolved_config(data_args, tok_args, model_args, train_args, eval_args, hub_args)
     accelerator = start_run(train_args, config, project="bertrec")
     started = time.perf_counter()
