@@ -95,6 +95,7 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     # transition scores without repeat scores: for rankings that exclude seen items, where the repeat part
     # ranks nothing
     "bertrec-event-transitions-norepeat": ("gpt2", STACKED, [*UNTIED_FLAGS, "--transition_scores", "true"]),
+    "bertrec-event-untied-plain": ("gpt2", STACKED, UNTIED_FLAGS),  # ... and without either score table
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune

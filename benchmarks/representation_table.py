@@ -70,6 +70,7 @@ ROWS = {
         "untied, from transitions",
         None,
     ),
+    "bertrec-event-untied-plain": ("time+action+item", "1", "no", "untied, from transitions", None),
     "bertrec-event-tied-gated": ("time+action+item", "1", "gated mixture (by gap) + transitions", "tied, random", None),
     "bertrec-event-untied-ft": ("time+action+item", "1", "yes", "untied, from transitions; LoRA", None),
     "bertrec-event-gated-ft": (
