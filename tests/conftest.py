@@ -78,7 +78,7 @@ TINY_PRETRAIN = [
     "--max_events",
     "20",
     "--num_epochs",
-    "4",
+    "3",
     "--batch_size",
     "32",
     "--learning_rate",

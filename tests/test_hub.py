@@ -28,14 +28,26 @@ def test_card_metadata_and_sections(pretrained):
             assert section in text, (model_type, section)
 
 
+def _each_in_its_namespace(snippets: list[str]) -> str:
+    """One process runs every snippet (a Python start-up with transformers costs seconds; the test budget is
+    five minutes), each in a namespace of its own, its output after a separator line."""
+    return "".join(f"print({SEPARATOR!r})\nexec({code!r}, {{'__name__': '__main__'}})\n" for code in snippets)
+
+
+SEPARATOR = "=== next snippet ==="
+
+
 def test_usage_snippet_runs_against_the_saved_folder(pretrained, tmp_path):
+    snippets = []
     for run in pretrained.values():
         folder = run["dir"]
         _, _, snippet = card_parts(folder)
-        code = "import sys\nsys.modules['bertrec'] = None\n" + snippet.replace(folder.name, str(folder))
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.count("<i:") == 10
+        snippets.append(snippet.replace(folder.name, str(folder)))
+    code = "import sys\nsys.modules['bertrec'] = None\n" + _each_in_its_namespace(snippets)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = result.stdout.split(SEPARATOR)[1:]
+    assert len(outputs) == len(pretrained) and all(output.count("<i:") == 10 for output in outputs)
 
 
 def test_push_uploads_the_folder_without_checkpoints(pretrained):
@@ -69,6 +81,7 @@ def test_card_snippet_scores_one_user_as_the_library_evaluates(pretrained, tmp_p
     from tests.conftest import run_without_bertrec
 
     split = prepare_data(DataArguments(synthetic_users=400)).split
+    snippets, expected_scores = [], []
     for model_type, run in pretrained.items():
         folder = run["dir"]
         model, tokenizer = load_model(str(folder)).eval(), EventTokenizer.load(folder)
@@ -82,8 +95,12 @@ def test_card_snippet_scores_one_user_as_the_library_evaluates(pretrained, tmp_p
         rows = [[tokenizer.inverse_vocab[i] for i in row] for row in prompt.tolist()]
         _, _, snippet = card_parts(folder)
         code = re.sub(r"events = \[.*?\]\]\n", f"events = {rows!r}\n", snippet, flags=re.S)
-        code = code.replace(folder.name, str(folder)) + "\nimport json\nprint(json.dumps(scores.tolist()))\n"
-        result = run_without_bertrec(code, tmp_path)
-        assert result.returncode == 0, result.stderr[-2000:]
-        scores = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
-        torch.testing.assert_close(scores, expected[0], atol=1e-5, rtol=0)
+        snippets.append(code.replace(folder.name, str(folder)) + "\nimport json\nprint(json.dumps(scores.tolist()))\n")
+        expected_scores.append(expected[0])
+    result = run_without_bertrec(_each_in_its_namespace(snippets), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = result.stdout.split(SEPARATOR)[1:]
+    assert len(outputs) == len(expected_scores)
+    for output, expected in zip(outputs, expected_scores):
+        scores = torch.tensor(json.loads(output.strip().splitlines()[-1]))
+        torch.testing.assert_close(scores, expected, atol=1e-5, rtol=0)

@@ -23,7 +23,7 @@ ARGS = [
     "--max_events",
     "10",
     "--num_epochs",
-    "3",
+    "2",
     "--batch_size",
     "16",
     "--checkpoint_every_steps",
@@ -57,8 +57,8 @@ def _wait_for(path: Path, process: subprocess.Popen, deadline: float) -> None:
 def test_runs_killed_at_random_points_resume_to_identical_weights(tmp_path, reliability_summary):
     """SIGKILL at K random points of one run (each resumed run is killed again), then a last resume."""
     rng = random.Random(6)  # fixed, so a failure names reproducible kill points
-    # a checkpoint step, then a random delay into what follows; the run has 135 steps, so every kill lands in it
-    kill_after = sorted(rng.sample(range(3, 100, 3), 3))
+    # a checkpoint step, then a random delay into what follows; the run has 90 steps, so every kill lands in it
+    kill_after = sorted(rng.sample(range(3, 66, 3), 3))
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     workdir = tmp_path / "cwd"
     workdir.mkdir()
