@@ -137,7 +137,9 @@ def run_child(command: list[str], log: Path) -> dict:
     print("running:", " ".join(command), flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with log.open("w") as handle:
+    with log.open("a") as handle:  # a resumed run keeps the log of the attempts before it
+        handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
+        handle.flush()
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
