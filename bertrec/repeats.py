@@ -239,16 +239,10 @@ class RepeatScores(NamedTuple):
         *new* item; a history without events keeps the model's distribution."""
         if self.gate_logit is None:
             return self.add_to(logits)
-        values = self.values.to(logits.dtype).masked_fill(~self.valid, float("-inf"))
-        has_history = self.valid.any(dim=1)
-        log_share = values - torch.logsumexp(values, dim=1, keepdim=True).masked_fill(~has_history[:, None], 0.0)
+        log_share, gate = self._log_shares_and_gate(logits.dtype)
         shares = torch.zeros_like(logits).scatter_add(1, self.items, torch.exp(log_share).masked_fill(~self.valid, 0))
-        gate = self.gate_logit.to(logits.dtype).masked_fill(~has_history, float("-inf"))[:, None]
         log_repeat = torch.where(shares > 0, torch.log(shares.clamp_min(1e-30)), float("-inf"))
-        return torch.logaddexp(
-            torch.nn.functional.logsigmoid(gate) + log_repeat,
-            torch.nn.functional.logsigmoid(-gate) + torch.log_softmax(logits, dim=1),
-        )
+        return _mixture(gate[:, None], log_repeat, torch.log_softmax(logits, dim=1))
 
     def target_log_prob(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``combine(logits)`` read at ``targets [n]`` only: the training loss needs one mixture probability per
@@ -257,16 +251,19 @@ class RepeatScores(NamedTuple):
         cross-entropy makes anyway. Same value and gradient as the dense path at a fraction of its cost."""
         if self.gate_logit is None:
             return torch.log_softmax(self.add_to(logits), dim=1).gather(1, targets[:, None])[:, 0]
-        values = self.values.to(logits.dtype).masked_fill(~self.valid, float("-inf"))
-        has_history = self.valid.any(dim=1)
-        log_share = values - torch.logsumexp(values, dim=1, keepdim=True).masked_fill(~has_history[:, None], 0.0)
+        log_share, gate = self._log_shares_and_gate(logits.dtype)
         holds_target = self.valid & (self.items == targets[:, None])
         log_repeat = torch.logsumexp(log_share.masked_fill(~holds_target, float("-inf")), dim=1)
         log_model = logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=1)
-        gate = self.gate_logit.to(logits.dtype).masked_fill(~has_history, float("-inf"))
-        return torch.logaddexp(
-            torch.nn.functional.logsigmoid(gate) + log_repeat, torch.nn.functional.logsigmoid(-gate) + log_model
-        )
+        return _mixture(gate, log_repeat, log_model)
+
+    def _log_shares_and_gate(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each history event's log share of the copy distribution (softmax of the values over the row's
+        events), and the gate logit, ``-inf`` for a row without history (the model's distribution alone)."""
+        values = self.values.to(dtype).masked_fill(~self.valid, float("-inf"))
+        has_history = self.valid.any(dim=1)
+        log_share = values - torch.logsumexp(values, dim=1, keepdim=True).masked_fill(~has_history[:, None], 0.0)
+        return log_share, self.gate_logit.to(dtype).masked_fill(~has_history, float("-inf"))
 
     def add_to(self, logits: torch.Tensor) -> torch.Tensor:
         """Each item's largest value added to its logit, in ``O(n * length)`` memory: sorted by value, then
@@ -280,6 +277,14 @@ class RepeatScores(NamedTuple):
         first = torch.ones_like(valid)
         first[:, 1:] = items[:, 1:] != items[:, :-1]
         return logits.scatter_add(1, items, torch.where(first & valid, values, torch.zeros_like(values)))
+
+
+def _mixture(gate_logit: torch.Tensor, log_repeat: torch.Tensor, log_model: torch.Tensor) -> torch.Tensor:
+    """``log(gate * repeat + (1 - gate) * model)`` from log-probabilities, stable at both ends of the gate."""
+    return torch.logaddexp(
+        torch.nn.functional.logsigmoid(gate_logit) + log_repeat,
+        torch.nn.functional.logsigmoid(-gate_logit) + log_model,
+    )
 
 
 def _event_actions(layout, input_ids: torch.Tensor) -> torch.Tensor:

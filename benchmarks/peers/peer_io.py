@@ -374,6 +374,19 @@ def result_json(peer: str, model: str, args, split: PeerSplit, training: dict, t
     }
 
 
+def write_result(peer: str, model: str, args, split: PeerSplit, training: dict, test: dict, extra: dict) -> None:
+    """``result_json`` written atomically to ``args.output``, and the line a benchmark log shows for the run."""
+    result = result_json(peer, model, args, split, training, test, extra)
+    write_json(args.output, result)
+    test_ndcg = {s: round(result["test"][s]["ndcg@10"], 4) for s in SETTINGS}
+    print(
+        f"test ndcg@10 {test_ndcg}; {training['epochs_run']} epochs (best {training['best_epoch']}, "
+        f"{training['stopped_by']}), restarts {training['restarts']}",
+        flush=True,
+    )
+    print(args.output)
+
+
 def write_json(path: Path, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

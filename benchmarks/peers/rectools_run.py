@@ -234,15 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         "rectools_config": json.loads(json.dumps(model.get_config(simple_types=True), default=str)),
         "versions": {"rectools": rectools.__version__, "pytorch_lightning": pl.__version__},
     }
-    result = peer_io.result_json("rectools", args.model, args, split, training, test, extra)
-    peer_io.write_json(args.output, result)
-    test_ndcg = {s: round(result["test"][s]["ndcg@10"], 4) for s in peer_io.SETTINGS}
-    print(
-        f"test ndcg@10 {test_ndcg}; {training['epochs_run']} epochs (best {training['best_epoch']}, "
-        f"{training['stopped_by']}), restarts {training['restarts']}",
-        flush=True,
-    )
-    print(args.output)
+    peer_io.write_result("rectools", args.model, args, split, training, test, extra)
 
 
 if __name__ == "__main__":

@@ -215,15 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         "replay_hparams": json.loads(json.dumps(dict(module.hparams), default=str)),
         "versions": {"replay-rec": getattr(replay, "__version__", "?"), "lightning": lightning.__version__},
     }
-    result = peer_io.result_json("replay", f"SasRec-{args.loss}", args, split, training, test, extra)
-    peer_io.write_json(args.output, result)
-    test_ndcg = {s: round(result["test"][s]["ndcg@10"], 4) for s in peer_io.SETTINGS}
-    print(
-        f"test ndcg@10 {test_ndcg}; {training['epochs_run']} epochs (best {training['best_epoch']}, "
-        f"{training['stopped_by']}), restarts {training['restarts']}",
-        flush=True,
-    )
-    print(args.output)
+    peer_io.write_result("replay", f"SasRec-{args.loss}", args, split, training, test, extra)
 
 
 if __name__ == "__main__":
