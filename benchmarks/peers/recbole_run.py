@@ -37,8 +37,10 @@ import shutil
 import sys
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer_io  # noqa: E402  (the split reader shared with the Lightning peers; no dependencies)
 
 MODELS = ("SASRec", "BERT4Rec", "GRU4Rec")
 DATASET = "peer"  # RecBole dataset name of the generated files (never "ml-100k": RecBole special-cases that name)
@@ -91,47 +93,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def read_inter(path: Path) -> list[tuple[str, str, float]]:
-    """Rows (user, item, timestamp) of one of our atomic files; header checked."""
-    with path.open(encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        want = ["user_id:token", "item_id:token", "timestamp:float"]
-        if header != want:
-            raise ValueError(f"{path}: header {header}, expected {want}")
-        rows = []
-        for n, line in enumerate(f, start=2):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{n}: expected 3 tab-separated fields, got {len(parts)}")
-            user, item, ts = parts
-            if not user or not item or any(c.isspace() for c in user + item):
-                raise ValueError(f"{path}:{n}: empty id or id with whitespace ({user!r}, {item!r})")
-            rows.append((user, item, float(ts)))
-    return rows
-
-
 def load_split(split_dir: Path) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
-    """Training sequences (sorted by timestamp), valid targets and test targets, keyed by user."""
-    train_rows = read_inter(split_dir / "train.inter")
-    by_user: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
-    for n, (user, item, ts) in enumerate(train_rows):
-        by_user[user].append((ts, n, item))
-    train = {u: [item for _, _, item in sorted(evs)] for u, evs in by_user.items()}
-    targets = []
-    for split in ("valid", "test"):
-        t: dict[str, str] = {}
-        for user, item, _ in read_inter(split_dir / f"{split}.inter"):
-            if user in t:
-                raise ValueError(f"{split}.inter: user {user!r} has more than one row")
-            if user not in train:
-                raise ValueError(f"{split}.inter: user {user!r} has no training events")
-            t[user] = item
-        targets.append(t)
-    valid, test = targets
-    return train, valid, test
+    """Training sequences (sorted by timestamp), valid targets and test targets, keyed by user: the reader the
+    Lightning peers share (``peer_io``), plus RecBole's own limit: it splits sequences on spaces."""
+    split = peer_io.load_split(split_dir)
+    for user, items in split.train.items():
+        for item in [*items, split.valid.get(user, ""), split.test.get(user, "")]:
+            if any(c.isspace() for c in user + item):
+                raise ValueError(f"{split_dir}: id with whitespace ({user!r}, {item!r}); RecBole splits on spaces")
+    return split.train, split.valid, split.test
 
 
 def test_history(user: str, train: dict[str, list[str]], valid: dict[str, str]) -> list[str]:
