@@ -300,50 +300,52 @@ class Benchmark:
         return evaluation
 
     def recbole_run(self, model: str) -> dict:
-        if self.protocol != "loo":
-            raise SystemExit("RecBole peers run on the leave-one-out protocol only (their runner takes LOO files)")
-        run_dir = self.root / model / "default-seed2020"
-        evaluation = read_evaluation(run_dir)
-        if evaluation is None and (run_dir / "recbole.json").is_file():  # trained: only the conversion is redone
-            evaluation = recbole_evaluation(json.loads((run_dir / "recbole.json").read_text()), {})
-            write_evaluation(run_dir, evaluation)
-        if evaluation is None:
-            if not RECBOLE_PYTHON.is_file():
-                raise SystemExit("RecBole is not installed: run benchmarks/peers/install_recbole.sh")
-            files = export_recbole(self.split, self.root / "recbole_files")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            command = [str(RECBOLE_PYTHON), str(ROOT / "benchmarks" / "peers" / "recbole_run.py")]
-            command += ["--split_dir", str(files), "--model", RECBOLE_MODELS[model]]
-            command += ["--max_len", str(self.spec.max_events), "--hidden_size", "64", "--num_layers", "2"]
-            command += ["--num_heads", "2", "--threads", str(self.threads), "--budget_seconds", str(self.budget)]
-            command += ["--output", str(run_dir / "recbole.json")]
-            usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
-            evaluation = recbole_evaluation(json.loads((run_dir / "recbole.json").read_text()), usage)
-            write_evaluation(run_dir, evaluation)
-        return evaluation
+        """A RecBole model in its own venv, stopped by RecBole's early stopping or the wall-clock budget."""
+
+        def command(files: Path, run_dir: Path) -> list[str]:
+            return [
+                str(RECBOLE_PYTHON), str(ROOT / "benchmarks" / "peers" / "recbole_run.py"),
+                "--split_dir", str(files), "--model", RECBOLE_MODELS[model], "--max_len", str(self.spec.max_events),
+                *SHARED_MODEL_FLAGS, "--threads", str(self.threads), "--budget_seconds", str(self.budget),
+                "--output", str(run_dir / "recbole.json"),
+            ]  # fmt: skip
+
+        return self._peer_evaluation(
+            model, RECBOLE_PYTHON, "install_recbole.sh", "recbole.json", recbole_evaluation, command
+        )
 
     def peer_run(self, model: str) -> dict:
         """A Lightning peer trained on the exported split (resumed from its last epoch when rerun) and scored
         by our ranking rules inside its runner; its per-user ranks become our evaluation."""
+        python, script, install, flags = LIGHTNING_PEERS[model]
+
+        def command(files: Path, run_dir: Path) -> list[str]:
+            return [
+                str(python), str(ROOT / "benchmarks" / "peers" / script), "--split_dir", str(files), *flags,
+                "--max_len", str(self.spec.max_events), *SHARED_MODEL_FLAGS, "--threads", str(self.threads),
+                "--valid_setting", self.headline, "--run_dir", str(run_dir), "--output", str(run_dir / "peer.json"),
+            ]  # fmt: skip
+
+        return self._peer_evaluation(model, python, install, "peer.json", peer_evaluation, command)
+
+    def _peer_evaluation(self, model, python: Path, install: str, result_name: str, convert, command) -> dict:
+        """What every peer row shares: the cached evaluation, or the runner's result converted again, or a run in
+        the peer's own venv on the exported leave-one-out files (``command(files, run_dir)``), then converted."""
         if self.protocol != "loo":
             raise SystemExit(f"{model} runs on the leave-one-out protocol only (its runner takes LOO files)")
-        python, script, install, flags = LIGHTNING_PEERS[model]
         run_dir = self.root / model / "default-seed2020"
-        result_file = run_dir / "peer.json"
+        result_file = run_dir / result_name
         evaluation = read_evaluation(run_dir)
         if evaluation is None and result_file.is_file():  # trained: only the conversion is redone
-            evaluation = peer_evaluation(json.loads(result_file.read_text()), {})
+            evaluation = convert(json.loads(result_file.read_text()), {})
             write_evaluation(run_dir, evaluation)
         if evaluation is None:
             if not python.is_file():
                 raise SystemExit(f"{model}: its peer is not installed: run benchmarks/peers/{install}")
             files = export_recbole(self.split, self.root / "recbole_files")
             run_dir.mkdir(parents=True, exist_ok=True)
-            command = [str(python), str(ROOT / "benchmarks" / "peers" / script), "--split_dir", str(files), *flags]
-            command += ["--max_len", str(self.spec.max_events), *SHARED_MODEL_FLAGS, "--threads", str(self.threads)]
-            command += ["--valid_setting", self.headline, "--run_dir", str(run_dir), "--output", str(result_file)]
-            usage = run_child(command, run_dir.parent / f"{run_dir.name}.log")
-            evaluation = peer_evaluation(json.loads(result_file.read_text()), usage)
+            usage = run_child(command(files, run_dir), run_dir.parent / f"{run_dir.name}.log")
+            evaluation = convert(json.loads(result_file.read_text()), usage)
             write_evaluation(run_dir, evaluation)
         return evaluation
 
