@@ -120,7 +120,21 @@ LIGHTNING_PEERS = {
     "rectools-sasrec": (RECTOOLS_PYTHON, "rectools_run.py", "install_rectools.sh", ["--model", "SASRec"]),
     "rectools-bert4rec": (RECTOOLS_PYTHON, "rectools_run.py", "install_rectools.sh", ["--model", "BERT4Rec"]),
     "replay-sasrec": (REPLAY_PYTHON, "replay_run.py", "install_replay.sh", ["--loss", "CE"]),
+    "rectools-sasrec-published": (RECTOOLS_PYTHON, "rectools_run.py", "install_rectools.sh", ["--model", "SASRec"]),
 }
+# a peer at its authors' own settings for a dataset, where they publish them (replacing the equal-size flags):
+# RecTools' SASRec+SS on Amazon Beauty, leave-one-out, from the eSASRec benchmark of RecTools' authors
+# (github.com/blondered/transformer_benchmark, configs/paper/loo/s3_vanilla.yaml: 256 factors, 1 block, 1 head,
+# dropout 0.2, 50 events, sampled softmax over 256 negatives, lr 1e-3, at most 200 epochs); early stopping keeps
+# our patience of 10 on validation NDCG@10, where theirs is 50
+PUBLISHED_PEER_SETTINGS = {
+    "rectools-sasrec-published": {
+        "amazon-beauty": [
+            "--hidden_size", "256", "--num_layers", "1", "--num_heads", "1", "--dropout", "0.2",
+            "--loss", "sampled_softmax", "--n_negatives", "256", "--learning_rate", "0.001", "--epochs", "200",
+        ],
+    },
+}  # fmt: skip
 BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
 MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS, *LIGHTNING_PEERS)
 PROTOCOLS = {
@@ -318,11 +332,17 @@ class Benchmark:
         """A Lightning peer trained on the exported split (resumed from its last epoch when rerun) and scored
         by our ranking rules inside its runner; its per-user ranks become our evaluation."""
         python, script, install, flags = LIGHTNING_PEERS[model]
+        model_flags = SHARED_MODEL_FLAGS
+        if model in PUBLISHED_PEER_SETTINGS:
+            model_flags = PUBLISHED_PEER_SETTINGS[model].get(self.dataset)
+            if model_flags is None:
+                known = ", ".join(PUBLISHED_PEER_SETTINGS[model])
+                raise SystemExit(f"{model}: no published settings for {self.dataset} (known: {known})")
 
         def command(files: Path, run_dir: Path) -> list[str]:
             return [
                 str(python), str(ROOT / "benchmarks" / "peers" / script), "--split_dir", str(files), *flags,
-                "--max_len", str(self.spec.max_events), *SHARED_MODEL_FLAGS, "--threads", str(self.threads),
+                "--max_len", str(self.spec.max_events), *model_flags, "--threads", str(self.threads),
                 "--valid_setting", self.headline, "--run_dir", str(run_dir), "--output", str(run_dir / "peer.json"),
             ]  # fmt: skip
 
@@ -566,6 +586,7 @@ def _save(out: Path, args, bench: Benchmark, row: dict) -> None:
     per_user = row.pop("per_user")
     command = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
     row["command"] = command
+    row["date"] = time.strftime("%Y-%m-%d")
     for trial in row["configurations_tried"]:
         trial["command"] = command
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -662,8 +683,8 @@ def markdown(result: dict) -> str:
         "the average recommended item.",
         "",
         f"| model | NDCG@10 | HR@10 | MRR@10 | HR@50 | NDCG@50 | NDCG@10 seen {SETTING_NAMES[other]} | cov@10 "
-        "| pop@10 | seeds | train s | s to best | epochs | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pop@10 | seeds | train s | s to best | epochs | stopped | peak MB | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         top, training = row[headline], row["training"]
@@ -672,7 +693,8 @@ def markdown(result: dict) -> str:
             f"| {_cell(top['hr@50'])} | {_cell(top['ndcg@50'])} | {_cell(row[other]['ndcg@10'])} "
             f"| {top['coverage@10']:.3f} | {top['popularity@10']:.2f} | {row['seeds']} "
             f"| {_num(training.get('wall_seconds'))} | {_num(training.get('seconds_to_best'))} "
-            f"| {_num(training.get('epochs_run'))} | {_num(training.get('peak_rss_mb'))} |"
+            f"| {_num(training.get('epochs_run'))} | {stopped_cell(training)} | {_num(training.get('peak_rss_mb'))} "
+            f"| {row.get('date', '')} |"
         )
     if result["comparisons"]:
         lines += [
@@ -685,6 +707,21 @@ def markdown(result: dict) -> str:
                 f"| {c['best']} | {c['other']} | {c['ratio']:.3f} | {c['mean_difference']:+.4f} | {c['p_value']:.4f} |"
             )
     return "\n".join(lines)
+
+
+def stopped_cell(training: dict) -> str:
+    """How a run ended, for the table: a peer converged by early stopping, or stopped by a wall-clock budget or
+    its epoch limit with validation still rising; with its best epoch and restarts. Empty for fixed schedules."""
+    stopped_by = training.get("stopped_by")
+    if stopped_by is None:
+        return ""
+    words = {"early_stopping": "early stop", "budget": "budget", "max_epochs": "epoch limit"}
+    cell = f"{words.get(stopped_by, stopped_by)}, best {training.get('best_epoch')}"
+    if stopped_by != "early_stopping" and not training.get("flattened"):
+        cell += ", still rising"
+    if training.get("restarts"):
+        cell += f", {training['restarts']} restart{'s' if training['restarts'] > 1 else ''}"
+    return cell
 
 
 def _num(pair) -> str:

@@ -153,6 +153,43 @@ def test_quality_turns_a_peer_result_into_our_evaluation_with_misses_and_restart
     assert evaluation["training"]["restarts"] == 2 and evaluation["training"]["peak_rss_mb"] == 500
 
 
+def test_table_says_how_each_peer_run_ended():
+    """A converged row and a budget-stopped one must read differently in BENCHMARKS.md's tables."""
+    import quality
+
+    converged = {"stopped_by": "early_stopping", "best_epoch": 75, "flattened": True, "restarts": 1}
+    assert quality.stopped_cell(converged) == "early stop, best 75, 1 restart"
+    budget = {"stopped_by": "budget", "best_epoch": 3, "flattened": False, "restarts": 0}
+    assert quality.stopped_cell(budget) == "budget, best 3, still rising"
+    assert quality.stopped_cell({"wall_seconds": (5.0, 0.0)}) == ""  # a fixed schedule: nothing to say
+
+
+def test_published_peer_settings_replace_the_equal_size_flags(tmp_path, monkeypatch):
+    """The published-settings row runs with its authors' flags for that dataset, and refuses a dataset
+    they published nothing for rather than silently running the equal-size model."""
+    import quality
+
+    commands = []
+
+    def fake_peer_evaluation(self, model, python, install, result_name, convert, command):
+        commands.append(command(tmp_path / "files", tmp_path / "run"))
+        return {}
+
+    monkeypatch.setattr(quality.Benchmark, "_peer_evaluation", fake_peer_evaluation)
+    bench = object.__new__(quality.Benchmark)
+    bench.spec, bench.threads, bench.headline = quality.DATASETS["amazon-beauty"], 1, "excluded"
+    bench.dataset = "amazon-beauty"
+    bench.peer_run("rectools-sasrec-published")
+    flags = commands[0]
+    assert flags[flags.index("--hidden_size") + 1] == "256" and flags[flags.index("--num_layers") + 1] == "1"
+    assert flags[flags.index("--loss") + 1] == "sampled_softmax" and flags.count("--hidden_size") == 1
+    bench.peer_run("rectools-sasrec")
+    assert commands[1][commands[1].index("--hidden_size") + 1] == "64"
+    bench.dataset = "ml-100k"
+    with pytest.raises(SystemExit, match="no published settings for ml-100k"):
+        bench.peer_run("rectools-sasrec-published")
+
+
 # ------------------------------------------------------------------------------------------------------------
 # with the peers installed (bash benchmarks/peers/install_rectools.sh / install_replay.sh)
 # ------------------------------------------------------------------------------------------------------------
