@@ -40,6 +40,7 @@ from bertrec.integrity import is_complete
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_protocol import (  # noqa: E402
+    DATA_ROOT,
     DATASETS,
     EVALUATION_VERSION,
     ROOT,
@@ -65,6 +66,7 @@ UNTIED_FLAGS = ["--tie_embeddings", "false", "--item_init", "transitions"]
 SCORE_TERMS = ["--repeat_scores", "true", "--transition_scores", "true"]  # repeat scores added to the logits
 GATED = [*SCORE_TERMS, "--repeat_gate", "true"]  # ... or mixed in by a learned gate
 STACKED = "stacked"  # the dataset's rich layout with its tokens at one position per event
+ITEM_FEATURES = "--item_features"  # followed by the dataset's item feature file (DatasetSpec.item_features)
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
     "sasrec-rope": ("gpt_neox", "item", []),  # the same with rotary (relative) instead of learned absolute positions
@@ -96,6 +98,8 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     # ranks nothing
     "bertrec-event-transitions-norepeat": ("gpt2", STACKED, [*UNTIED_FLAGS, "--transition_scores", "true"]),
     "bertrec-event-untied-plain": ("gpt2", STACKED, UNTIED_FLAGS),  # ... and without either score table
+    # item content (issue 20): each item's row plus the mean of its attribute tokens (the dataset's feature file)
+    "sasrec-content": ("gpt2", "item", [ITEM_FEATURES]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
@@ -202,6 +206,10 @@ class Benchmark:
         command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
         layout = self.spec.rich_layout.replace(" ", "+") if layout == STACKED else layout or self.spec.rich_layout
         command += ["--model_type", model_type, "--layout", layout]
+        if ITEM_FEATURES in flags:
+            if self.spec.item_features is None:
+                raise SystemExit(f"{self.dataset} has no item feature file: content rows do not run on it")
+            flags = [*flags, str(DATA_ROOT / self.spec.item_features)]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags]
         command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
         stacked = "+" in layout  # its pretraining asks the next event's action at half the positions anyway

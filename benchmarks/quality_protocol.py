@@ -48,6 +48,7 @@ class DatasetSpec:
     # the setting configurations are selected and compared in: "excluded" (seen items removed from rankings),
     # or "plain" where repeat consumption is the point (Tmall: most buys repeat a brand the user has seen)
     headline: str = "excluded"
+    item_features: str | None = None  # item content beside the log (relative to DATA_ROOT), for content rows
 
     @property
     def valid_key(self) -> str:
@@ -73,6 +74,24 @@ DATASETS = {
         target_action="buy",
         cleaning={"min_user_events": 3},
         headline="plain",
+    ),
+    # Amazon 2014 Office / 2018 Industrial & Scientific, 5-core item sequences with item text (the layout of
+    # the semantic-ID papers): no times or actions; brand and category path become attribute tokens
+    "amazon-office": DatasetSpec(
+        "amazon-office/Office.inter.json",
+        "inter_json",
+        50,
+        cleaning={"drop_duplicates": False},
+        rich_layout="item",
+        item_features="amazon-office/Office.item.json",
+    ),
+    "amazon-scientific": DatasetSpec(
+        "amazon-scientific/Scientific.inter.json",
+        "inter_json",
+        50,
+        cleaning={"drop_duplicates": False},
+        rich_layout="item",
+        item_features="amazon-scientific/Scientific.item.json",
     ),
     # sessions as users; 2-click sessions cannot be validated and tested but still train
     "yoochoose-100k": DatasetSpec(

@@ -49,8 +49,9 @@ class DataArguments:
     reader: str | None = field(
         default=None,
         metadata={
-            "help": "Read --dataset in a public dataset's native format: movielens, recbole, sequence_text, amazon, "
-            "retailrocket, taobao, tmall, yoochoose or diginetica (docs/datasets.md). Default: the generic reader."
+            "help": "Read --dataset in a public dataset's native format: movielens, recbole, sequence_text, "
+            "inter_json, amazon, retailrocket, taobao, tmall, yoochoose or diginetica (docs/datasets.md). Default: "
+            "the generic reader."
         },
     )
     user_column: str = field(default="user_id", metadata={"help": "Column holding user ids."})
@@ -96,6 +97,17 @@ class DataArguments:
     )
     valid_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for validation."})
     test_fraction: float = field(default=0.1, metadata={"help": "Temporal split: share of time for test."})
+    item_features: str | None = field(
+        default=None,
+        metadata={
+            "help": "Item content (CSV/TSV, Parquet, JSONL, or a public *.item.json), one row per item: its "
+            "categorical columns become attribute tokens composed into each item's embedding."
+        },
+    )
+    item_feature_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Categorical columns of --item_features to use (default: the reader's choice)."},
+    )
 
 
 @dataclass
@@ -117,6 +129,10 @@ class TokenizerArguments:
     tokenizer_dir: str | None = field(
         default=None,
         metadata={"help": "Use this saved tokenizer instead of building one from the training split."},
+    )
+    min_attribute_items: int = field(
+        default=2,
+        metadata={"help": "Attribute values held by fewer catalogue items map to the column's [NONE] token."},
     )
 
 

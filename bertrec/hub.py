@@ -197,7 +197,7 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
     rows = {"this model": test, **{name: b["test"] for name, b in metrics["baselines"].items()}}
     table = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     table += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows.items()]
-    split = {k: v for k, v in data.items() if k not in ("layout", "objective")}
+    split = {k: v for k, v in data.items() if k not in ("layout", "objective", "item_attributes")}
     return "\n".join([
         "---", yaml.safe_dump(metadata, sort_keys=False).strip(), "---", "",
         f"# {repo_id}", "",
@@ -213,12 +213,29 @@ def model_card(*, repo_id: str, metrics: dict, config: dict, report_summary: str
         "## Tokenizer", "",
         f"Layout `{data['layout']}`: " + _event_positions(data["layout"]) + " Item tokens are "
         "`<i:ID>`, actions `<a:NAME>`, time buckets `<t:N>` (see `event_tokenizer.json`).", "",
+        *_item_tokens(data.get("item_attributes")),
         *_finetuning_section(finetuning),
         "## Usage", "", "```python", usage_snippet(repo_id, data["objective"], data["layout"], action).strip(),
         "```", "",
         "## Training", "", "```bash", command, "```", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
         "```", "",
     ])  # fmt: skip
+
+
+def _item_tokens(attributes: dict | None) -> list[str]:
+    """The item-token scheme, when items are more than opaque ids (``bertrec.item_content``)."""
+    if not attributes:
+        return ["Item tokens: ids only (one learned row per item)."]
+    columns = ", ".join(
+        f"`{name}` ({c['values']} values, on {c['items_with_value']} of {attributes['items']} items)"
+        for name, c in attributes["columns"].items()
+    )
+    return [
+        f"Item tokens: id + content. Each item's embedding row is its own id row plus the mean of its attribute "
+        f"tokens `<f:COLUMN:VALUE>` ({columns}; `<f:COLUMN:[NONE]>` where an item has no value). The rows saved "
+        "here are already composed, so the model scores items as it was trained; the attribute rows stay in the "
+        "vocabulary, and the item-to-attribute table is in `event_tokenizer.json`.", "",
+    ]  # fmt: skip
 
 
 def _final_fit_note(data: dict) -> list[str]:

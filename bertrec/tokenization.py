@@ -5,8 +5,8 @@ It is saved as a standard Hugging Face tokenizer folder (a ``tokenizers`` WordLe
 ``AutoTokenizer`` and never needs bertrec. bertrec itself encodes in bulk with vectorised id lookups that give
 the same ids (tested), and keeps the layout and time-bucket boundaries in ``event_tokenizer.json`` beside it.
 
-Vocabulary order keeps ids stable and item ids contiguous: specials, actions, time buckets, items (most
-frequent first, ties by id string).
+Vocabulary order keeps ids stable and item ids contiguous: specials, actions, time buckets, item attributes
+(``bertrec.item_content``, when the model reads item content), items (most frequent first, ties by id string).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +103,12 @@ def next_time_token(bucket: int) -> str:
     return f"<next:t:{bucket}>"
 
 
+def attribute_token(column: str, value: str, none: bool = False) -> str:
+    """``<f:brand:Acme>``; a column's no-value slot (``none``, the first of its values) is ``<f:brand:[NONE]>``,
+    whose brackets no escaped real value can spell."""
+    return f"<f:{_escape(column)}:[NONE]>" if none else f"<f:{_escape(column)}:{_escape(value)}>"
+
+
 @dataclass
 class EventTokenizerSpec:
     """What the vocabulary alone cannot say: how events become tokens."""
@@ -112,6 +118,10 @@ class EventTokenizerSpec:
     actions: list[str]
     items: list[str]
     max_events: int
+    # item content (``bertrec.item_content``): column -> attribute values, and per item its attributes as
+    # indices into the values of all columns in order; empty for id-only models
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    item_attributes: list[list[int]] = field(default_factory=list)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -150,6 +160,17 @@ class EventTokenizer:
         self.next_time_offset = len(vocab)
         if spec.stacked and "time" in spec.fields:
             vocab += [next_time_token(b) for b in range(len(spec.time_boundaries) + 1)]
+        self.attribute_offset = len(vocab)
+        vocab += [
+            attribute_token(column, value, none=index == 0)
+            for column, values in spec.attributes.items()
+            for index, value in enumerate(values)
+        ]
+        if spec.item_attributes and len(spec.item_attributes) != len(spec.items):
+            raise ValueError(
+                f"item_attributes has {len(spec.item_attributes)} rows for {len(spec.items)} items; "
+                "rebuild the tokenizer"
+            )
         self.item_offset = len(vocab)
         vocab += [item_token(i) for i in spec.items]
         self.vocab = {token: index for index, token in enumerate(vocab)}

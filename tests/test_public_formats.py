@@ -424,7 +424,8 @@ def test_read_public_dispatch_and_option_errors(tmp_path):
     generic = write(tmp_path / "log.csv", "user_id,item_id\n007,a\n")
     assert read_public(generic)["user_id"].to_list() == ["007"]
     assert set(READERS) == {
-        "movielens", "recbole", "sequence_text", "amazon", "retailrocket", "taobao", "tmall", "yoochoose", "diginetica"
+        "movielens", "recbole", "sequence_text", "inter_json", "amazon", "retailrocket", "taobao", "tmall",
+        "yoochoose", "diginetica",
     }  # fmt: skip
 
 

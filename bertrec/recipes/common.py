@@ -16,7 +16,7 @@ import polars as pl
 import torch
 import yaml
 
-from bertrec import repeats, transitions
+from bertrec import item_content, repeats, transitions
 from bertrec.args import ConfigError
 from bertrec.atomic import atomic_write_text
 from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
@@ -222,7 +222,7 @@ def save_output(
     mark_incomplete(out)
     with tempfile.TemporaryDirectory(dir=out, prefix=".save.") as temp:
         folded = (repeats.PARAMETER, repeats.GATE, transitions.PARAMETER)  # small score tables go to config.json
-        with repeats.folded_into_config(model, state_dict, folded) as weights:
+        with item_content.folded(model), repeats.folded_into_config(model, state_dict, folded) as weights:
             model.save_pretrained(temp, state_dict=weights)
         transitions.save_table(model, temp)
         tokenizer.save(temp)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from accelerate.utils import DistributedType
 
-from bertrec import repeats, transitions
+from bertrec import item_content, repeats, transitions
 from bertrec.args import (
     ConfigError,
     DataArguments,
@@ -74,6 +74,17 @@ def main(argv: list[str] | None = None) -> dict:
     data = prepare_data(data_args)
     split = data.split
     tokenizer = make_tokenizer(tok_args, split)
+    if data_args.item_features:
+        if tok_args.tokenizer_dir:
+            raise ConfigError("--item_features builds the attribute vocabulary: drop --tokenizer_dir")
+        tokenizer = item_content.tokenizer_with_features(
+            tokenizer, data_args.item_features, data_args.item_feature_columns, tok_args.min_attribute_items
+        )
+    if tokenizer.spec.item_attributes and (
+        model_args.logit_temperature is not None or accelerator.distributed_type == DistributedType.FSDP
+    ):
+        # both write or shard whole embedding rows, which here are composed from several
+        raise ConfigError("item features do not run with --logit_temperature or under FSDP yet")
     objective_name = objective_for(model_args.model_type)
     windows = tokenizer.encode_training_windows(split.train, min_events=2 if objective_name == "next" else 1)
     logger.info(
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     layout = TokenLayout.from_tokenizer(tokenizer)
     if model_args.item_init == "transitions":
         init_from_transitions(model, windows, layout, seed=train_args.seed)
+    if tokenizer.spec.item_attributes:
+        item_content.attach(model, tokenizer)
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows, gated=model_args.repeat_gate)
     if model_args.transition_scores:
@@ -146,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
             "train_windows": len(windows),
             "layout": tokenizer.spec.layout,
             "objective": objective_name,
+            "item_attributes": item_content.summary(tokenizer),
         },
     }
     weights = full_state_dict(model)  # FSDP: every shard gathered on the main process (else None)

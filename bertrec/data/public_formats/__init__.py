@@ -9,8 +9,8 @@ format raises ``EventDataError`` naming the file, the 1-based line (header count
 ``read_public(path, reader=...)`` dispatches by name; each reader is also a public function. What each one does
 with its dataset (which file, which column becomes what, which assumptions) is documented in docs/datasets.md.
 
-The package: ``movielens``, ``recbole``, ``sequence_text``, ``amazon``, ``shop_logs`` (RetailRocket, Taobao,
-Tmall) and ``sessions`` (YooChoose, Diginetica) hold one family of readers each; ``_fields`` holds the shared
+The package: ``movielens``, ``recbole``, ``sequence_text``, ``inter_json``, ``amazon``, ``shop_logs`` (RetailRocket,
+Taobao, Tmall) and ``sessions`` (YooChoose, Diginetica) hold one family of readers each; ``_fields`` holds the shared
 reading, validation and error helpers and ``_ratings`` the rating-to-action mapping.
 """
 
@@ -26,6 +26,7 @@ import polars as pl
 from bertrec.data.public_formats._fields import PathLike
 from bertrec.data.public_formats._ratings import RATING_ACTIONS
 from bertrec.data.public_formats.amazon import AMAZON_CSV_LAYOUTS, read_amazon
+from bertrec.data.public_formats.inter_json import read_inter_json
 from bertrec.data.public_formats.movielens import read_movielens
 from bertrec.data.public_formats.recbole import RECBOLE_TYPES, read_recbole
 from bertrec.data.public_formats.sequence_text import read_sequence_text
@@ -54,6 +55,7 @@ __all__ = [
     "TMALL_TYPES",
     "read_amazon",
     "read_diginetica",
+    "read_inter_json",
     "read_movielens",
     "read_public",
     "read_recbole",
@@ -68,6 +70,7 @@ READERS = (
     "movielens",
     "recbole",
     "sequence_text",
+    "inter_json",
     "amazon",
     "retailrocket",
     "taobao",
@@ -80,6 +83,7 @@ _FUNCTIONS: dict[str, Callable[..., pl.DataFrame]] = {
     "movielens": read_movielens,
     "recbole": read_recbole,
     "sequence_text": read_sequence_text,
+    "inter_json": read_inter_json,
     "amazon": read_amazon,
     "retailrocket": read_retailrocket,
     "taobao": read_taobao,

@@ -1,0 +1,220 @@
+"""Items as content: attribute tokens (brand, category, genre) composed into each item's embedding.
+
+An item's vector, wherever the model reads one (the input embedding and the tied or untied output layer), is
+its own id row plus the mean of its attribute rows::
+
+    item_vector(i) = E[<i:i>] + mean(E[<f:brand:Acme>], E[<f:categories:Pens>], ...)
+
+so an item seen twice in training still sits near the items that share its brand and categories, and every
+gradient an item receives also trains its attributes. Attribute tokens are ordinary vocabulary tokens (before
+the item block, so item ids stay contiguous and new items still append), one per value of each column, plus one
+``<f:column:[NONE]>`` per column for items without a value there (a value shared by fewer than
+``min_attribute_items`` catalogue items says nothing the id does not, and is counted into ``[NONE]`` too).
+
+The composition is a ``torch.nn.utils.parametrize`` parametrization of the embedding weights, so the stock
+model class runs unchanged in training, evaluation and the loss (they all read ``.weight``). The saved model is
+folded (:func:`folded`): each item row already holds its composed vector, which makes the folder a plain stock
+model whose item scores are exactly the trained ones; the attribute rows stay in the vocabulary, so an item
+with content alone can be composed from them later. The item-to-attribute table is saved with the tokenizer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import polars as pl
+import torch
+from torch.nn.utils import parametrize
+
+logger = logging.getLogger(__name__)
+NONE_VALUE = "[NONE]"  # brackets are escaped in real values, so no value can spell this token
+
+
+class ComposedItems(torch.nn.Module):
+    """The parametrization: ``weight [vocab, hidden]`` -> the same rows with each item row plus the mean of its
+    attribute rows. ``attribute_ids [items, k]`` holds vocabulary ids (padded with -1), ``weights [items, k]``
+    the 1/count of each item's attributes (0 on padding)."""
+
+    def __init__(self, item_offset: int, attribute_ids: torch.Tensor, weights: torch.Tensor):
+        super().__init__()
+        self.item_offset = item_offset
+        # not persistent: checkpoints and best-weight files hold parameters only; the table is rebuilt from
+        # the tokenizer, which is saved beside every model
+        self.register_buffer("attribute_ids", attribute_ids, persistent=False)
+        self.register_buffer("weights", weights, persistent=False)
+
+    @property
+    def num_items(self) -> int:
+        return self.attribute_ids.shape[0]
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        end = self.item_offset + self.num_items
+        attributes = weight[self.attribute_ids.clamp(min=0)]  # [items, k, hidden]
+        content = (attributes * self.weights.to(weight.dtype)[..., None]).sum(dim=1)
+        return torch.cat([weight[: self.item_offset], weight[self.item_offset : end] + content, weight[end:]])
+
+
+def attribute_table(
+    items: Sequence[str], features: pl.DataFrame, columns: Sequence[str], min_attribute_items: int = 2
+) -> tuple[dict[str, list[str]], list[list[int]], dict]:
+    """The attribute vocabulary and each item's attributes, from a feature table.
+
+    ``features``: ``item_id`` (String) and, per column in ``columns``, a ``List[String]`` (several values, e.g.
+    a category path) or a ``String`` column. Returns ``values`` (column -> its values, ``[NONE]`` first, then by
+    how many catalogue items hold them, then by value), ``item_attributes`` (per item of ``items``, indices into
+    the flattened ``values``) and a report of what was mapped to ``[NONE]`` and why.
+    """
+    catalogue = pl.DataFrame({"item_id": list(items)}, schema={"item_id": pl.String})
+    missing_columns = [c for c in columns if c not in features.columns]
+    if missing_columns:
+        raise ValueError(f"item features have no column(s) {missing_columns}; columns: {features.columns}")
+    table = catalogue.join(features.select("item_id", *columns), on="item_id", how="left", maintain_order="left")
+    report: dict = {
+        "items": len(items),
+        "items_without_features": int(catalogue.join(features, on="item_id", how="anti").height),
+        "min_attribute_items": min_attribute_items,
+        "columns": {},
+    }
+    values: dict[str, list[str]] = {}
+    per_column: list[list[list[str]]] = []
+    for column in columns:
+        series = table[column]
+        if series.dtype == pl.String:
+            series = series.map_elements(lambda v: [] if v is None or v == "" else [v], return_dtype=pl.List(pl.String))
+        lists = [[v for v in dict.fromkeys(row or []) if v] for row in series.to_list()]  # unique, order kept
+        counts = pl.Series("value", [v for row in lists for v in row], dtype=pl.String).value_counts()
+        kept = counts.filter(pl.col("count") >= min_attribute_items).sort(["count", "value"], descending=[True, False])
+        keep = set(kept["value"].to_list())
+        values[column] = [NONE_VALUE, *kept["value"].to_list()]
+        lists = [[v for v in row if v in keep] for row in lists]
+        per_column.append(lists)
+        report["columns"][column] = {
+            "values": len(keep),
+            "rare_values_dropped": int(counts.height - kept.height),
+            "items_with_none": sum(1 for row in lists if not row),
+        }
+    offsets = np.cumsum([0, *(len(v) for v in values.values())])[:-1]
+    index = [{value: int(offset) + i for i, value in enumerate(vals)} for offset, vals in zip(offsets, values.values())]
+    item_attributes = []
+    for position in range(len(items)):
+        row = []
+        for column_index, lists in enumerate(per_column):
+            chosen = lists[position] or [NONE_VALUE]
+            row += [index[column_index][v] for v in chosen]
+        item_attributes.append(row)
+    return values, item_attributes, report
+
+
+def with_attributes(
+    tokenizer, features: pl.DataFrame, columns: Sequence[str], min_attribute_items: int = 2
+) -> tuple[object, dict]:
+    """A copy of ``tokenizer`` whose vocabulary holds the attributes of its items (see ``attribute_table``),
+    and the report of what was mapped to ``[NONE]``."""
+    from dataclasses import replace
+
+    from bertrec.tokenization import EventTokenizer
+
+    values, item_attributes, report = attribute_table(tokenizer.spec.items, features, columns, min_attribute_items)
+    spec = replace(tokenizer.spec, attributes=values, item_attributes=item_attributes)
+    return EventTokenizer(spec), report
+
+
+def tokenizer_with_features(tokenizer, path: str, columns: Sequence[str] | None, min_attribute_items: int = 2):
+    """``tokenizer`` with the attributes of ``path``'s categorical columns (``columns``, or the reader's
+    default); what was read and what was mapped to ``[NONE]`` is logged."""
+    from bertrec.data.item_features import read_item_features
+
+    features = read_item_features(path, categorical=list(columns) if columns else None)
+    tokenizer, report = with_attributes(tokenizer, features.table, features.categorical, min_attribute_items)
+    logger.info("item features %s: %s; attributes: %s", path, features.report, report)
+    return tokenizer
+
+
+def summary(tokenizer) -> dict | None:
+    """What ``metrics.json`` and the model card say of the item-token scheme: attribute values per column and
+    the share of items holding a real value in each; ``None`` for an id-only model."""
+    spec = tokenizer.spec
+    if not spec.item_attributes:
+        return None
+    offsets = np.cumsum([0, *(len(v) for v in spec.attributes.values())])[:-1]
+    none_ids = {int(offset) for offset in offsets}  # [NONE] is each column's first value
+    columns = {}
+    for (column, values), offset in zip(spec.attributes.items(), offsets):
+        span = range(int(offset), int(offset) + len(values))
+        with_value = sum(1 for row in spec.item_attributes if any(a in span and a not in none_ids for a in row))
+        columns[column] = {"values": len(values) - 1, "items_with_value": with_value}
+    return {"scheme": "id + mean of attribute tokens", "items": len(spec.items), "columns": columns}
+
+
+def composition(tokenizer, device: torch.device | None = None) -> ComposedItems:
+    """The parametrization for ``tokenizer``'s items and attributes."""
+    rows = tokenizer.spec.item_attributes
+    width = max((len(r) for r in rows), default=1)
+    ids = torch.full((len(rows), width), -1, dtype=torch.long)
+    weights = torch.zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, : len(row)] = torch.as_tensor(row) + tokenizer.attribute_offset
+            weights[i, : len(row)] = 1.0 / len(row)
+    return ComposedItems(tokenizer.item_offset, ids.to(device), weights.to(device))
+
+
+def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    layers = [model.get_input_embeddings()]
+    output = model.get_output_embeddings()
+    if output is not None and output is not layers[0]:
+        layers.append(output)
+    return layers
+
+
+def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
+    """Compose ``model``'s item rows from their attributes from now on (input and output layers; a tied
+    weight stays one parameter). Call after any direct write to the embedding (``item_init``)."""
+    if not tokenizer.spec.item_attributes:
+        raise ValueError("this tokenizer has no item attributes (build it with item features)")
+    if attached(model):
+        raise ValueError("the model's item rows are already composed from attributes")
+    layers = _layers(model)
+    module = composition(tokenizer, device=layers[0].weight.device)
+    for layer in layers:
+        parametrize.register_parametrization(layer, "weight", module)
+    return module
+
+
+def attached(model: torch.nn.Module) -> bool:
+    return parametrize.is_parametrized(model.get_input_embeddings(), "weight")
+
+
+@contextmanager
+def folded(model: torch.nn.Module) -> Iterator[None]:
+    """While saving: the embedding parameters hold the composed rows and the layers are plain again, so
+    ``save_pretrained`` writes a stock model that scores items exactly as the trained one. Restored after."""
+    if not attached(model):
+        yield
+        return
+    layers = _layers(model)
+    module = layers[0].parametrizations.weight[0]
+    originals, composed = [], []
+    with torch.no_grad():
+        for layer in layers:
+            original = layer.parametrizations.weight.original
+            if all(original is not seen for seen in originals):
+                originals.append(original)
+                composed.append(module(original).clone())
+    for layer in layers:
+        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+    raw = [original.detach().clone() for original in originals]
+    try:
+        with torch.no_grad():
+            for original, values in zip(originals, composed):
+                original.copy_(values)
+        yield
+    finally:
+        with torch.no_grad():
+            for original, values in zip(originals, raw):
+                original.copy_(values)
+        for layer in layers:
+            parametrize.register_parametrization(layer, "weight", module)

@@ -1,0 +1,173 @@
+"""Item content: attribute tokens composed into item embeddings, folded into a stock model when saved."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from bertrec import item_content
+from bertrec.modeling import build_model, item_logits
+from bertrec.tokenization import EventTokenizer
+
+FEATURES = pl.DataFrame(
+    {
+        "item_id": ["a", "b", "c", "d", "zz"],
+        "brand": ["Acme", "Acme", None, "Solo", "Acme"],
+        "categories": [["Pens", "Ink"], ["Pens"], ["Paper"], ["Paper"], ["Toner"]],
+    }
+)
+
+
+def _tokenizer(small_sequences, layout: str = "item") -> EventTokenizer:
+    return EventTokenizer.build(small_sequences, layout=layout, max_events=8)
+
+
+def test_attribute_vocabulary_counts_rare_and_missing_values_as_none():
+    values, rows, report = item_content.attribute_table(["a", "b", "c", "d", "e"], FEATURES, ["brand", "categories"])
+    # "Solo", "Ink" and "Toner" are held by one catalogue item each ("zz" is not in the catalogue): [NONE]
+    assert values == {"brand": ["[NONE]", "Acme"], "categories": ["[NONE]", "Paper", "Pens"]}
+    none_brand, acme, none_category, paper, pens = range(5)
+    assert rows == [
+        [acme, pens],
+        [acme, pens],
+        [none_brand, paper],
+        [none_brand, paper],
+        [none_brand, none_category],  # "e" has no feature row at all
+    ]
+    assert report["items_without_features"] == 1
+    assert report["columns"]["brand"] == {"values": 1, "rare_values_dropped": 1, "items_with_none": 3}
+    assert report["columns"]["categories"]["rare_values_dropped"] == 1
+
+
+def test_missing_feature_column_is_named():
+    with pytest.raises(ValueError, match="no column.*genre"):
+        item_content.attribute_table(["a"], FEATURES, ["genre"])
+
+
+def test_attribute_tokens_sit_before_the_items_and_round_trip(small_sequences, tmp_path):
+    plain = _tokenizer(small_sequences)
+    tokenizer, _ = item_content.with_attributes(plain, FEATURES, ["brand", "categories"])
+    assert tokenizer.item_offset == plain.item_offset + 4 and tokenizer.num_items == plain.num_items
+    assert tokenizer.inverse_vocab[tokenizer.attribute_offset : tokenizer.item_offset] == [
+        "<f:brand:[NONE]>",
+        "<f:brand:Acme>",
+        "<f:categories:[NONE]>",
+        "<f:categories:Pens>",
+    ]  # the catalogue is a, b, c: "Paper" is c's alone there
+    tokenizer.save(tmp_path)
+    loaded = EventTokenizer.load(tmp_path)
+    assert loaded.spec == tokenizer.spec and loaded.vocab == tokenizer.vocab
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    assert hf.convert_tokens_to_ids("<f:brand:Acme>") == tokenizer.attribute_offset + 1
+
+
+def test_a_value_cannot_spell_the_none_token():
+    table = pl.DataFrame({"item_id": ["a", "b"], "brand": ["[NONE]", "[NONE]"]})
+    values, _, _ = item_content.attribute_table(["a", "b"], table, ["brand"])
+    tokenizer = EventTokenizer.from_counts(pl.DataFrame({"item_id": ["a", "b"], "len": [2, 1]}), ["v"], layout="item")
+    tokenizer, _ = item_content.with_attributes(tokenizer, table, ["brand"])
+    assert tokenizer.inverse_vocab[tokenizer.attribute_offset : tokenizer.item_offset] == [
+        "<f:brand:[NONE]>",
+        "<f:brand:%5BNONE%5D>",
+    ]
+
+
+def _model(tokenizer: EventTokenizer, model_type: str, tie: bool = True):
+    torch.manual_seed(0)
+    return build_model(
+        model_type=model_type, vocab_size=tokenizer.vocab_size, max_positions=16, hidden_size=8, num_layers=1,
+        num_heads=2, intermediate_size=None, dropout=0.0, attention_dropout=0.0, pad_token_id=tokenizer.pad_id,
+        attn_implementation="sdpa", tie_embeddings=tie,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("model_type", "tie"), [("gpt2", True), ("gpt2", False), ("bert", True)])
+def test_item_rows_are_id_plus_mean_of_attributes_and_train_them(small_sequences, model_type, tie):
+    tokenizer, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand", "categories"])
+    model = _model(tokenizer, model_type, tie)
+    raw = model.get_input_embeddings().weight.detach().clone()
+    item_content.attach(model, tokenizer)
+    composed = model.get_input_embeddings().weight
+    for index, attributes in enumerate(tokenizer.spec.item_attributes):
+        row = tokenizer.item_offset + index
+        expected = raw[row] + raw[[tokenizer.attribute_offset + a for a in attributes]].mean(dim=0)
+        assert torch.allclose(composed[row], expected, atol=1e-6)
+    assert torch.equal(composed[: tokenizer.item_offset], raw[: tokenizer.item_offset])  # non-items unchanged
+    if tie:
+        assert model.get_output_embeddings().weight.data_ptr() != raw.data_ptr()  # composed, not the raw rows
+    ids = torch.tensor([[tokenizer.item_offset, tokenizer.item_offset + 1]])
+    hidden = model.base_model(input_ids=ids).last_hidden_state
+    if model_type == "bert":
+        hidden = model.cls.predictions.transform(hidden)
+    item_logits(model, hidden[:, -1], tokenizer.item_offset, tokenizer.num_items)[0, 2].backward()
+    grad = model.get_input_embeddings().parametrizations.weight.original.grad
+    acme = tokenizer.attribute_offset + 1
+    assert grad[acme].abs().sum() > 0  # the attribute row learns from the items that hold it
+
+
+@pytest.mark.parametrize(("model_type", "auto"), [("gpt2", AutoModelForCausalLM), ("bert", AutoModelForMaskedLM)])
+def test_saved_model_is_a_stock_model_scoring_items_as_trained(small_sequences, tmp_path, model_type, auto):
+    tokenizer, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand", "categories"])
+    model = _model(tokenizer, model_type)
+    item_content.attach(model, tokenizer)
+    with torch.no_grad():  # make the composition matter: distinct attribute rows
+        original = model.get_input_embeddings().parametrizations.weight.original
+        original[tokenizer.attribute_offset : tokenizer.item_offset] += 3.0 * torch.randn(4, 8)
+    model.eval()
+    ids = torch.tensor([[tokenizer.item_offset + 2, tokenizer.item_offset, tokenizer.item_offset + 1]])
+    with torch.no_grad():
+        trained = model(input_ids=ids).logits[0, -1, tokenizer.item_offset :]
+    raw_before = original.detach().clone()
+    with item_content.folded(model):
+        model.save_pretrained(tmp_path)
+    assert item_content.attached(model) and torch.equal(original, raw_before)  # training state restored
+    reloaded = auto.from_pretrained(tmp_path).eval()  # no unexpected or missing keys
+    with torch.no_grad():
+        stock = reloaded(input_ids=ids).logits[0, -1, tokenizer.item_offset :]
+    assert torch.allclose(stock, trained, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits[0, -1, tokenizer.item_offset :], trained)
+
+
+def test_pretrain_recipe_reads_item_features_and_saves_a_stock_model(tmp_path):
+    """--item_features end to end: the attribute vocabulary is built, training composes item rows, and the
+    saved folder is a plain stock model (scored by plain transformers as bertrec scores it) whose card and
+    metrics name the item-token scheme."""
+    import random
+
+    from bertrec.args import DataArguments
+    from bertrec.evaluation import evaluate_model
+    from bertrec.modeling import load_model
+    from bertrec.recipes.common import prepare_data
+    from bertrec.recipes.pretrain import main
+
+    rng = random.Random(0)
+    brands = {f"i{i}": f"brand{i % 4}" for i in range(30)}
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(60):
+        start = rng.randrange(30)
+        lines += [f"u{user},i{(start + step) % 30},{step}" for step in range(rng.randint(4, 9))]
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    rows = [f"i{i},{brands[f'i{i}']},shelf{i % 3}|top" for i in range(28)]  # i28, i29: no features
+    (tmp_path / "items.csv").write_text("item_id,brand,shelf\n" + "\n".join(rows) + "\n")
+    output = tmp_path / "run"
+    metrics = main([
+        "--dataset", str(tmp_path / "events.csv"), "--item_features", str(tmp_path / "items.csv"),
+        "--item_feature_columns", "brand", "--layout", "item", "--model_type", "gpt2", "--hidden_size", "16",
+        "--num_layers", "1", "--num_heads", "2", "--max_events", "10", "--num_epochs", "2", "--batch_size", "16",
+        "--repeat_scores", "false", "--transition_scores", "false", "--tie_embeddings", "true",
+        "--item_init", "random", "--output_dir", str(output),
+    ])  # fmt: skip
+    attributes = metrics["data"]["item_attributes"]
+    assert attributes["columns"] == {"brand": {"values": 4, "items_with_value": attributes["items"] - 2}}
+    card = (output / "README.md").read_text()
+    assert "Item tokens: id + content" in card and "`brand` (4 values" in card
+    tokenizer = EventTokenizer.load(output)
+    assert list(tokenizer.spec.attributes) == ["brand"]  # only the asked column
+    model = load_model(str(output)).eval()  # a plain GPT-2: no parametrization, no extra keys
+    assert not item_content.attached(model)
+    split = prepare_data(DataArguments(dataset=str(tmp_path / "events.csv"))).split
+    again = evaluate_model(model, tokenizer, split.test, ks=(10,), batch_size=64)
+    assert again["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-6)
