@@ -106,7 +106,11 @@ class DataArguments:
     )
     item_feature_columns: list[str] | None = field(
         default=None,
-        metadata={"help": "Categorical columns of --item_features to use (default: the reader's choice)."},
+        metadata={"help": "Categorical columns of --item_features to use (default: the reader's; 'none': none)."},
+    )
+    item_text_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Text columns of --item_features for semantic IDs (default: title and description)."},
     )
 
 
@@ -134,6 +138,15 @@ class TokenizerArguments:
         default=2,
         metadata={"help": "Attribute values held by fewer catalogue items map to the column's [NONE] token."},
     )
+    item_tokens: str = field(
+        default="id",
+        metadata={
+            "help": "What an item's embedding is made of (with --item_features): id (its own row, plus its "
+            "attributes), semantic (semantic-ID codes from its text, plus attributes, no id row) or id+semantic."
+        },
+    )
+    semantic_id_levels: int = field(default=3, metadata={"help": "Semantic IDs: residual k-means levels."})
+    semantic_id_codebook: int = field(default=64, metadata={"help": "Semantic IDs: codes per level."})
 
 
 @dataclass

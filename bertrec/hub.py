@@ -231,8 +231,10 @@ def _item_tokens(attributes: dict | None) -> list[str]:
         for name, c in attributes["columns"].items()
     )
     return [
-        f"Item tokens: id + content. Each item's embedding row is its own id row plus the mean of its attribute "
-        f"tokens `<f:COLUMN:VALUE>` ({columns}; `<f:COLUMN:[NONE]>` where an item has no value). The rows saved "
+        f"Item tokens: {attributes['scheme']}. Each item's embedding row is composed from the mean of its "
+        f"attribute tokens `<f:COLUMN:VALUE>` ({columns}; `<f:COLUMN:[NONE]>` where an item has no value; "
+        "`sid1`.. are semantic-ID codes from the item text), plus its own id row unless the scheme says none. "
+        "The rows saved "
         "here are already composed, so the model scores items as it was trained; the attribute rows stay in the "
         "vocabulary, and the item-to-attribute table is in `event_tokenizer.json`.", "",
     ]  # fmt: skip

@@ -38,9 +38,9 @@ class ComposedItems(torch.nn.Module):
     attribute rows. ``attribute_ids [items, k]`` holds vocabulary ids (padded with -1), ``weights [items, k]``
     the 1/count of each item's attributes (0 on padding)."""
 
-    def __init__(self, item_offset: int, attribute_ids: torch.Tensor, weights: torch.Tensor):
+    def __init__(self, item_offset: int, attribute_ids: torch.Tensor, weights: torch.Tensor, id_rows: bool = True):
         super().__init__()
-        self.item_offset = item_offset
+        self.item_offset, self.id_rows = item_offset, id_rows
         # not persistent: checkpoints and best-weight files hold parameters only; the table is rebuilt from
         # the tokenizer, which is saved beside every model
         self.register_buffer("attribute_ids", attribute_ids, persistent=False)
@@ -54,18 +54,24 @@ class ComposedItems(torch.nn.Module):
         end = self.item_offset + self.num_items
         attributes = weight[self.attribute_ids.clamp(min=0)]  # [items, k, hidden]
         content = (attributes * self.weights.to(weight.dtype)[..., None]).sum(dim=1)
-        return torch.cat([weight[: self.item_offset], weight[self.item_offset : end] + content, weight[end:]])
+        items = weight[self.item_offset : end] + content if self.id_rows else content
+        return torch.cat([weight[: self.item_offset], items, weight[end:]])
 
 
 def attribute_table(
-    items: Sequence[str], features: pl.DataFrame, columns: Sequence[str], min_attribute_items: int = 2
+    items: Sequence[str],
+    features: pl.DataFrame,
+    columns: Sequence[str],
+    min_attribute_items: int = 2,
+    keep_all: Sequence[str] = (),
 ) -> tuple[dict[str, list[str]], list[list[int]], dict]:
     """The attribute vocabulary and each item's attributes, from a feature table.
 
     ``features``: ``item_id`` (String) and, per column in ``columns``, a ``List[String]`` (several values, e.g.
     a category path) or a ``String`` column. Returns ``values`` (column -> its values, ``[NONE]`` first, then by
     how many catalogue items hold them, then by value), ``item_attributes`` (per item of ``items``, indices into
-    the flattened ``values``) and a report of what was mapped to ``[NONE]`` and why.
+    the flattened ``values``) and a report of what was mapped to ``[NONE]`` and why. Columns in ``keep_all``
+    keep every value (semantic-ID codes: a code held by one item still names that item).
     """
     catalogue = pl.DataFrame({"item_id": list(items)}, schema={"item_id": pl.String})
     missing_columns = [c for c in columns if c not in features.columns]
@@ -86,7 +92,8 @@ def attribute_table(
             series = series.map_elements(lambda v: [] if v is None or v == "" else [v], return_dtype=pl.List(pl.String))
         lists = [[v for v in dict.fromkeys(row or []) if v] for row in series.to_list()]  # unique, order kept
         counts = pl.Series("value", [v for row in lists for v in row], dtype=pl.String).value_counts()
-        kept = counts.filter(pl.col("count") >= min_attribute_items).sort(["count", "value"], descending=[True, False])
+        least = 1 if column in keep_all else min_attribute_items
+        kept = counts.filter(pl.col("count") >= least).sort(["count", "value"], descending=[True, False])
         keep = set(kept["value"].to_list())
         values[column] = [NONE_VALUE, *kept["value"].to_list()]
         lists = [[v for v in row if v in keep] for row in lists]
@@ -108,27 +115,72 @@ def attribute_table(
     return values, item_attributes, report
 
 
+ITEM_TOKENS = ("id", "semantic", "id+semantic")
+
+
 def with_attributes(
-    tokenizer, features: pl.DataFrame, columns: Sequence[str], min_attribute_items: int = 2
+    tokenizer,
+    features: pl.DataFrame,
+    columns: Sequence[str],
+    min_attribute_items: int = 2,
+    keep_all: Sequence[str] = (),
+    id_rows: bool = True,
 ) -> tuple[object, dict]:
     """A copy of ``tokenizer`` whose vocabulary holds the attributes of its items (see ``attribute_table``),
-    and the report of what was mapped to ``[NONE]``."""
+    and the report of what was mapped to ``[NONE]``. ``id_rows=False``: items are their attributes alone."""
     from dataclasses import replace
 
     from bertrec.tokenization import EventTokenizer
 
-    values, item_attributes, report = attribute_table(tokenizer.spec.items, features, columns, min_attribute_items)
-    spec = replace(tokenizer.spec, attributes=values, item_attributes=item_attributes)
+    values, item_attributes, report = attribute_table(
+        tokenizer.spec.items, features, columns, min_attribute_items, keep_all
+    )
+    spec = replace(tokenizer.spec, attributes=values, item_attributes=item_attributes, item_id_rows=id_rows)
     return EventTokenizer(spec), report
 
 
-def tokenizer_with_features(tokenizer, path: str, columns: Sequence[str] | None, min_attribute_items: int = 2):
+def tokenizer_with_features(
+    tokenizer,
+    path: str,
+    columns: Sequence[str] | None,
+    min_attribute_items: int = 2,
+    item_tokens: str = "id",
+    text_columns: Sequence[str] | None = None,
+    semantic_levels: int = 3,
+    codebook_size: int = 64,
+    seed: int = 0,
+):
     """``tokenizer`` with the attributes of ``path``'s categorical columns (``columns``, or the reader's
-    default); what was read and what was mapped to ``[NONE]`` is logged."""
+    default; ``["none"]`` for none) and, for ``item_tokens`` with "semantic", semantic-ID codes from the
+    items' text (``text_columns``, or the reader's default; ``bertrec.semantic_ids`` over
+    ``bertrec.text_vectors``). What was read, mapped to ``[NONE]``
+    and collided is logged and returned in the tokenizer's summary."""
     from bertrec.data.item_features import read_item_features
 
-    features = read_item_features(path, categorical=list(columns) if columns else None)
-    tokenizer, report = with_attributes(tokenizer, features.table, features.categorical, min_attribute_items)
+    if item_tokens not in ITEM_TOKENS:
+        raise ValueError(f"--item_tokens {item_tokens!r} is not one of {list(ITEM_TOKENS)}")
+    chosen = None if columns is None else [c for c in columns if c.lower() != "none"]
+    features = read_item_features(path, categorical=chosen, text=list(text_columns) if text_columns else None)
+    table, attribute_columns, keep_all = features.table, list(features.categorical), []
+    if "semantic" in item_tokens:
+        from bertrec.semantic_ids import semantic_id_table
+        from bertrec.text_vectors import tfidf_svd
+
+        if not features.text:
+            raise ValueError(
+                f"{path}: semantic IDs are made from item text; name its text columns with --item_text_columns"
+            )
+        texts = table.select(pl.concat_str(features.text, separator=" ")).to_series().to_list()
+        codes, code_report = semantic_id_table(
+            table["item_id"].to_list(), tfidf_svd(texts, seed=seed), semantic_levels, codebook_size, seed
+        )
+        table = table.join(codes, on="item_id", how="left")
+        keep_all = [c for c in codes.columns if c != "item_id"]
+        attribute_columns += keep_all
+        logger.info("semantic IDs from %s (TF-IDF + SVD): %s", features.text, code_report)
+    tokenizer, report = with_attributes(
+        tokenizer, table, attribute_columns, min_attribute_items, keep_all, id_rows=item_tokens != "semantic"
+    )
     logger.info("item features %s: %s; attributes: %s", path, features.report, report)
     return tokenizer
 
@@ -146,7 +198,8 @@ def summary(tokenizer) -> dict | None:
         span = range(int(offset), int(offset) + len(values))
         with_value = sum(1 for row in spec.item_attributes if any(a in span and a not in none_ids for a in row))
         columns[column] = {"values": len(values) - 1, "items_with_value": with_value}
-    return {"scheme": "id + mean of attribute tokens", "items": len(spec.items), "columns": columns}
+    scheme = "id + mean of attribute tokens" if spec.item_id_rows else "mean of attribute tokens (no id rows)"
+    return {"scheme": scheme, "items": len(spec.items), "columns": columns}
 
 
 def composition(tokenizer, device: torch.device | None = None) -> ComposedItems:
@@ -159,7 +212,7 @@ def composition(tokenizer, device: torch.device | None = None) -> ComposedItems:
         if row:
             ids[i, : len(row)] = torch.as_tensor(row) + tokenizer.attribute_offset
             weights[i, : len(row)] = 1.0 / len(row)
-    return ComposedItems(tokenizer.item_offset, ids.to(device), weights.to(device))
+    return ComposedItems(tokenizer.item_offset, ids.to(device), weights.to(device), tokenizer.spec.item_id_rows)
 
 
 def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:

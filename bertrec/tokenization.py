@@ -122,6 +122,7 @@ class EventTokenizerSpec:
     # indices into the values of all columns in order; empty for id-only models
     attributes: dict[str, list[str]] = field(default_factory=dict)
     item_attributes: list[list[int]] = field(default_factory=list)
+    item_id_rows: bool = True  # False: an item is its attributes alone (semantic IDs without id rows)
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 import torch
@@ -163,7 +165,7 @@ def test_pretrain_recipe_reads_item_features_and_saves_a_stock_model(tmp_path):
     attributes = metrics["data"]["item_attributes"]
     assert attributes["columns"] == {"brand": {"values": 4, "items_with_value": attributes["items"] - 2}}
     card = (output / "README.md").read_text()
-    assert "Item tokens: id + content" in card and "`brand` (4 values" in card
+    assert "Item tokens: id + mean of attribute tokens" in card and "`brand` (4 values" in card
     tokenizer = EventTokenizer.load(output)
     assert list(tokenizer.spec.attributes) == ["brand"]  # only the asked column
     model = load_model(str(output)).eval()  # a plain GPT-2: no parametrization, no extra keys
@@ -171,3 +173,59 @@ def test_pretrain_recipe_reads_item_features_and_saves_a_stock_model(tmp_path):
     split = prepare_data(DataArguments(dataset=str(tmp_path / "events.csv"))).split
     again = evaluate_model(model, tokenizer, split.test, ks=(10,), batch_size=64)
     assert again["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-6)
+
+
+def test_text_vectors_put_related_titles_together():
+    from bertrec.text_vectors import tfidf_svd
+
+    titles = [
+        "blue ballpoint pen", "black ballpoint pen", "red gel pen", "printer paper ream", "copy paper ream a4",
+        "paper clips box", "stapler heavy duty", "", "zzz unique words only",
+    ]  # fmt: skip
+    vectors = tfidf_svd(titles, dim=4)
+    assert vectors.shape == (9, 4)
+    assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-5  # unit rows
+    assert not vectors[7].any() and not vectors[8].any()  # no kept word: a zero vector, not noise
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 3] and similarity[3, 4] > similarity[3, 0]
+
+
+def test_semantic_ids_share_codes_between_similar_items_and_count_collisions():
+    import numpy as np
+
+    from bertrec.semantic_ids import semantic_id_table
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 5
+    vectors = np.concatenate([c + 0.01 * rng.normal(size=(10, 8)) for c in centres])
+    vectors[5] = vectors[4]  # an exact duplicate: same codes at every level
+    items = [f"i{i}" for i in range(30)]
+    table, report = semantic_id_table(items, vectors, levels=2, codebook_size=3)
+    first = table["sid1"].list.first().to_list()
+    assert len(set(first[:10])) == 1 and len(set(first)) == 3  # one level-1 code per content cluster
+    codes = table.select(pl.concat_str([pl.col(c).list.first() for c in table.columns[1:]], separator="/"))
+    assert codes.to_series().n_unique() == 30  # the dedup level makes every item's code unique
+    assert report["items_sharing_codes"] >= 1 and table["sid_dedup"].to_list()[5] != ["0"]
+
+
+def test_semantic_only_items_are_their_codes_and_need_no_id_rows(small_sequences, tmp_path):
+    features = tmp_path / "items.jsonl"
+    features.write_text(
+        "\n".join(
+            json.dumps({"item_id": item, "title": title})
+            for item, title in [("a", "red pen"), ("b", "red pen ink"), ("c", "paper ream"), ("d", "paper pen")]
+        )
+    )
+    tokenizer = item_content.tokenizer_with_features(
+        _tokenizer(small_sequences), str(features), ["none"], item_tokens="semantic", text_columns=["title"],
+        semantic_levels=2, codebook_size=2,
+    )  # fmt: skip
+    assert not tokenizer.spec.item_id_rows and set(tokenizer.spec.attributes) == {"sid1", "sid2", "sid_dedup"}
+    model = _model(tokenizer, "gpt2")
+    item_content.attach(model, tokenizer)
+    original = model.get_input_embeddings().parametrizations.weight.original
+    with torch.no_grad():
+        original[tokenizer.item_offset :] = 100.0  # id rows are not read at all
+    composed = model.get_input_embeddings().weight[tokenizer.item_offset :]
+    assert composed.abs().max() < 50
+    assert item_content.summary(tokenizer)["scheme"].startswith("mean of attribute tokens")

@@ -78,8 +78,18 @@ def main(argv: list[str] | None = None) -> dict:
         if tok_args.tokenizer_dir:
             raise ConfigError("--item_features builds the attribute vocabulary: drop --tokenizer_dir")
         tokenizer = item_content.tokenizer_with_features(
-            tokenizer, data_args.item_features, data_args.item_feature_columns, tok_args.min_attribute_items
+            tokenizer,
+            data_args.item_features,
+            data_args.item_feature_columns,
+            tok_args.min_attribute_items,
+            tok_args.item_tokens,
+            data_args.item_text_columns,
+            tok_args.semantic_id_levels,
+            tok_args.semantic_id_codebook,
+            train_args.seed,
         )
+    elif tok_args.item_tokens != "id":
+        raise ConfigError(f"--item_tokens {tok_args.item_tokens} needs --item_features (the items' text)")
     if tokenizer.spec.item_attributes and (
         model_args.logit_temperature is not None or accelerator.distributed_type == DistributedType.FSDP
     ):
