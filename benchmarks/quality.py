@@ -100,6 +100,9 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-event-untied-plain": ("gpt2", STACKED, UNTIED_FLAGS),  # ... and without either score table
     # item content (issue 20): each item's row plus the mean of its attribute tokens (the dataset's feature file)
     "sasrec-content": ("gpt2", "item", [ITEM_FEATURES]),
+    # ... plus semantic-ID codes from the item text (TF-IDF + SVD, residual k-means), with and without id rows
+    "sasrec-id-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "id+semantic"]),
+    "sasrec-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "semantic"]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
@@ -209,7 +212,8 @@ class Benchmark:
         if ITEM_FEATURES in flags:
             if self.spec.item_features is None:
                 raise SystemExit(f"{self.dataset} has no item feature file: content rows do not run on it")
-            flags = [*flags, str(DATA_ROOT / self.spec.item_features)]
+            at = flags.index(ITEM_FEATURES) + 1
+            flags = [*flags[:at], str(DATA_ROOT / self.spec.item_features), *flags[at:]]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags]
         command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
         stacked = "+" in layout  # its pretraining asks the next event's action at half the positions anyway
