@@ -142,7 +142,8 @@ PUBLISHED_PEER_SETTINGS = {
         ],
     },
 }  # fmt: skip
-BASELINES = ("popular", "markov", "recent")  # recent: the user's own items, latest first (see bertrec.baselines)
+# recent: the user's own items, latest first; content-knn: items nearest the history by text (see bertrec.baselines)
+BASELINES = ("popular", "markov", "recent", "content-knn")
 MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS, *LIGHTNING_PEERS)
 PROTOCOLS = {
     "loo": "leave-one-out",
@@ -283,7 +284,12 @@ class Benchmark:
 
     # baselines -------------------------------------------------------------------------------------------
     def baseline_run(self, model: str) -> dict:
-        from bertrec.baselines import markov_scorer, popularity_scorer, recent_items_scorer
+        from bertrec.baselines import (
+            content_similarity_scorer,
+            markov_scorer,
+            popularity_scorer,
+            recent_items_scorer,
+        )
         from bertrec.tokenization import EventTokenizer
 
         run_dir = self.root / model / "default-seed0"
@@ -296,6 +302,8 @@ class Benchmark:
                 score = popularity_scorer(tokenizer, self.split.train, action)
             elif model == "recent":
                 score = recent_items_scorer(tokenizer, self.split.train)
+            elif model == "content-knn":
+                score = content_similarity_scorer(tokenizer, self.split.train, self.item_text_vectors(tokenizer))
             else:
                 score = markov_scorer(tokenizer, self.split.train)
             evaluation = evaluate_both(score, tokenizer, self.split, "next")
@@ -303,6 +311,19 @@ class Benchmark:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_evaluation(run_dir, evaluation)
         return evaluation
+
+    def item_text_vectors(self, tokenizer):
+        """TF-IDF + SVD vectors of the catalogue's item text (the dataset's feature file), in item order."""
+        import polars as pl
+
+        from bertrec.data.item_features import read_item_features
+        from bertrec.text_vectors import tfidf_svd
+
+        if self.spec.item_features is None:
+            raise SystemExit(f"{self.dataset} has no item feature file: content-knn does not run on it")
+        features = read_item_features(DATA_ROOT / self.spec.item_features)
+        table = features.for_items(tokenizer.spec.items)
+        return tfidf_svd(table.select(pl.concat_str(features.text, separator=" ")).to_series().to_list())
 
     def lstm_run(self, config: dict[str, str], seed: int) -> dict:
         run_dir = self.run_dir("lstm", config, seed)

@@ -1,5 +1,5 @@
-"""Non-neural baselines reported beside every model: most popular, item-to-item transitions (Markov), and
-the user's own recent items.
+"""Non-neural baselines reported beside every model: most popular, item-to-item transitions (Markov), the
+user's own recent items, and (for catalogues with item text) the items most similar in content to the history.
 
 All score from training sequences only, in the tokenizer's item index space, and plug into
 ``evaluation.evaluate_scorer`` like a model does.
@@ -84,5 +84,27 @@ def recent_items_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame
         flat = scores.view(-1)
         flat.scatter_reduce_(0, rows * tokenizer.num_items + items, recency, reduce="amax")
         return scores
+
+    return score
+
+
+def content_similarity_scorer(
+    tokenizer: EventTokenizer, train_sequences: pl.DataFrame, item_vectors: np.ndarray
+) -> ScoreFn:
+    """Items ranked by the cosine similarity of their content vector (e.g. ``text_vectors.tfidf_svd`` of their
+    titles) to the mean vector of the user's history items: the bar for content-aware and cold-start models,
+    which needs no interaction with the item at all. Popularity, scaled below any similarity step, breaks
+    ties (items without content, users without a known item).
+
+    ``item_vectors [num_items, dim]``: unit rows in the tokenizer's item order (zero rows: no content).
+    """
+    vectors = torch.as_tensor(item_vectors, dtype=torch.float32)
+    tie_break = _popularity_below_one(tokenizer, train_sequences) * 1e-3
+
+    def score(batch: EvalBatch) -> torch.Tensor:
+        rows, items = batch.seen_rows
+        profile = torch.zeros(len(batch.targets), vectors.shape[1]).index_add_(0, rows, vectors[items])
+        profile = torch.nn.functional.normalize(profile, dim=1)
+        return profile @ vectors.T + tie_break
 
     return score

@@ -229,3 +229,24 @@ def test_semantic_only_items_are_their_codes_and_need_no_id_rows(small_sequences
     composed = model.get_input_embeddings().weight[tokenizer.item_offset :]
     assert composed.abs().max() < 50
     assert item_content.summary(tokenizer)["scheme"].startswith("mean of attribute tokens")
+
+
+def test_content_similarity_baseline_ranks_items_like_the_history_first(small_sequences):
+    import numpy as np
+
+    from bertrec.baselines import content_similarity_scorer
+    from bertrec.evaluation import EvalBatch
+
+    tokenizer = _tokenizer(small_sequences)  # items a, b, c (by frequency)
+    index = {item: i for i, item in enumerate(tokenizer.spec.items)}
+    vectors = np.zeros((3, 2), dtype=np.float32)
+    vectors[index["a"]], vectors[index["b"]], vectors[index["c"]] = [1, 0], [0.8, 0.6], [0, 1]
+    score = content_similarity_scorer(tokenizer, small_sequences, vectors)
+    batch = EvalBatch(
+        input_ids=torch.zeros(2, 1, dtype=torch.long), attention_mask=torch.ones(2, 1),
+        last_item=torch.tensor([index["a"], -1]), seen_rows=(torch.tensor([0]), torch.tensor([index["a"]])),
+        targets=torch.tensor([0, 0]),
+    )  # fmt: skip
+    scores = score(batch)
+    assert scores[0, index["b"]] > scores[0, index["c"]]  # b's content is close to a's, c's is not
+    assert torch.argmax(scores[1]) == index["a"]  # no known history: popularity decides
