@@ -271,3 +271,79 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
                 original.copy_(values)
         for layer in layers:
             parametrize.register_parametrization(layer, "weight", module)
+
+
+def attribute_rows(tokenizer, features: pl.DataFrame) -> list[list[int]]:
+    """Each row of ``features`` (``item_id`` plus attribute columns, ``List[String]`` or ``String``) as indices
+    into the tokenizer's attribute values: values it does not know, and columns the table lacks, give the
+    column's ``[NONE]``, as for a training item without that value."""
+    offsets = np.cumsum([0, *(len(v) for v in tokenizer.spec.attributes.values())])[:-1]
+    rows: list[list[int]] = [[] for _ in range(features.height)]
+    for (column, values), offset in zip(tokenizer.spec.attributes.items(), offsets):
+        lookup = {value: int(offset) + i for i, value in enumerate(values) if i > 0}
+        series = features[column] if column in features.columns else pl.Series([None] * features.height)
+        for row, cell in zip(rows, series.to_list()):
+            cell = [cell] if isinstance(cell, str) else (cell or [])
+            known = [lookup[v] for v in dict.fromkeys(cell) if v in lookup]
+            row += known or [int(offset)]
+    return rows
+
+
+@torch.no_grad()
+def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataFrame):
+    """Cold start: give items that have content but no interactions a token and an embedding row, without
+    training. A new item's row is composed as a trained one is: the mean of its attribute rows, plus (for
+    models with id rows) the average id part of the known items, since its own id part was never learnt.
+    Items the tokenizer already knows are skipped. Returns the extended tokenizer and the new items' ids.
+
+    ``model`` is a saved (folded) model: its item rows already hold id part + attribute mean, so the id part of
+    a known item is its row minus the mean of its attribute rows.
+    """
+    from dataclasses import replace
+
+    from bertrec.tokenization import EventTokenizer
+
+    if not tokenizer.spec.item_attributes:
+        raise ValueError(
+            "this model reads items as ids only, so it cannot place an item it never saw; train it with "
+            "--item_features to rank new items from their content"
+        )
+    if attached(model):
+        raise ValueError("add items to a saved model (Recommender.from_pretrained), not one being trained")
+    known = set(tokenizer.spec.items)
+    fresh = features.filter(~pl.col("item_id").is_in(list(known))).unique("item_id", keep="first", maintain_order=True)
+    new_rows = attribute_rows(tokenizer, fresh)
+    spec = tokenizer.spec
+    extended = EventTokenizer(
+        replace(
+            spec, items=[*spec.items, *fresh["item_id"].to_list()], item_attributes=[*spec.item_attributes, *new_rows]
+        )
+    )
+    old_ids = composition(tokenizer)
+    new_ids = composition(extended).attribute_ids[len(spec.items) :].clone()
+    model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
+    first = tokenizer.item_offset + tokenizer.num_items
+    written: list[torch.Tensor] = []
+    for layer in _layers(model):
+        _set_new_bias(layer, tokenizer, extended, first)
+        weight = layer.weight
+        if any(weight is done for done in written):  # tied to the input embedding: already composed
+            continue
+        written.append(weight)
+        items = weight[tokenizer.item_offset : first]
+        known_content = _mean_rows(weight, old_ids.attribute_ids, old_ids.weights)
+        id_part = (items - known_content).mean(dim=0) if spec.item_id_rows else 0.0
+        weights = (new_ids >= 0).float() / (new_ids >= 0).sum(dim=1, keepdim=True).clamp(min=1)
+        weight[first:] = (_mean_rows(weight, new_ids, weights) + id_part).to(weight.dtype)
+    return extended, list(range(first, first + fresh.height))
+
+
+def _set_new_bias(layer: torch.nn.Module, tokenizer, extended, first: int) -> None:
+    """A new item's output bias (BERT's decoder): the known items' mean, its popularity prior unknown."""
+    bias = getattr(layer, "bias", None)
+    if bias is not None and bias.shape[0] == extended.vocab_size:
+        bias[first:] = bias[tokenizer.item_offset : first].mean()
+
+
+def _mean_rows(weight: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (weight[ids.clamp(min=0)] * weights[..., None].to(weight.dtype)).sum(dim=1)

@@ -76,6 +76,24 @@ class Recommender:
     def from_pretrained(cls, directory: str, device: str | torch.device = "cpu") -> Recommender:
         return cls(load_model(directory), EventTokenizer.load(directory), device)
 
+    def add_items(self, features: pl.DataFrame) -> list[str]:
+        """Rank items that have content but no interactions yet, without retraining (a model trained with
+        ``--item_features``): ``features`` holds ``item_id`` and the model's attribute columns (``List[String]``
+        or ``String``; e.g. ``read_item_features(path).table``). Each new item's row is composed from its
+        attributes as trained rows are (``item_content.add_items_from_content``); values the model never saw
+        count as ``[NONE]``. Returns the ids added (items already known are left as they are); they rank
+        below every known item when scores tie, and can be recommended at once."""
+        from bertrec import item_content
+
+        before = self.tokenizer.num_items
+        self.tokenizer, _ = item_content.add_items_from_content(self.model, self.tokenizer, features)
+        self.model.to(self.device)
+        added = self.tokenizer.spec.items[before:]
+        self._items = np.asarray(self.tokenizer.spec.items, dtype=object)
+        self._index.update({item: before + i for i, item in enumerate(added)})
+        self._popularity = -torch.arange(self.tokenizer.num_items, dtype=torch.float32)
+        return list(added)
+
     def recommend(self, history: Sequence[Event], k: int = 10, **options) -> Recommendations:
         return self.recommend_batch([history], k=k, **options)[0]
 

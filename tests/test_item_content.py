@@ -133,35 +133,43 @@ def test_saved_model_is_a_stock_model_scoring_items_as_trained(small_sequences, 
         assert torch.allclose(model(input_ids=ids).logits[0, -1, tokenizer.item_offset :], trained)
 
 
-def test_pretrain_recipe_reads_item_features_and_saves_a_stock_model(tmp_path):
-    """--item_features end to end: the attribute vocabulary is built, training composes item rows, and the
-    saved folder is a plain stock model (scored by plain transformers as bertrec scores it) whose card and
-    metrics name the item-token scheme."""
+@pytest.fixture(scope="module")
+def content_run(tmp_path_factory) -> dict:
+    """A tiny next-event model trained by the pretrain recipe on a generated log with a brand per item."""
     import random
 
-    from bertrec.args import DataArguments
-    from bertrec.evaluation import evaluate_model
-    from bertrec.modeling import load_model
-    from bertrec.recipes.common import prepare_data
     from bertrec.recipes.pretrain import main
 
+    folder = tmp_path_factory.mktemp("content")
     rng = random.Random(0)
-    brands = {f"i{i}": f"brand{i % 4}" for i in range(30)}
     lines = ["user_id,item_id,timestamp"]
     for user in range(60):
         start = rng.randrange(30)
         lines += [f"u{user},i{(start + step) % 30},{step}" for step in range(rng.randint(4, 9))]
-    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
-    rows = [f"i{i},{brands[f'i{i}']},shelf{i % 3}|top" for i in range(28)]  # i28, i29: no features
-    (tmp_path / "items.csv").write_text("item_id,brand,shelf\n" + "\n".join(rows) + "\n")
-    output = tmp_path / "run"
+    (folder / "events.csv").write_text("\n".join(lines) + "\n")
+    rows = [f"i{i},brand{i % 4},shelf{i % 3}" for i in range(28)]  # i28, i29: no features
+    (folder / "items.csv").write_text("item_id,brand,shelf\n" + "\n".join(rows) + "\n")
+    output = folder / "run"
     metrics = main([
-        "--dataset", str(tmp_path / "events.csv"), "--item_features", str(tmp_path / "items.csv"),
+        "--dataset", str(folder / "events.csv"), "--item_features", str(folder / "items.csv"),
         "--item_feature_columns", "brand", "--layout", "item", "--model_type", "gpt2", "--hidden_size", "16",
         "--num_layers", "1", "--num_heads", "2", "--max_events", "10", "--num_epochs", "2", "--batch_size", "16",
         "--repeat_scores", "false", "--transition_scores", "false", "--tie_embeddings", "true",
         "--item_init", "random", "--output_dir", str(output),
     ])  # fmt: skip
+    return {"dir": output, "metrics": metrics, "events": folder / "events.csv"}
+
+
+def test_pretrain_recipe_reads_item_features_and_saves_a_stock_model(content_run):
+    """--item_features end to end: the attribute vocabulary is built, training composes item rows, and the
+    saved folder is a plain stock model (scored by plain transformers as bertrec scores it) whose card and
+    metrics name the item-token scheme."""
+    from bertrec.args import DataArguments
+    from bertrec.evaluation import evaluate_model
+    from bertrec.modeling import load_model
+    from bertrec.recipes.common import prepare_data
+
+    output, metrics = content_run["dir"], content_run["metrics"]
     attributes = metrics["data"]["item_attributes"]
     assert attributes["columns"] == {"brand": {"values": 4, "items_with_value": attributes["items"] - 2}}
     card = (output / "README.md").read_text()
@@ -170,9 +178,45 @@ def test_pretrain_recipe_reads_item_features_and_saves_a_stock_model(tmp_path):
     assert list(tokenizer.spec.attributes) == ["brand"]  # only the asked column
     model = load_model(str(output)).eval()  # a plain GPT-2: no parametrization, no extra keys
     assert not item_content.attached(model)
-    split = prepare_data(DataArguments(dataset=str(tmp_path / "events.csv"))).split
+    split = prepare_data(DataArguments(dataset=str(content_run["events"]))).split
     again = evaluate_model(model, tokenizer, split.test, ks=(10,), batch_size=64)
     assert again["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-6)
+
+
+def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
+    """Cold start: an item with no interactions gets a row composed from its brand (plus the known items'
+    average id part) and is recommended at once; an id-only model says it cannot do this."""
+    from bertrec.recommend import Recommender
+
+    recommender = Recommender.from_pretrained(str(content_run["dir"]))
+    tokenizer = recommender.tokenizer
+    weight = recommender.model.get_output_embeddings().weight.detach().clone()
+    offset, n = tokenizer.item_offset, tokenizer.num_items
+    content = item_content._mean_rows(weight, *vars_of(item_content.composition(tokenizer)))
+    id_part = (weight[offset : offset + n] - content).mean(dim=0)
+    brand1 = tokenizer.attribute_offset + tokenizer.spec.attributes["brand"].index("brand1")
+    new = pl.DataFrame({"item_id": ["fresh", "i3", "odd"], "brand": ["brand1", "brand3", "unheard-of"]})
+    assert recommender.add_items(new) == ["fresh", "odd"]  # i3 is known: left as it is
+    rows = recommender.item_embeddings()
+    assert rows.shape[0] == n + 2
+    assert torch.allclose(torch.as_tensor(rows[n]), weight[brand1] + id_part, atol=1e-5)
+    none_row = weight[tokenizer.attribute_offset]  # an unknown value counts as [NONE]
+    assert torch.allclose(torch.as_tensor(rows[n + 1]), none_row + id_part, atol=1e-5)
+    ranked = recommender.recommend([("i1", "interact", 0.0), ("fresh", "interact", 1.0)], k=n + 2)
+    assert "odd" in ranked.items and "fresh" not in ranked.items  # new items rank; seen ones stay excluded
+    assert ranked.unknown_items_skipped == 0  # "fresh" is a known item now
+
+
+def vars_of(module) -> tuple[torch.Tensor, torch.Tensor]:
+    return module.attribute_ids, module.weights
+
+
+def test_an_id_only_model_cannot_take_items_by_content(pretrained):
+    from bertrec.recommend import Recommender
+
+    recommender = Recommender.from_pretrained(str(pretrained["gpt2"]["dir"]))
+    with pytest.raises(ValueError, match="reads items as ids only.*--item_features"):
+        recommender.add_items(pl.DataFrame({"item_id": ["new"], "brand": ["x"]}))
 
 
 def test_text_vectors_put_related_titles_together():
