@@ -347,7 +347,8 @@ class Benchmark:
         return evaluation
 
     def recbole_run(self, model: str) -> dict:
-        """A RecBole model in its own venv, stopped by RecBole's early stopping or the wall-clock budget."""
+        """A RecBole model in its own venv, stopped by RecBole's early stopping or the wall-clock budget of one
+        invocation; a budget-stopped row is continued (from its last finished epoch) by the next invocation."""
 
         def command(files: Path, run_dir: Path) -> list[str]:
             return [
@@ -389,6 +390,9 @@ class Benchmark:
         run_dir = self.root / model / "default-seed2020"
         result_file = run_dir / result_name
         evaluation = read_evaluation(run_dir)
+        if evaluation is not None and evaluation.get("training", {}).get("stopped_by") == "budget":
+            evaluation = None  # stopped by a wall-clock budget, not converged: this run continues it
+            result_file.unlink(missing_ok=True)
         if evaluation is None and result_file.is_file():  # trained: only the conversion is redone
             evaluation = convert(json.loads(result_file.read_text()), {})
             write_evaluation(run_dir, evaluation)
@@ -509,6 +513,7 @@ def recbole_evaluation(result: dict, usage: dict) -> dict:
         "stopped_by": result["stopped_by"],
         "flattened": result["flattened"],
         "valid_curve": result["valid_curve"],
+        "restarts": result.get("restarts", 0),
         "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage.get("peak_rss_mb", 0)),
     }
     return evaluation

@@ -190,6 +190,38 @@ def test_published_peer_settings_replace_the_equal_size_flags(tmp_path, monkeypa
         bench.peer_run("rectools-sasrec-published")
 
 
+def test_budget_stopped_peer_rows_are_continued_not_kept(tmp_path, monkeypatch):
+    """A row a wall-clock budget stopped is not converged: quality.py runs it again (the runner continues it
+    from its last epoch) instead of serving the cached evaluation; converged rows stay cached."""
+    import quality
+
+    run_dir = tmp_path / "ml" / "loo" / "recbole-sasrec" / "default-seed2020"
+    run_dir.mkdir(parents=True)
+    runs = []
+
+    def fake_run_child(command, log):
+        runs.append(command)
+        (run_dir / "recbole.json").write_text("{}")
+        return {"peak_rss_mb": 1}
+
+    monkeypatch.setattr(quality, "run_child", fake_run_child)
+    monkeypatch.setattr(quality, "export_recbole", lambda split, folder: folder)
+    bench = object.__new__(quality.Benchmark)
+    bench.protocol, bench.root, bench.split = "loo", tmp_path / "ml" / "loo", None
+    python = tmp_path / "python"
+    python.write_text("")
+
+    def convert(result, usage):
+        return {"version": quality.EVALUATION_VERSION, "training": {"stopped_by": "early_stopping"}}
+
+    for stopped_by, reruns in (("budget", 1), ("early_stopping", 0)):
+        cached = {"version": quality.EVALUATION_VERSION, "training": {"stopped_by": stopped_by}}
+        quality.write_evaluation(run_dir, cached)
+        before = len(runs)
+        bench._peer_evaluation("recbole-sasrec", python, "x.sh", "recbole.json", convert, lambda f, r: ["run"])
+        assert len(runs) - before == reruns
+
+
 # ------------------------------------------------------------------------------------------------------------
 # with the peers installed (bash benchmarks/peers/install_rectools.sh / install_replay.sh)
 # ------------------------------------------------------------------------------------------------------------
@@ -272,3 +304,33 @@ def test_rectools_sasrec_learns_more_than_popularity(tmp_path):
     baseline = peer_io.evaluate_users(split, popularity, list(split.test), "test")["metrics"]["excluded"]["ndcg@10"]
     print(f"rectools SASRec excluded ndcg@10 {result['test']['excluded']['ndcg@10']:.4f}, popularity {baseline:.4f}")
     assert result["test"]["excluded"]["ndcg@10"] > baseline + 0.1
+
+
+RECBOLE_PYTHON = PEERS / ".venv-recbole" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_recbole_continues_a_budget_stopped_run_from_its_last_epoch(tmp_path):
+    """A RecBole run stopped by its wall-clock budget leaves its state; the same command continues it (weights,
+    optimiser, early-stopping counters and epoch record), so a peer converges across benchmark invocations."""
+    if not RECBOLE_PYTHON.is_file():
+        pytest.skip(".venv-recbole is not installed")
+    split = peer_io.generated_split(n_users=80, n_items=40)
+    split_dir = peer_io.write_split(split, tmp_path / "split")
+    out = tmp_path / "run" / "recbole.json"
+    command = [str(RECBOLE_PYTHON), str(PEERS / "recbole_run.py"), "--split_dir", str(split_dir), "--model", "SASRec",
+               "--max_len", "10", "--epochs", "3", "--threads", "1", "--output", str(out), "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(*flags: str) -> dict:
+        done = subprocess.run([*command, *flags], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    first = run("--budget_seconds", "0")  # stops after its first epoch
+    assert (first["epochs_run"], first["stopped_by"], first["restarts"]) == (1, "budget", 0)
+    second = run()
+    assert (second["epochs_run"], second["restarts"]) == (3, 1) and second["stopped_by"] == "max_epochs"
+    assert second["valid_curve"][0] == first["valid_curve"][0]  # epoch 1 kept, not retrained
+    assert set(second["per_user_rank"]["excluded"]) == set(split.test)
+    assert not (out.parent / "recbole_recbole_work").exists()  # finished: its state is cleaned up

@@ -84,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", required=True, type=Path, help="JSON result path")
     p.add_argument("--work_dir", type=Path, default=None, help="default: <output stem>_recbole_work beside --output")
     p.add_argument("--keep_work", action="store_true", help="keep the generated atomic files and checkpoint")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from the work folder's last finished epoch when a previous run left one (--no-resume: "
+        "start over)",
+    )
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p.parse_args(argv)
 
@@ -340,18 +347,66 @@ def time_training(trainer, train_data, batches: int, warmup: int = 2) -> dict:
     return {"samples": samples, "seconds": seconds, "samples_per_second": samples / seconds}
 
 
-def fit(trainer, train_data, valid_data, args: argparse.Namespace) -> dict:
+RESUME_FILE = "resume.pt"
+
+
+def save_resume_state(path: Path, trainer, curve: list[dict], best_epoch: int | None, restarts: int) -> None:
+    """Everything a rerun needs to continue after the last finished epoch: weights, optimiser, RecBole's
+    early-stopping counters, the epoch record and the RNG; written to a temporary file and renamed, so a kill
+    mid-write leaves the previous state."""
+    import torch
+
+    state = {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "best_valid_score": trainer.best_valid_score,
+        "best_valid_result": trainer.best_valid_result,
+        "cur_step": trainer.cur_step,
+        "curve": curve,
+        "best_epoch": best_epoch,
+        "restarts": restarts,
+        "torch_rng": torch.get_rng_state(),
+    }
+    temp = path.with_suffix(".tmp")
+    torch.save(state, temp)
+    temp.replace(path)
+
+
+def load_resume_state(path: Path, trainer) -> dict | None:
+    """The state ``save_resume_state`` wrote, applied to ``trainer`` (None: no earlier run to continue)."""
+    import torch
+
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written above
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.best_valid_score, trainer.best_valid_result = state["best_valid_score"], state["best_valid_result"]
+    trainer.cur_step = state["cur_step"]
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+def fit(trainer, train_data, valid_data, args: argparse.Namespace, resume_file: Path | None = None) -> dict:
     """RecBole's Trainer.fit loop (same _train_epoch, _valid_epoch, early_stopping, checkpointing), plus a
-    wall-clock budget checked after every epoch and a per-epoch record."""
+    wall-clock budget checked after every epoch, a per-epoch record, and (``resume_file``) the state after each
+    epoch, so that a rerun stopped by the budget or killed continues from its last finished epoch."""
     import torch
     from recbole.utils import early_stopping
 
     trainer.eval_collector.data_collect(train_data)
-    curve = []
+    curve: list[dict] = []
     stopped_by = "max_epochs"
     best_epoch = None
+    restarts = 0
+    resumed = load_resume_state(resume_file, trainer) if resume_file is not None else None
+    if resumed is not None:
+        curve, best_epoch, restarts = resumed["curve"], resumed["best_epoch"], resumed["restarts"] + 1
+        log.info("resumed after epoch %d (restart %d)", len(curve) - 1, restarts)
+        if trainer.cur_step >= trainer.stopping_step:  # it had already stopped early: nothing left to train
+            stopped_by = "early_stopping"
     t0 = time.perf_counter()
-    for epoch in range(args.epochs):
+    for epoch in range(len(curve), args.epochs if stopped_by != "early_stopping" else len(curve)):
         e0 = time.perf_counter()
         loss_sum = trainer._train_epoch(train_data, epoch, show_progress=False)
         loss_sum = float(sum(loss_sum) if isinstance(loss_sum, tuple) else loss_sum)
@@ -388,13 +443,14 @@ def fit(trainer, train_data, valid_data, args: argparse.Namespace) -> dict:
         )
         if torch.is_anomaly_enabled():
             raise RuntimeError("autograd anomaly detection was switched back on")
+        if resume_file is not None:
+            save_resume_state(resume_file, trainer, curve, best_epoch, restarts)
         if stop_flag:
             stopped_by = "early_stopping"
             break
         if args.budget_seconds is not None and time.perf_counter() - t0 >= args.budget_seconds:
             stopped_by = "budget"
             break
-    total = time.perf_counter() - t0
     if best_epoch is None:
         raise RuntimeError("no epoch was evaluated")
     last = curve[-1]["epoch"]
@@ -405,8 +461,10 @@ def fit(trainer, train_data, valid_data, args: argparse.Namespace) -> dict:
         "best_valid_ndcg@10": curve[best_epoch]["valid_ndcg@10"],
         "stopped_by": stopped_by,
         "flattened": stopped_by == "early_stopping" or (last - best_epoch) > args.stopping_step / 2,
-        "train_seconds": total,
+        "train_seconds": sum(r["epoch_seconds"] for r in curve),  # over every run that trained it
+        "session_seconds": time.perf_counter() - t0,
         "seconds_to_best": sum(r["epoch_seconds"] for r in curve[: best_epoch + 1]),
+        "restarts": restarts,
     }
 
 
@@ -501,9 +559,10 @@ def main(argv: list[str] | None = None) -> None:
 
     output = args.output.resolve()
     work_dir = (args.work_dir or output.parent / f"{output.stem}_recbole_work").resolve()
-    if work_dir.exists():
-        shutil.rmtree(work_dir)
-    (work_dir / "checkpoints").mkdir(parents=True)
+    resume_file = work_dir / RESUME_FILE
+    if work_dir.exists() and not (args.resume and resume_file.is_file()):
+        shutil.rmtree(work_dir)  # nothing to continue: start clean
+    (work_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     patch_recbole(work_dir / "checkpoints")
 
     t_start = time.perf_counter()
@@ -518,6 +577,8 @@ def main(argv: list[str] | None = None) -> None:
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = Trainer(config, model)
+    # RecBole names its best-model file by the start time; a rerun that continues this one must find it
+    trainer.saved_model_file = str(work_dir / "checkpoints" / f"{args.model}-best.pth")
     data_seconds = time.perf_counter() - t_start
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s: %d parameters, %d items (+pad), %d users", args.model, n_params, dataset.item_num - 1, len(test))
@@ -527,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         result.update(model=args.model, n_parameters=n_params, n_train_examples=counts["train"], threads=args.threads)
         output.write_text(json.dumps(result, indent=2) + "\n")
         return
-    fit_result = fit(trainer, train_data, valid_data, args)
+    fit_result = fit(trainer, train_data, valid_data, args, resume_file if args.resume else None)
 
     # best-validation model; RecBole's own test evaluation loads it from the checkpoint (torch.load patch)
     t_eval = time.perf_counter()
@@ -554,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
         "best_valid_ndcg@10": fit_result["best_valid_ndcg@10"],
         "stopped_by": fit_result["stopped_by"],
         "flattened": fit_result["flattened"],
+        "restarts": fit_result["restarts"],
         "valid_curve": [r["valid_ndcg@10"] for r in fit_result["curve"]],
         "epochs": fit_result["curve"],
         "train_seconds": fit_result["train_seconds"],
@@ -583,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
         {k: round(v, 4) for k, v in ours["metrics"]["plain"].items()},
         {k: round(v, 4) for k, v in ours["metrics"]["excluded"].items()},
     )
-    if not args.keep_work:
+    if not args.keep_work and fit_result["stopped_by"] != "budget":  # a budget stop continues on the next run
         shutil.rmtree(work_dir, ignore_errors=True)
     print(output)
 
