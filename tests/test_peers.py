@@ -315,7 +315,7 @@ def test_recbole_continues_a_budget_stopped_run_from_its_last_epoch(tmp_path):
     optimiser, early-stopping counters and epoch record), so a peer converges across benchmark invocations."""
     if not RECBOLE_PYTHON.is_file():
         pytest.skip(".venv-recbole is not installed")
-    split = peer_io.generated_split(n_users=80, n_items=40)
+    split = peer_io.generated_split(n_users=80, n_items=80)  # RecBole's own metrics take a top-50
     split_dir = peer_io.write_split(split, tmp_path / "split")
     out = tmp_path / "run" / "recbole.json"
     command = [str(RECBOLE_PYTHON), str(PEERS / "recbole_run.py"), "--split_dir", str(split_dir), "--model", "SASRec",
