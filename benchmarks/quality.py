@@ -748,14 +748,20 @@ def markdown(result: dict) -> str:
 
 
 def stopped_cell(training: dict) -> str:
-    """How a run ended, for the table: a peer converged by early stopping, or stopped by a wall-clock budget or
-    its epoch limit with validation still rising; with its best epoch and restarts. Empty for fixed schedules."""
+    """How a run ended, for the table: converged by early stopping, or stopped by a wall-clock budget or its
+    epoch limit (peers: "still rising" when validation had not flattened), or its full fixed schedule (bertrec
+    rows with early stopping off); with the best epoch and restarts where known."""
     stopped_by = training.get("stopped_by")
     if stopped_by is None:
         return ""
-    words = {"early_stopping": "early stop", "budget": "budget", "max_epochs": "epoch limit"}
-    cell = f"{words.get(stopped_by, stopped_by)}, best {training.get('best_epoch')}"
-    if stopped_by != "early_stopping" and not training.get("flattened"):
+    words = {
+        "early_stopping": "early stop", "early stopping": "early stop", "budget": "budget",
+        "time budget": "budget", "max_epochs": "epoch limit", "epochs": "full schedule",
+    }  # fmt: skip
+    cell = words.get(stopped_by, stopped_by)
+    if training.get("best_epoch") is not None:
+        cell += f", best {training['best_epoch']}"
+    if cell.split(",")[0] in ("budget", "epoch limit") and training.get("flattened") is False:
         cell += ", still rising"
     if training.get("restarts"):
         cell += f", {training['restarts']} restart{'s' if training['restarts'] > 1 else ''}"

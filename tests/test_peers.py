@@ -161,7 +161,8 @@ def test_table_says_how_each_peer_run_ended():
     assert quality.stopped_cell(converged) == "early stop, best 75, 1 restart"
     budget = {"stopped_by": "budget", "best_epoch": 3, "flattened": False, "restarts": 0}
     assert quality.stopped_cell(budget) == "budget, best 3, still rising"
-    assert quality.stopped_cell({"wall_seconds": (5.0, 0.0)}) == ""  # a fixed schedule: nothing to say
+    assert quality.stopped_cell({"stopped_by": "epochs", "flattened": False}) == "full schedule"  # bertrec
+    assert quality.stopped_cell({"wall_seconds": (5.0, 0.0)}) == ""  # a baseline: nothing to say
 
 
 def test_published_peer_settings_replace_the_equal_size_flags(tmp_path, monkeypatch):
