@@ -273,6 +273,12 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
             parametrize.register_parametrization(layer, "weight", module)
 
 
+def none_attributes(tokenizer) -> list[int]:
+    """The attribute row of an item with no content: every column's ``[NONE]`` (the first of its values). Items
+    a fine-tune adds from their interactions alone (``bertrec.new_items``) get it, so the table stays whole."""
+    return [int(o) for o in np.cumsum([0, *(len(v) for v in tokenizer.spec.attributes.values())])[:-1]]
+
+
 def attribute_rows(tokenizer, features: pl.DataFrame) -> list[list[int]]:
     """Each row of ``features`` (``item_id`` plus attribute columns, ``List[String]`` or ``String``) as indices
     into the tokenizer's attribute values: values it does not know, and columns the table lacks, give the

@@ -17,6 +17,7 @@ import polars as pl
 import torch
 from transformers import PreTrainedModel
 
+from bertrec.item_content import none_attributes
 from bertrec.tokenization import EventTokenizer
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ def add_new_items(
     """Extend the tokenizer and the model's (tied) embeddings with ``items``; returns the new tokenizer and
     the token ids of the new rows. New output biases (BERT) are zero, exactly what a plain
     ``resize_token_embeddings(n, mean_resizing=False)`` gives, so a base resized that way loads the adapter."""
-    extended = EventTokenizer(replace(tokenizer.spec, items=[*tokenizer.spec.items, *items]))
+    spec = tokenizer.spec
+    attributes = [*spec.item_attributes, *[none_attributes(tokenizer)] * len(items)] if spec.item_attributes else []
+    extended = EventTokenizer(replace(spec, items=[*spec.items, *items], item_attributes=attributes))
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
     new_ids = list(range(first, first + len(items)))

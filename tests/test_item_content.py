@@ -294,3 +294,16 @@ def test_content_similarity_baseline_ranks_items_like_the_history_first(small_se
     scores = score(batch)
     assert scores[0, index["b"]] > scores[0, index["c"]]  # b's content is close to a's, c's is not
     assert torch.argmax(scores[1]) == index["a"]  # no known history: popularity decides
+
+
+def test_a_fine_tune_can_add_items_to_a_content_model(small_sequences):
+    """--new_items on a base trained with item features: the new items get [NONE] attributes (they are learnt
+    from their interactions), so the tokenizer stays consistent instead of failing on a short table."""
+    from bertrec.new_items import add_new_items
+
+    tokenizer, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand", "categories"])
+    model = _model(tokenizer, "gpt2")
+    sequences = small_sequences.with_columns(pl.col("item_id").list.eval(pl.element().replace("c", "new")))
+    extended, new_ids = add_new_items(model, tokenizer, sequences, ["new"])
+    assert extended.spec.item_attributes[-1] == item_content.none_attributes(tokenizer) == [0, 2]
+    assert len(new_ids) == 1 and extended.num_items == tokenizer.num_items + 1
