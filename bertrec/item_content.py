@@ -50,12 +50,21 @@ class ComposedItems(torch.nn.Module):
     def num_items(self) -> int:
         return self.attribute_ids.shape[0]
 
+    def content(self, weight: torch.Tensor) -> torch.Tensor:
+        """``[items, hidden]``: each item's mean attribute row."""
+        attributes = weight[self.attribute_ids.clamp(min=0)]  # [items, k, hidden]
+        return (attributes * self.weights.to(weight.dtype)[..., None]).sum(dim=1)
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         end = self.item_offset + self.num_items
-        attributes = weight[self.attribute_ids.clamp(min=0)]  # [items, k, hidden]
-        content = (attributes * self.weights.to(weight.dtype)[..., None]).sum(dim=1)
+        content = self.content(weight)
         items = weight[self.item_offset : end] + content if self.id_rows else content
         return torch.cat([weight[: self.item_offset], items, weight[end:]])
+
+
+def column_offsets(attributes: dict[str, list[str]]) -> list[int]:
+    """Where each column's values start among all attribute values; each starts with its ``[NONE]``."""
+    return [int(o) for o in np.cumsum([0, *(len(v) for v in attributes.values())])[:-1]]
 
 
 def attribute_table(
@@ -103,8 +112,8 @@ def attribute_table(
             "rare_values_dropped": int(counts.height - kept.height),
             "items_with_none": sum(1 for row in lists if not row),
         }
-    offsets = np.cumsum([0, *(len(v) for v in values.values())])[:-1]
-    index = [{value: int(offset) + i for i, value in enumerate(vals)} for offset, vals in zip(offsets, values.values())]
+    offsets = column_offsets(values)
+    index = [{value: offset + i for i, value in enumerate(vals)} for offset, vals in zip(offsets, values.values())]
     item_attributes = []
     for position in range(len(items)):
         row = []
@@ -191,11 +200,11 @@ def summary(tokenizer) -> dict | None:
     spec = tokenizer.spec
     if not spec.item_attributes:
         return None
-    offsets = np.cumsum([0, *(len(v) for v in spec.attributes.values())])[:-1]
-    none_ids = {int(offset) for offset in offsets}  # [NONE] is each column's first value
+    offsets = column_offsets(spec.attributes)
+    none_ids = set(offsets)  # [NONE] is each column's first value
     columns = {}
     for (column, values), offset in zip(spec.attributes.items(), offsets):
-        span = range(int(offset), int(offset) + len(values))
+        span = range(offset, offset + len(values))
         with_value = sum(1 for row in spec.item_attributes if any(a in span and a not in none_ids for a in row))
         columns[column] = {"values": len(values) - 1, "items_with_value": with_value}
     scheme = "id + mean of attribute tokens" if spec.item_id_rows else "mean of attribute tokens (no id rows)"
@@ -276,22 +285,22 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
 def none_attributes(tokenizer) -> list[int]:
     """The attribute row of an item with no content: every column's ``[NONE]`` (the first of its values). Items
     a fine-tune adds from their interactions alone (``bertrec.new_items``) get it, so the table stays whole."""
-    return [int(o) for o in np.cumsum([0, *(len(v) for v in tokenizer.spec.attributes.values())])[:-1]]
+    return column_offsets(tokenizer.spec.attributes)
 
 
 def attribute_rows(tokenizer, features: pl.DataFrame) -> list[list[int]]:
     """Each row of ``features`` (``item_id`` plus attribute columns, ``List[String]`` or ``String``) as indices
     into the tokenizer's attribute values: values it does not know, and columns the table lacks, give the
     column's ``[NONE]``, as for a training item without that value."""
-    offsets = np.cumsum([0, *(len(v) for v in tokenizer.spec.attributes.values())])[:-1]
+    offsets = column_offsets(tokenizer.spec.attributes)
     rows: list[list[int]] = [[] for _ in range(features.height)]
     for (column, values), offset in zip(tokenizer.spec.attributes.items(), offsets):
-        lookup = {value: int(offset) + i for i, value in enumerate(values) if i > 0}
+        lookup = {value: offset + i for i, value in enumerate(values) if i > 0}
         series = features[column] if column in features.columns else pl.Series([None] * features.height)
         for row, cell in zip(rows, series.to_list()):
             cell = [cell] if isinstance(cell, str) else (cell or [])
             known = [lookup[v] for v in dict.fromkeys(cell) if v in lookup]
-            row += known or [int(offset)]
+            row += known or [offset]
     return rows
 
 
@@ -325,8 +334,7 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
             spec, items=[*spec.items, *fresh["item_id"].to_list()], item_attributes=[*spec.item_attributes, *new_rows]
         )
     )
-    old_ids = composition(tokenizer)
-    new_ids = composition(extended).attribute_ids[len(spec.items) :].clone()
+    composed = composition(extended)  # known and new items alike
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
     written: list[torch.Tensor] = []
@@ -336,11 +344,10 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
         if any(weight is done for done in written):  # tied to the input embedding: already composed
             continue
         written.append(weight)
-        items = weight[tokenizer.item_offset : first]
-        known_content = _mean_rows(weight, old_ids.attribute_ids, old_ids.weights)
-        id_part = (items - known_content).mean(dim=0) if spec.item_id_rows else 0.0
-        weights = (new_ids >= 0).float() / (new_ids >= 0).sum(dim=1, keepdim=True).clamp(min=1)
-        weight[first:] = (_mean_rows(weight, new_ids, weights) + id_part).to(weight.dtype)
+        content = composed.content(weight)
+        known_content, new_content = content[: tokenizer.num_items], content[tokenizer.num_items :]
+        id_part = (weight[tokenizer.item_offset : first] - known_content).mean(dim=0) if spec.item_id_rows else 0.0
+        weight[first:] = (new_content + id_part).to(weight.dtype)
     return extended, list(range(first, first + fresh.height))
 
 
@@ -349,7 +356,3 @@ def _set_new_bias(layer: torch.nn.Module, tokenizer, extended, first: int) -> No
     bias = getattr(layer, "bias", None)
     if bias is not None and bias.shape[0] == extended.vocab_size:
         bias[first:] = bias[tokenizer.item_offset : first].mean()
-
-
-def _mean_rows(weight: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return (weight[ids.clamp(min=0)] * weights[..., None].to(weight.dtype)).sum(dim=1)

@@ -192,7 +192,7 @@ def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
     tokenizer = recommender.tokenizer
     weight = recommender.model.get_output_embeddings().weight.detach().clone()
     offset, n = tokenizer.item_offset, tokenizer.num_items
-    content = item_content._mean_rows(weight, *vars_of(item_content.composition(tokenizer)))
+    content = item_content.composition(tokenizer).content(weight)
     id_part = (weight[offset : offset + n] - content).mean(dim=0)
     brand1 = tokenizer.attribute_offset + tokenizer.spec.attributes["brand"].index("brand1")
     new = pl.DataFrame({"item_id": ["fresh", "i3", "odd"], "brand": ["brand1", "brand3", "unheard-of"]})
@@ -205,10 +205,6 @@ def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
     ranked = recommender.recommend([("i1", "interact", 0.0), ("fresh", "interact", 1.0)], k=n + 2)
     assert "odd" in ranked.items and "fresh" not in ranked.items  # new items rank; seen ones stay excluded
     assert ranked.unknown_items_skipped == 0  # "fresh" is a known item now
-
-
-def vars_of(module) -> tuple[torch.Tensor, torch.Tensor]:
-    return module.attribute_ids, module.weights
 
 
 def test_an_id_only_model_cannot_take_items_by_content(pretrained):
