@@ -145,7 +145,7 @@ def with_attributes(
         tokenizer.spec.items, features, columns, min_attribute_items, keep_all
     )
     spec = replace(tokenizer.spec, attributes=values, item_attributes=item_attributes, item_id_rows=id_rows)
-    return EventTokenizer(spec), report
+    return EventTokenizer(spec, tokenizer.item_encoder), report
 
 
 def tokenizer_with_features(
@@ -171,25 +171,33 @@ def tokenizer_with_features(
     chosen = None if columns is None else [c for c in columns if c.lower() != "none"]
     features = read_item_features(path, categorical=chosen, text=list(text_columns) if text_columns else None)
     table, attribute_columns, keep_all = features.table, list(features.categorical), []
+    encoder = None
     if "semantic" in item_tokens:
-        from bertrec.semantic_ids import semantic_id_table
-        from bertrec.text_vectors import tfidf_svd
+        from bertrec.semantic_ids import SemanticIdEncoder
 
         if not features.text:
             raise ValueError(
                 f"{path}: semantic IDs are made from item text; name its text columns with --item_text_columns"
             )
-        texts = table.select(pl.concat_str(features.text, separator=" ")).to_series().to_list()
-        codes, code_report = semantic_id_table(
-            table["item_id"].to_list(), tfidf_svd(texts, seed=seed), semantic_levels, codebook_size, seed
+        # fit on the training catalogue only: an item the model never trains on (one published later, or a
+        # benchmark's held-out cold item) gets its codes from the saved encoder, as it would in production
+        catalogue = features.for_items(tokenizer.spec.items)
+        encoder, codes, code_report = SemanticIdEncoder.fit(
+            catalogue, features.text, semantic_levels, codebook_size, seed
         )
         table = table.join(codes, on="item_id", how="left")
-        keep_all = [c for c in codes.columns if c != "item_id"]
+        keep_all = encoder.columns
         attribute_columns += keep_all
         logger.info("semantic IDs from %s (TF-IDF + SVD): %s", features.text, code_report)
     tokenizer, report = with_attributes(
-        tokenizer, table, attribute_columns, min_attribute_items, keep_all, id_rows=item_tokens != "semantic"
+        tokenizer,
+        table,
+        attribute_columns,
+        min_attribute_items,
+        keep_all,
+        id_rows=item_tokens != "semantic",
     )
+    tokenizer.item_encoder = encoder
     logger.info("item features %s: %s; attributes: %s", path, features.report, report)
     return tokenizer
 
@@ -304,12 +312,28 @@ def attribute_rows(tokenizer, features: pl.DataFrame) -> list[list[int]]:
     return rows
 
 
+def known_codes(tokenizer) -> np.ndarray:
+    """``[items, levels]``: the semantic-ID codes of the tokenizer's items (-1 where an item has none)."""
+    spec, levels = tokenizer.spec, tokenizer.item_encoder.columns[:-1]
+    starts = dict(zip(spec.attributes, column_offsets(spec.attributes)))
+    codes = np.full((len(spec.items), len(levels)), -1, dtype=np.int64)
+    for level, column in enumerate(levels):
+        start, values = starts[column], spec.attributes[column]
+        for item, row in enumerate(spec.item_attributes):
+            for attribute in row:
+                if start < attribute < start + len(values):  # past the column's [NONE]
+                    codes[item, level] = int(values[attribute - start])
+    return codes
+
+
 @torch.no_grad()
 def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataFrame):
     """Cold start: give items that have content but no interactions a token and an embedding row, without
     training. A new item's row is composed as a trained one is: the mean of its attribute rows, plus (for
-    models with id rows) the average id part of the known items, since its own id part was never learnt.
-    Items the tokenizer already knows are skipped. Returns the extended tokenizer and the new items' ids.
+    models with id rows) an id part it never learnt, borrowed from known items (``_new_item_rows``).
+    Items the tokenizer already knows are skipped. A semantic-ID model's new items get their codes from their
+    text (the text columns the model was trained with) through the encoder saved with its tokenizer.
+    Returns the extended tokenizer and the new items' ids.
 
     ``model`` is a saved (folded) model: its item rows already hold id part + attribute mean, so the id part of
     a known item is its row minus the mean of its attribute rows.
@@ -327,12 +351,19 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
         raise ValueError("add items to a saved model (Recommender.from_pretrained), not one being trained")
     known = set(tokenizer.spec.items)
     fresh = features.filter(~pl.col("item_id").is_in(list(known))).unique("item_id", keep="first", maintain_order=True)
+    encoder, neighbours = tokenizer.item_encoder, None
+    if encoder is not None:  # semantic IDs: codes from the new items' text, by the encoder fit in training
+        vectors = encoder.vectors(fresh)
+        codes = encoder.codes_for(fresh["item_id"], vectors, known_codes(tokenizer))
+        fresh = fresh.drop(encoder.columns, strict=False).hstack(codes.drop("item_id"))
+        neighbours = encoder.neighbours(vectors)
     new_rows = attribute_rows(tokenizer, fresh)
     spec = tokenizer.spec
     extended = EventTokenizer(
         replace(
             spec, items=[*spec.items, *fresh["item_id"].to_list()], item_attributes=[*spec.item_attributes, *new_rows]
-        )
+        ),
+        encoder,
     )
     composed = composition(extended)  # known and new items alike
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
@@ -346,9 +377,32 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
         written.append(weight)
         content = composed.content(weight)
         known_content, new_content = content[: tokenizer.num_items], content[tokenizer.num_items :]
-        id_part = (weight[tokenizer.item_offset : first] - known_content).mean(dim=0) if spec.item_id_rows else 0.0
-        weight[first:] = (new_content + id_part).to(weight.dtype)
+        rows = new_content
+        if spec.item_id_rows:
+            rows = _new_item_rows(weight[tokenizer.item_offset : first], known_content, new_content, neighbours)
+        weight[first:] = rows.to(weight.dtype)
     return extended, list(range(first, first + fresh.height))
+
+
+def _new_item_rows(
+    known_rows: torch.Tensor, known_content: torch.Tensor, new_content: torch.Tensor, neighbours: torch.Tensor | None
+) -> torch.Tensor:
+    """New items' rows: their content plus an id part they never learnt. That is the known items' average id
+    part, or, where the item's text has neighbours in the catalogue (``neighbours [new, k]``, -1: none), the
+    average id part of its nearest neighbours, the row then scaled to their average length: it borrows the
+    collaborative position and the score scale of the items its text is closest to. (With the average alone, a
+    new item's row is about half as long as a trained one's and it almost never reaches a top 10.)"""
+    id_parts = known_rows - known_content
+    rows = new_content + id_parts.mean(dim=0)
+    if neighbours is None:
+        return rows
+    found = neighbours[:, 0] >= 0
+    if found.any():
+        chosen = neighbours[found]
+        borrowed = new_content[found] + id_parts[chosen].mean(dim=1)
+        length = known_rows.norm(dim=1)[chosen].mean(dim=1, keepdim=True)
+        rows[found] = borrowed / borrowed.norm(dim=1, keepdim=True).clamp(min=1e-12) * length
+    return rows
 
 
 def _set_new_bias(layer: torch.nn.Module, tokenizer, extended, first: int) -> None:

@@ -39,7 +39,9 @@ def add_new_items(
     ``resize_token_embeddings(n, mean_resizing=False)`` gives, so a base resized that way loads the adapter."""
     spec = tokenizer.spec
     attributes = [*spec.item_attributes, *[none_attributes(tokenizer)] * len(items)] if spec.item_attributes else []
-    extended = EventTokenizer(replace(spec, items=[*spec.items, *items], item_attributes=attributes))
+    extended = EventTokenizer(
+        replace(spec, items=[*spec.items, *items], item_attributes=attributes), tokenizer.item_encoder
+    )
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
     new_ids = list(range(first, first + len(items)))

@@ -145,12 +145,15 @@ class EventTokenizerSpec:
 class EventTokenizer:
     """Maps events to token ids; wraps the ``PreTrainedTokenizerFast`` that is saved for downstream use."""
 
-    def __init__(self, spec: EventTokenizerSpec):
+    def __init__(self, spec: EventTokenizerSpec, item_encoder=None):
         if spec.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {spec.layout!r}; choose one of {sorted(LAYOUTS)}")
         if list(spec.time_boundaries) != sorted(set(spec.time_boundaries)) or not spec.time_boundaries:
             raise ValueError(f"time_boundaries must be strictly increasing seconds, got {spec.time_boundaries}")
         self.spec = spec
+        # semantic-ID models: the text encoder and codebooks that give a new item its codes
+        # (``bertrec.semantic_ids.SemanticIdEncoder``), saved beside the tokenizer files
+        self.item_encoder = item_encoder
         vocab = list(SPECIAL_TOKENS) + [action_token(a) for a in spec.actions]
         vocab += [FIRST_EVENT_BUCKET] + [time_token(b) for b in range(len(spec.time_boundaries) + 1)]
         # stacked layouts: what is known of the *next* event at a causal position (its action, its gap), added
@@ -350,6 +353,8 @@ class EventTokenizer:
         config.pop("backend", None)
         atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
         atomic_write_text(directory / SPEC_FILE, json.dumps(asdict(self.spec), indent=2) + "\n")
+        if self.item_encoder is not None:
+            self.item_encoder.save(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> EventTokenizer:
@@ -363,7 +368,9 @@ class EventTokenizer:
             spec = EventTokenizerSpec(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as error:
             raise ValueError(f"{path} is corrupted or from an incompatible version: {error}") from error
-        return cls(spec)
+        from bertrec.semantic_ids import SemanticIdEncoder
+
+        return cls(spec, SemanticIdEncoder.load(directory))
 
     @classmethod
     def build(

@@ -233,14 +233,15 @@ def test_text_vectors_put_related_titles_together():
 def test_semantic_ids_share_codes_between_similar_items_and_count_collisions():
     import numpy as np
 
-    from bertrec.semantic_ids import semantic_id_table
+    from bertrec.semantic_ids import residual_codebooks, semantic_id_table
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 8)) * 5
     vectors = np.concatenate([c + 0.01 * rng.normal(size=(10, 8)) for c in centres])
     vectors[5] = vectors[4]  # an exact duplicate: same codes at every level
     items = [f"i{i}" for i in range(30)]
-    table, report = semantic_id_table(items, vectors, levels=2, codebook_size=3)
+    codes, _ = residual_codebooks(vectors, levels=2, codebook_size=3)
+    table, report = semantic_id_table(items, codes, codebook_size=3)
     first = table["sid1"].list.first().to_list()
     assert len(set(first[:10])) == 1 and len(set(first)) == 3  # one level-1 code per content cluster
     codes = table.select(pl.concat_str([pl.col(c).list.first() for c in table.columns[1:]], separator="/"))
@@ -269,6 +270,54 @@ def test_semantic_only_items_are_their_codes_and_need_no_id_rows(small_sequences
     composed = model.get_input_embeddings().weight[tokenizer.item_offset :]
     assert composed.abs().max() < 50
     assert item_content.summary(tokenizer)["scheme"].startswith("mean of attribute tokens")
+
+
+def test_a_semantic_model_ranks_a_new_item_from_its_text_alone(small_sequences, tmp_path):
+    """The text encoder and codebooks are fit on the training catalogue, saved beside the tokenizer (plain
+    AutoTokenizer still loads it), and give an item published later its codes from its title alone: the same
+    codes as a known item with that title, told apart by the next dedup value, never a collision."""
+    import numpy as np
+
+    from bertrec.integrity import write_manifest
+    from bertrec.recommend import Recommender
+
+    features = tmp_path / "items.jsonl"
+    titles = [("a", "red pen"), ("b", "red pen ink refill"), ("c", "paper ream"), ("d", "paper ream white")]
+    features.write_text("\n".join(json.dumps({"item_id": i, "title": t}) for i, t in titles))
+    tokenizer = item_content.tokenizer_with_features(
+        _tokenizer(small_sequences), str(features), ["none"], item_tokens="id+semantic", text_columns=["title"],
+        semantic_levels=2, codebook_size=2,
+    )  # fmt: skip
+    assert tokenizer.spec.items == ["a", "b", "c"]  # d has text but no interaction: not in the catalogue
+    model = _model(tokenizer, "gpt2")
+    item_content.attach(model, tokenizer)
+    with item_content.folded(model):
+        model.save_pretrained(tmp_path / "run")
+    tokenizer.save(tmp_path / "run")
+    write_manifest(tmp_path / "run")
+    AutoTokenizer.from_pretrained(tmp_path / "run")  # the encoder's files do not disturb a plain load
+
+    recommender = Recommender.from_pretrained(str(tmp_path / "run"))
+    saved = recommender.tokenizer.item_encoder
+    assert np.array_equal(saved.centroids, tokenizer.item_encoder.centroids)
+    with pytest.raises(ValueError, match="no column.*title"):
+        recommender.add_items(pl.DataFrame({"item_id": ["x"], "brand": ["Acme"]}))
+    assert recommender.add_items(pl.DataFrame({"item_id": ["twin", "d"], "title": ["red pen", "paper ream white"]}))
+    extended = recommender.tokenizer
+    codes = item_content.known_codes(extended)
+    index = {item: i for i, item in enumerate(extended.spec.items)}
+    assert np.array_equal(codes[index["twin"]], codes[index["a"]])  # same text, same codes
+    dedup = extended.spec.attributes["sid_dedup"]
+    rows = extended.spec.item_attributes
+    assert rows[index["twin"]][-1] != rows[index["a"]][-1] or dedup == ["[NONE]", "0"]  # next dedup, or [NONE]
+    embeddings = recommender.item_embeddings()
+    assert not np.allclose(embeddings[index["twin"]], embeddings[index["d"]])  # placed by their own text
+    # the id part it never learnt is borrowed from its text's nearest catalogue items (here all 3 of them), and
+    # the row takes their length, so a new item can reach a top 10 against trained rows
+    lengths = np.linalg.norm(embeddings, axis=1)
+    assert lengths[index["twin"]] == pytest.approx(lengths[[index[i] for i in "abc"]].mean(), rel=1e-4)
+    ranked = recommender.recommend([("b", "interact", 0.0)], k=4)
+    assert {"twin", "d"} & set(ranked.items)  # new items are recommended at once
 
 
 def test_content_similarity_baseline_ranks_items_like_the_history_first(small_sequences):

@@ -9,12 +9,11 @@
 #
 # Pinning notes (see README.md in this folder):
 #   * torch==2.13.0 (CPU) is installed first from the local wheel folder and then pinned through a
-#     constraints file, so no later step can pull a multi-GB CUDA build of torch
+#     constraints file (peer_venv.sh), so no later step can pull a multi-GB CUDA build of torch
 #     (<PEER>_ALLOW_TORCH_DOWNLOAD=1 allows a download anyway).
 #   * rectools[torch]==0.19.0 (newest release; its metadata allows torch<3, pytorch-lightning<=2.5.2, numpy<2).
 #   * replay-rec[torch]==0.22.0 (newest release; torch<3, lightning<3, numpy<2.5, polars<2); no spark extra:
 #     the runner uses pandas/polars data only.
-#   * setuptools>=77,<81: older versions break the local CPU torch wheel.
 set -euo pipefail
 
 PEER="${1:?usage: install_lightning_peer.sh rectools|replay}"
@@ -34,41 +33,9 @@ case "$PEER" in
         exit 2
         ;;
 esac
-UPPER="$(echo "$PEER" | tr '[:lower:]' '[:upper:]')"
-VENV_VARIABLE="${UPPER}_VENV"
-DOWNLOAD_VARIABLE="${UPPER}_ALLOW_TORCH_DOWNLOAD"
 TAG="[install_$PEER]"
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${!VENV_VARIABLE:-$HERE/.venv-$PEER}"
-PYTHON="${PYTHON:-python3}"
-
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "$TAG creating venv at $VENV"
-    "$PYTHON" -m venv "$VENV"
-else
-    echo "$TAG reusing venv at $VENV"
-fi
-
-PY="$VENV/bin/python"
-PIP=("$PY" -m pip --disable-pip-version-check)
-
-CONSTRAINTS="$VENV/$PEER-constraints.txt"
-cat >"$CONSTRAINTS" <<'CONS'
-torch==2.13.0
-setuptools>=77,<81
-CONS
-
-# 1. build tooling, then the CPU torch wheel from the local wheel folder only
-"${PIP[@]}" install -q -c "$CONSTRAINTS" "setuptools>=77,<81" wheel
-if ! "${PIP[@]}" install -q --no-index --no-deps -c "$CONSTRAINTS" "torch==2.13.0"; then
-    if [ "${!DOWNLOAD_VARIABLE:-0}" != "1" ]; then
-        echo "$TAG no local torch==2.13.0 wheel found (pip find-links); refusing to download one." >&2
-        echo "$TAG set $DOWNLOAD_VARIABLE=1 to install torch==2.13.0 from the index." >&2
-        exit 1
-    fi
-fi
-"${PIP[@]}" install -q -c "$CONSTRAINTS" "torch==2.13.0"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/peer_venv.sh"
+peer_venv "$PEER"  # 1. the venv and the CPU torch wheel
 
 # 2. the peer with its torch extra, everything else from its own metadata
 "${PIP[@]}" install -q -c "$CONSTRAINTS" "$REQUIREMENT"

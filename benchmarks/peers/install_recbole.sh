@@ -9,51 +9,18 @@
 #
 # Pinning notes (see README.md in this folder):
 #   * torch==2.13.0 is installed first and then pinned through a constraints
-#     file, so nothing can ever pull a multi-GB CUDA build of torch.
+#     file (peer_venv.sh), so nothing can ever pull a multi-GB CUDA build of torch.
 #   * recbole itself is installed with --no-deps: its metadata requires ray,
 #     thop, plotly, tabulate, ... which are only used by hyper-parameter
 #     tuning / quick_start / FLOPs counting, none of which the runner uses.
-#   * setuptools>=77,<81: older versions break the local CPU torch wheel;
-#     80.x still ships pkg_resources (used by tensorboard).
 #   * pandas<3: RecBole relies on DataFrame.fillna(inplace=True) on column
 #     selections, which silently does nothing under pandas 3 copy-on-write.
 #   * numpy<2: RecBole 1.2.1 predates numpy 2.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${RECBOLE_VENV:-$HERE/.venv-recbole}"
-PYTHON="${PYTHON:-python3}"
-
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "[install_recbole] creating venv at $VENV"
-    "$PYTHON" -m venv "$VENV"
-else
-    echo "[install_recbole] reusing venv at $VENV"
-fi
-
-PY="$VENV/bin/python"
-PIP=("$PY" -m pip --disable-pip-version-check)
-
-CONSTRAINTS="$VENV/recbole-constraints.txt"
-cat >"$CONSTRAINTS" <<'EOF'
-torch==2.13.0
-setuptools>=77,<81
-numpy<2
-pandas<3
-EOF
-
-# 1. build tooling, then the CPU torch wheel from the local wheel folder only (--no-index --no-deps): a torch
-#    from the package index would be a multi-GB CUDA build (set RECBOLE_ALLOW_TORCH_DOWNLOAD=1 to allow it
-#    anyway).  torch's own small dependencies (filelock, sympy, ...) then come from the index as usual.
-"${PIP[@]}" install -q -c "$CONSTRAINTS" "setuptools>=77,<81" wheel
-if ! "${PIP[@]}" install -q --no-index --no-deps -c "$CONSTRAINTS" "torch==2.13.0"; then
-    if [ "${RECBOLE_ALLOW_TORCH_DOWNLOAD:-0}" != "1" ]; then
-        echo "[install_recbole] no local torch==2.13.0 wheel found (pip find-links); refusing to download one." >&2
-        echo "[install_recbole] set RECBOLE_ALLOW_TORCH_DOWNLOAD=1 to install torch==2.13.0 from the index." >&2
-        exit 1
-    fi
-fi
-"${PIP[@]}" install -q -c "$CONSTRAINTS" "torch==2.13.0"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/peer_venv.sh"
+# 1. the venv and the CPU torch wheel (peer_venv.sh), with RecBole's extra pins
+peer_venv recbole "numpy<2" "pandas<3"
 
 # 2. RecBole's real run-time dependencies for training/evaluating sequential
 #    models (import of recbole.config/data/trainer/utils/model.*):
