@@ -100,6 +100,7 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "bertrec-event-untied-plain": ("gpt2", STACKED, UNTIED_FLAGS),  # ... and without either score table
     # item content (issue 20): each item's row plus the mean of its attribute tokens (the dataset's feature file)
     "sasrec-content": ("gpt2", "item", [ITEM_FEATURES]),
+    "sasrec-rope-content": ("gpt_neox", "item", [ITEM_FEATURES]),  # ... on ml-100k's best row (rotary positions)
     # ... plus semantic-ID codes from the item text (TF-IDF + SVD, residual k-means), with and without id rows
     "sasrec-id-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "id+semantic"]),
     "sasrec-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "semantic"]),

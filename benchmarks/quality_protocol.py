@@ -60,8 +60,15 @@ DATASETS = {
     # the built-in shop log (SyntheticShopConfig defaults): what the README's main command trains on; the
     # recipe's default cleaning and length, and seen items kept as the recipe evaluates by default
     "synthetic": DatasetSpec("", "synthetic", 50, target_action="purchase", headline="plain"),
-    # MovieLens 100K as RecBole ships it; every rating kept; ratings become actions rate_1..rate_5
-    "ml-100k": DatasetSpec("ml-100k/ml-100k.inter", "recbole", 200, reader_options={"rating_actions": "rate"}),
+    # MovieLens 100K as RecBole ships it; every rating kept; ratings become actions rate_1..rate_5; genres and
+    # release years (ml-100k.item) become attribute tokens for the content rows
+    "ml-100k": DatasetSpec(
+        "ml-100k/ml-100k.inter",
+        "recbole",
+        200,
+        reader_options={"rating_actions": "rate"},
+        item_features="ml-100k/ml-100k.item",
+    ),
     # the BERT4Rec paper's file: already 5-core, chronological, no timestamps or actions; repeats kept as they are
     "amazon-beauty": DatasetSpec(
         "amazon-beauty/beauty.txt", "sequence_text", 50, cleaning={"drop_duplicates": False}, rich_layout="item"

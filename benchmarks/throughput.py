@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
-SECTIONS = ("data", "bucketed", "training", "profile", "evaluation", "latency", "million", "time_to_quality")
+SECTIONS = (
+    "data", "bucketed", "training", "profile", "evaluation", "latency", "million", "semantic", "time_to_quality"
+)  # fmt: skip
 SIZES = ((64, 2), (256, 4))
 RECBOLE_NAMES = {"gpt2": "SASRec", "bert": "BERT4Rec"}
 
@@ -173,6 +175,21 @@ def latency_section(args) -> dict:
 def million_section(args) -> dict:
     result = child("million", "--work_dir", args.work_dir)
     print(f"1M items: {result['step_seconds']} s/step, peak RSS {result['peak_rss_mb']} MB", flush=True)
+    return result
+
+
+def semantic_section(args) -> dict:
+    import throughput_parts as parts
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result = {"threads": args.threads, **parts.semantic_catalogue()}
+    print(
+        f"semantic IDs, {result['items']:,} items: {result['semantic_share']:.4%} of the id table's item "
+        f"parameters; eval {result['eval_users_per_second']} users/s (ids: "
+        f"{result['id_model']['users_per_second']})",
+        flush=True,
+    )
     return result
 
 

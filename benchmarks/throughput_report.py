@@ -147,6 +147,33 @@ def million(section: dict) -> str:
     return f"### A 1M-item catalogue ({section['loss']})\n\n" + _head(section) + _table(header, [row])
 
 
+def semantic(section: dict) -> str:
+    ids = section["id_model"]
+    rows = [
+        ["ids (one row per item)", _num(section["id_item_parameters"]), "—", "—", ids["users_per_second"]],
+        [
+            f"semantic IDs only ({section['attribute_values']} code tokens)",
+            _num(section["semantic_item_parameters"]),
+            f"{section['semantic_share']:.4%}",
+            section["compose_seconds"],
+            section["eval_users_per_second"],
+        ],
+    ]
+    header = ["item tokens", "item parameters", "share of the id table", "s to compose every row", "eval users/s"]
+    codes = section["codes"]
+    note = (
+        f"{_num(codes['distinct_codes'])} distinct code tuples over {_num(section['items'])} items, "
+        f"{_num(codes['items_sharing_codes'])} told apart by the dedup level (up to {codes['max_dedup']}); codes "
+        f"made in {section['code_seconds']} s.\n\n"
+    )
+    return (
+        f"### Semantic-ID item tokens at {_num(section['items'])} items ({_threads(section['threads'])})\n\n"
+        + _head(section)
+        + _table(header, rows)
+        + note
+    )
+
+
 def time_to_quality(section: dict) -> str:
     rows = [
         [
@@ -182,5 +209,6 @@ def time_to_quality(section: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    order = ("data", "bucketed", "training", "profile", "evaluation", "latency", "million", "time_to_quality")
+    order = ("data", "bucketed", "training", "profile", "evaluation", "latency", "million", "semantic")
+    order += ("time_to_quality",)
     return "".join(globals()[name](results[name]) for name in order if name in results)

@@ -237,6 +237,18 @@ def _item_tokens(attributes: dict | None) -> list[str]:
         "The rows saved "
         "here are already composed, so the model scores items as it was trained; the attribute rows stay in the "
         "vocabulary, and the item-to-attribute table is in `event_tokenizer.json`.", "",
+        *_semantic_ids(attributes.get("semantic_ids")),
+    ]  # fmt: skip
+
+
+def _semantic_ids(codes: dict | None) -> list[str]:
+    if not codes:
+        return []
+    return [
+        f"Semantic IDs: {codes['levels']} levels of {codes['codebook_size']} residual k-means codes over item "
+        f"vectors from {', '.join(f'`{c}`' for c in codes['text_columns'])} by {codes['encoder']}, fit on the "
+        "training catalogue and saved as `semantic_ids.json` / `semantic_ids.safetensors`: "
+        "`Recommender.add_items` gives a new item its codes from that text alone.", "",
     ]  # fmt: skip
 
 

@@ -216,7 +216,17 @@ def summary(tokenizer) -> dict | None:
         with_value = sum(1 for row in spec.item_attributes if any(a in span and a not in none_ids for a in row))
         columns[column] = {"values": len(values) - 1, "items_with_value": with_value}
     scheme = "id + mean of attribute tokens" if spec.item_id_rows else "mean of attribute tokens (no id rows)"
-    return {"scheme": scheme, "items": len(spec.items), "columns": columns}
+    result = {"scheme": scheme, "items": len(spec.items), "columns": columns}
+    encoder = tokenizer.item_encoder
+    if encoder is not None:
+        levels, codebook = encoder.centroids.shape[:2]
+        result["semantic_ids"] = {
+            "encoder": f"TF-IDF + SVD (built in), {encoder.text.dim} dimensions, {len(encoder.text.vocabulary)} words",
+            "text_columns": encoder.text_columns,
+            "levels": int(levels),
+            "codebook_size": int(codebook),
+        }
+    return result
 
 
 def composition(tokenizer, device: torch.device | None = None) -> ComposedItems:

@@ -271,6 +271,22 @@ def test_semantic_only_items_are_their_codes_and_need_no_id_rows(small_sequences
     assert composed.abs().max() < 50
     assert item_content.summary(tokenizer)["scheme"].startswith("mean of attribute tokens")
 
+    # full ranking is exact: every item's score, from the saved stock model, is brute force over its codes
+    # (the hidden state against the mean of its code rows); a cost of one dot product per item once folded
+    with item_content.folded(model):
+        model.save_pretrained(tmp_path / "run")
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path / "run").eval()
+    with torch.no_grad():
+        out = stock(
+            input_ids=torch.tensor([[tokenizer.item_offset, tokenizer.item_offset + 2]]), output_hidden_states=True
+        )
+        hidden = out.hidden_states[-1][0, -1]
+        brute = torch.stack([
+            hidden @ torch.stack([original[tokenizer.attribute_offset + a] for a in row]).mean(dim=0)
+            for row in tokenizer.spec.item_attributes
+        ])  # fmt: skip
+    assert torch.allclose(out.logits[0, -1, tokenizer.item_offset :], brute, atol=1e-5)
+
 
 def test_a_semantic_model_ranks_a_new_item_from_its_text_alone(small_sequences, tmp_path):
     """The text encoder and codebooks are fit on the training catalogue, saved beside the tokenizer (plain
@@ -289,6 +305,10 @@ def test_a_semantic_model_ranks_a_new_item_from_its_text_alone(small_sequences, 
         semantic_levels=2, codebook_size=2,
     )  # fmt: skip
     assert tokenizer.spec.items == ["a", "b", "c"]  # d has text but no interaction: not in the catalogue
+    from bertrec.hub import _item_tokens
+
+    card = " ".join(_item_tokens(item_content.summary(tokenizer)))  # the model card names the encoder
+    assert "Semantic IDs: 2 levels of 2 residual k-means codes" in card and "`title` by TF-IDF + SVD" in card
     model = _model(tokenizer, "gpt2")
     item_content.attach(model, tokenizer)
     with item_content.folded(model):

@@ -203,6 +203,22 @@ def test_defaults_for_other_files_are_string_columns_as_categorical(tmp_path):
     assert read_item_features(csv).table.rows() == [("1", ["1999"], ["Pen"])]  # CSV is all text
 
 
+def test_recbole_item_files_are_read_by_their_typed_headers(tmp_path):
+    """ml-100k.item's layout: genres (token_seq) split on spaces, the year a token, the title text."""
+    path = write(
+        tmp_path / "ml.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\trating:float\n"
+        "1\tToy Story\t1995\tAnimation Children's Comedy\t3.9\n2\tGoldenEye\t\tAction\t3.2\n",
+    )
+    features = read_item_features(path)
+    assert (features.categorical, features.text) == (["release_year", "class"], ["movie_title"])
+    assert features.table.rows() == [
+        ("1", ["1995"], ["Animation", "Children's", "Comedy"], "Toy Story"),
+        ("2", [], ["Action"], "GoldenEye"),
+    ]
+    assert features.report["missing"]["release_year"] == 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Bad input: each message names the file, the row (or line, or item key) and the column
 
@@ -267,6 +283,7 @@ def test_duplicate_item_ids_name_the_first_two_rows(tmp_path):
         ("items.csv", "item_id,brand\n", {}, ["no items", "0 data rows"]),
         ("items.jsonl", "\n\n", {}, ["only blank lines"]),
         ("Shop.item.json", "{}", {}, ["no items"]),
+        ("ml.item", "item_id:token\tgenre\n1\tx\n", {}, ["header 'genre'", "name:type"]),
     ],
 )
 def test_bad_feature_files_name_file_row_and_column(tmp_path, name, content, options, parts):

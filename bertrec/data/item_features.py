@@ -43,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger("bertrec")
 
-FEATURE_FORMATS = ("csv", "tsv", "parquet", "jsonl", "item_json")
+FEATURE_FORMATS = ("csv", "tsv", "parquet", "jsonl", "item_json", "recbole_item")
 # The item.json layout's own fields: what they are is known, so they need no configuration.
 ITEM_JSON_CATEGORICAL = ("brand", "categories")
 ITEM_JSON_TEXT = ("title", "description")
@@ -126,7 +126,8 @@ def read_item_features(
     separators: Mapping[str, str | None] | None = None,
     format: str | None = None,
 ) -> ItemFeatures:
-    """The item content of a CSV/TSV, Parquet, JSON-lines or ``*.item.json`` file, one row per item.
+    """The item content of a CSV/TSV, Parquet, JSON-lines, ``*.item.json`` or RecBole ``*.item`` file, one row
+    per item.
 
     ``format`` is one of ``FEATURE_FORMATS``; by default it comes from the extension, and a ``.json`` file is the
     item.json layout (an object item id -> fields; a file of one object per line is ``.jsonl``). ``item_column``
@@ -139,6 +140,9 @@ def read_item_features(
     are categorical and ``title`` and ``description`` are text, each when the file has it; for other files every
     non-id column holding strings (or lists of strings) is categorical and none is text, since which column is
     free text cannot be told from its type. Numeric columns are left out by default; name them to keep them.
+    A RecBole atomic ``.item`` file (``name:type`` headers, tab-separated) is read by its header: ``token`` and
+    ``token_seq`` columns (split on spaces) are categorical, except ``token_seq`` columns named like a title or
+    description, which are text (ml-100k: ``class`` and ``release_year`` categorical, ``movie_title`` text).
     """
     path = Path(path)
     if not path.exists():
@@ -161,7 +165,10 @@ def read_item_features(
         selection = _select(path, format, found, item_column, categorical, text, separators, defaults)
         frame = _records_frame(path, keys, records, where, *selection[:2])
     else:
-        frame = _read_file(path, format, None, "utf8")
+        if format == "recbole_item":
+            frame, defaults = _recbole_item_frame(path)
+        else:
+            frame = _read_file(path, format, None, "utf8")
         if frame.height == 0:
             raise EventDataError(
                 f"{path}: the file has no items (columns {frame.columns}, 0 data rows). Check that this is the "
@@ -178,7 +185,8 @@ def read_item_features(
                 f"{path}: column {item_column!r}: no such item id column. Columns found: {frame.columns}.{hint} "
                 "Pass item_column= to name the column holding the item ids."
             )
-        defaults = _frame_defaults(frame, item_column)
+        if format != "recbole_item":
+            defaults = _frame_defaults(frame, item_column)
         selection = _select(path, format, frame.columns, item_column, categorical, text, separators, defaults)
         frame = _typed_frame(path, frame, item_column, where, *selection[:2])
     return _finish(path, frame, where, item_column if format != "item_json" else None, *selection)
@@ -196,6 +204,8 @@ def _detect_format(path: Path, format: str | None) -> str:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] == ".json":
         return "item_json"
+    if suffixes and suffixes[-1] == ".item":
+        return "recbole_item"
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
     raise EventDataError(
@@ -386,6 +396,29 @@ def _not_text(path: Path, where: str, name: str, shown: str) -> EventDataError:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Typed sources (CSV/TSV read as text, Parquet with its own types)
+
+
+_RECBOLE_TEXT_NAMES = ("title", "description", "desc")
+
+
+def _recbole_item_frame(path: Path) -> tuple[pl.DataFrame, tuple[list[str], list[str], dict[str, str]]]:
+    """A RecBole ``.item`` file with its ``name:type`` headers reduced to names, and its default columns."""
+    frame = _read_file(path, "tsv", None, "utf8")
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in frame.columns)  # "1995" stays a token, not a year
+    types = {}
+    for header in frame.columns:
+        name, _, kind = header.rpartition(":")
+        if not name or kind not in ("token", "token_seq", "float", "float_seq"):
+            raise EventDataError(
+                f"{path}: header {header!r} is not a RecBole 'name:type' field (types token, token_seq, float, "
+                "float_seq); a plain table should be named .tsv or .csv"
+            )
+        types[name] = kind
+    frame = frame.rename(dict(zip(frame.columns, types)))
+    text = [n for n, k in types.items() if k == "token_seq" and any(t in n.lower() for t in _RECBOLE_TEXT_NAMES)]
+    categorical = [n for n, k in types.items() if k in ("token", "token_seq") and n not in text and n != "item_id"]
+    separators = {n: " " for n in categorical if types[n] == "token_seq"}
+    return frame, (categorical, text, separators)
 
 
 def _frame_defaults(frame: pl.DataFrame, item_column: str) -> tuple[list[str], list[str], dict[str, str]]:
