@@ -145,20 +145,8 @@ class TokenizerArguments:
             "attributes), semantic (semantic-ID codes from its text, plus attributes, no id row) or id+semantic."
         },
     )
-    cold_item_rate: float = field(
-        default=0.0,
-        metadata={
-            "help": "With --item_tokens id+semantic: the share of items the output layer scores, in each "
-            "training step, as an item added after training would be (its content plus its text neighbours' "
-            "id parts), so items added later from their text compete on the trained ones' scale."
-        },
-    )
     semantic_id_levels: int = field(default=3, metadata={"help": "Semantic IDs: residual k-means levels."})
     semantic_id_codebook: int = field(default=64, metadata={"help": "Semantic IDs: codes per level."})
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.cold_item_rate < 1.0:
-            raise ConfigError(f"--cold_item_rate is a share of items in [0, 1), got {self.cold_item_rate}")
 
 
 @dataclass

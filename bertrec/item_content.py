@@ -62,31 +62,6 @@ class ComposedItems(torch.nn.Module):
         return torch.cat([weight[: self.item_offset], items, weight[end:]])
 
 
-class PracticedNewItems(ComposedItems):
-    """The output layer's composition when training practises new items (``--cold_item_rate``): in each training
-    step a random ``rate`` of the items are scored as an item added after training would be
-    (``_new_item_rows``: its content plus the average id part of its text neighbours, at their average row
-    length), so the model learns to rank such rows against trained ones; evaluation and the saved model use
-    every item's own row. ``neighbours [items, k]``: each item's nearest other catalogue items by text."""
-
-    def __init__(self, base: ComposedItems, neighbours: torch.Tensor, rate: float):
-        super().__init__(base.item_offset, base.attribute_ids, base.weights, base.id_rows)
-        self.rate = rate
-        self.register_buffer("neighbours", neighbours, persistent=False)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(weight)
-        start, end = self.item_offset, self.item_offset + self.num_items
-        content = self.content(weight)
-        items = weight[start:end] + content
-        picked = torch.nonzero(torch.rand(self.num_items, device=weight.device) < self.rate).squeeze(1)
-        if picked.numel():
-            practised = _new_item_rows(items, content, content[picked], self.neighbours[picked])
-            items = items.index_copy(0, picked, practised.to(items.dtype))
-        return torch.cat([weight[:start], items, weight[end:]])
-
-
 def column_offsets(attributes: dict[str, list[str]]) -> list[int]:
     """Where each column's values start among all attribute values; each starts with its ``[NONE]``."""
     return [int(o) for o in np.cumsum([0, *(len(v) for v in attributes.values())])[:-1]]
@@ -275,31 +250,17 @@ def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-def attach(model: torch.nn.Module, tokenizer, cold_item_rate: float = 0.0) -> ComposedItems:
+def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
     """Compose ``model``'s item rows from their attributes from now on (input and output layers; a tied
-    weight stays one parameter). Call after any direct write to the embedding (``item_init``).
-    ``cold_item_rate``: the share of items the output layer scores as new items in each training step
-    (``PracticedNewItems``; a model with semantic IDs, whose encoder knows each item's text neighbours)."""
+    weight stays one parameter). Call after any direct write to the embedding (``item_init``)."""
     if not tokenizer.spec.item_attributes:
         raise ValueError("this tokenizer has no item attributes (build it with item features)")
     if attached(model):
         raise ValueError("the model's item rows are already composed from attributes")
     layers = _layers(model)
     module = composition(tokenizer, device=layers[0].weight.device)
-    modules = [module] * len(layers)
-    if cold_item_rate:
-        encoder = tokenizer.item_encoder
-        if encoder is None or encoder.item_vectors is None or not tokenizer.spec.item_id_rows:
-            raise ValueError(
-                "--cold_item_rate practises new items from their text neighbours and id rows: use it with "
-                "--item_tokens id+semantic"
-            )
-        if len(layers) == 1:
-            raise ValueError("--cold_item_rate needs an output layer of its own module (GPT-2, BERT, ...)")
-        neighbours = encoder.neighbours(encoder.item_vectors.astype(np.float32), exclude_self=True)
-        modules[-1] = PracticedNewItems(module, neighbours.to(layers[0].weight.device), cold_item_rate)
-    for layer, composing in zip(layers, modules):
-        parametrize.register_parametrization(layer, "weight", composing)
+    for layer in layers:
+        parametrize.register_parametrization(layer, "weight", module)
     return module
 
 
@@ -315,8 +276,7 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
         yield
         return
     layers = _layers(model)
-    modules = [layer.parametrizations.weight[0] for layer in layers]
-    module = modules[0]  # the input layer's: every item's own row, never a practised new one
+    module = layers[0].parametrizations.weight[0]
     originals, composed = [], []
     with torch.no_grad():
         for layer in layers:
@@ -336,8 +296,8 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for original, values in zip(originals, raw):
                 original.copy_(values)
-        for layer, composing in zip(layers, modules):
-            parametrize.register_parametrization(layer, "weight", composing)
+        for layer in layers:
+            parametrize.register_parametrization(layer, "weight", module)
 
 
 def none_attributes(tokenizer) -> list[int]:

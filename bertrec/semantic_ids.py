@@ -156,26 +156,14 @@ class SemanticIdEncoder:
         """Text vectors of ``table``'s items (its text columns), in the space the codebooks were fit in."""
         return self.text.encode(_texts(table, self.text_columns))
 
-    def neighbours(
-        self, vectors: np.ndarray, k: int = NEIGHBOURS, exclude_self: bool = False, chunk: int = 4096
-    ) -> torch.Tensor | None:
+    def neighbours(self, vectors: np.ndarray, k: int = NEIGHBOURS) -> torch.Tensor | None:
         """``[items, k]``: the training catalogue items nearest to each vector by cosine (-1 for an item
-        without text); ``None`` for an encoder saved without the catalogue's vectors. ``exclude_self``: the
-        vectors are the catalogue's own, and an item is not its own neighbour. Scored ``chunk`` rows at a time
-        against the whole catalogue (quadratic in the catalogue for ``exclude_self``)."""
+        without text); ``None`` for an encoder saved without the catalogue's vectors."""
         if self.item_vectors is None or not len(self.item_vectors):
             return None
         catalogue = torch.as_tensor(self.item_vectors.astype(np.float32))
         query = torch.as_tensor(vectors, dtype=torch.float32)
-        k = min(k, catalogue.shape[0] - int(exclude_self))
-        found = []
-        for start in range(0, query.shape[0], chunk):
-            similarity = query[start : start + chunk] @ catalogue.T
-            if exclude_self:
-                rows = torch.arange(similarity.shape[0])
-                similarity[rows, rows + start] = -float("inf")
-            found.append(similarity.topk(k, dim=1).indices)
-        nearest = torch.cat(found) if found else torch.empty(0, k, dtype=torch.long)
+        nearest = (query @ catalogue.T).topk(min(k, catalogue.shape[0]), dim=1).indices
         nearest[query.norm(dim=1) == 0] = -1
         return nearest
 

@@ -340,45 +340,6 @@ def test_a_semantic_model_ranks_a_new_item_from_its_text_alone(small_sequences, 
     assert {"twin", "d"} & set(ranked.items)  # new items are recommended at once
 
 
-def test_training_practises_new_items_on_the_output_side_only(small_sequences, tmp_path):
-    """--cold_item_rate: in a training step some output rows are built as a new item's would be (content plus
-    its text neighbours' id parts, at their length); input rows, evaluation and the saved model keep every
-    item's own row, and a save in the middle of training does not end the practice."""
-    features = tmp_path / "items.jsonl"
-    titles = [("a", "red pen"), ("b", "red pen ink refill"), ("c", "paper ream")]
-    features.write_text("\n".join(json.dumps({"item_id": i, "title": t}) for i, t in titles))
-    tokenizer = item_content.tokenizer_with_features(
-        _tokenizer(small_sequences), str(features), ["none"], item_tokens="id+semantic", text_columns=["title"],
-        semantic_levels=2, codebook_size=2,
-    )  # fmt: skip
-    with pytest.raises(ValueError, match="id\\+semantic"):
-        item_content.attach(_model(_tokenizer(small_sequences), "gpt2"), item_content.with_attributes(
-            _tokenizer(small_sequences), FEATURES, ["brand"])[0], cold_item_rate=0.5)  # fmt: skip
-    model = _model(tokenizer, "gpt2")
-    module = item_content.attach(model, tokenizer, cold_item_rate=0.5)
-    start, end = tokenizer.item_offset, tokenizer.item_offset + tokenizer.num_items
-    original = model.get_input_embeddings().parametrizations.weight.original
-    with torch.no_grad():
-        original[start:end] += torch.randn(end - start, original.shape[1])  # distinct id parts
-        own = module(original)[start:end]
-        torch.manual_seed(0)
-        model.train()
-        practised = set()
-        for _ in range(12):
-            assert torch.allclose(model.get_input_embeddings().weight[start:end], own)  # inputs: own rows
-            rows = model.get_output_embeddings().weight[start:end]
-            practised |= {i for i in range(end - start) if not torch.allclose(rows[i], own[i])}
-        assert practised == {0, 1, 2}
-        with item_content.folded(model):
-            model.save_pretrained(tmp_path / "run")
-        assert any(not torch.allclose(r, o) for _ in range(12) for r, o in zip(
-            model.get_output_embeddings().weight[start:end], own))  # fmt: skip
-        model.eval()
-        assert torch.allclose(model.get_output_embeddings().weight[start:end], own)
-    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "run").get_output_embeddings().weight[start:end]
-    assert torch.allclose(saved, own, atol=1e-6)
-
-
 def test_content_similarity_baseline_ranks_items_like_the_history_first(small_sequences):
     import numpy as np
 

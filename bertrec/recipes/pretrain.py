@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
             tok_args.semantic_id_codebook,
             train_args.seed,
         )
-    elif tok_args.item_tokens != "id" or tok_args.cold_item_rate:
-        flag = f"--item_tokens {tok_args.item_tokens}" if tok_args.item_tokens != "id" else "--cold_item_rate"
-        raise ConfigError(f"{flag} needs --item_features (the items' text)")
+    elif tok_args.item_tokens != "id":
+        raise ConfigError(f"--item_tokens {tok_args.item_tokens} needs --item_features (the items' text)")
     if tokenizer.spec.item_attributes and (
         model_args.logit_temperature is not None or accelerator.distributed_type == DistributedType.FSDP
     ):
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.item_init == "transitions":
         init_from_transitions(model, windows, layout, seed=train_args.seed)
     if tokenizer.spec.item_attributes:
-        item_content.attach(model, tokenizer, tok_args.cold_item_rate)
+        item_content.attach(model, tokenizer)
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows, gated=model_args.repeat_gate)
     if model_args.transition_scores:
