@@ -38,6 +38,13 @@ class DataArguments:
         default="synthetic",
         metadata={"help": "A log file (csv/tsv/parquet/jsonl) or 'synthetic' for the built-in shop log."},
     )
+    prepared_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train from a folder written by recipes/prepare.py instead of --dataset: its split and, when "
+            "prepared with --events_per_bucket, its tokenizer and memory-mapped training windows."
+        },
+    )
     format: str | None = field(default=None, metadata={"help": "File format if the extension does not say it."})
     delimiter: str | None = field(
         default=None, metadata={"help": "CSV/TSV field separator, e.g. ';' (default: ',' for .csv, tab for .tsv)."}

@@ -119,8 +119,13 @@ def test_bucketed_path_refuses_formats_it_cannot_stream(tmp_path):
         prepare_in_buckets(path, tmp_path / "out")
 
 
-def test_prepare_recipe_writes_the_same_split_bucketed(tmp_path):
+def test_prepare_recipe_writes_the_same_split_bucketed_and_pretraining_reads_it(tmp_path):
+    """prepare.py writes the same split in memory and bucketed. --prepared_dir: a run from the in-memory folder
+    is the run from the raw log, metric for metric; a bucketed folder's tokenizer and memory-mapped windows are
+    trained on as they are; options that shaped the folder are refused by name. The raw log is deleted before
+    the runs from folders: the folders are all they need."""
     from bertrec.recipes.prepare import load_split, main
+    from bertrec.recipes.pretrain import main as pretrain
 
     path = tmp_path / "log.csv"
     messy_log().write_csv(path)
@@ -137,6 +142,26 @@ def test_prepare_recipe_writes_the_same_split_bucketed(tmp_path):
         main([*flags, "--output_dir", str(tmp_path / "x"), "--events_per_bucket", "1500", "--split", "temporal"])
     with pytest.raises(ConfigError, match="--events_per_bucket only"):
         main([*flags, "--output_dir", str(tmp_path / "x"), "--max_events", "20"])
+
+    model = ["--model_type", "gpt2", "--hidden_size", "16", "--num_layers", "1", "--num_heads", "2"]
+    model += ["--num_epochs", "1", "--batch_size", "64", "--seed", "3"]
+    raw = pretrain([*flags, *model, "--output_dir", str(tmp_path / "raw")])
+    path.unlink()
+    from_memory = pretrain(["--prepared_dir", str(tmp_path / "memory"), *model, "--output_dir", str(tmp_path / "m")])
+    for part in ("valid", "test"):
+        assert from_memory[part] == pytest.approx(raw[part], abs=1e-6), part
+    assert from_memory["data"]["train_windows"] == raw["data"]["train_windows"]
+    unstacked = ["--repeat_scores", "false", "--transition_scores", "false"]  # they read one position per event
+    bucketed_run = ["--prepared_dir", str(tmp_path / "bucketed"), *model, *unstacked]
+    from_buckets = pretrain([*bucketed_run, "--output_dir", str(tmp_path / "b")])
+    assert (
+        from_buckets["test"]["users"] == raw["test"]["users"] and from_buckets["data"]["items"] == raw["data"]["items"]
+    )
+    assert from_buckets["data"]["train_windows"] == raw["data"]["train_windows"]  # the folder's own windows
+    with pytest.raises(ConfigError, match="drop --min_user_events"):
+        pretrain(["--prepared_dir", str(tmp_path / "memory"), "--min_user_events", "7", *model])
+    with pytest.raises(ConfigError, match="drop --max_events"):
+        pretrain(["--prepared_dir", str(tmp_path / "bucketed"), "--max_events", "20", *model])
 
 
 def test_bucketed_path_refuses_utf16_text_and_duplicate_headers(tmp_path):

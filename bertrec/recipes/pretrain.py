@@ -44,6 +44,7 @@ from bertrec.recipes.common import (
     training_summary,
     validation_of,
 )
+from bertrec.recipes.prepared_input import read_prepared
 from bertrec.sharding import full_state_dict, gathered_parameters
 from bertrec.tokenization import LAYOUTS
 from bertrec.training import Objective, TrainingArguments, train
@@ -71,9 +72,10 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.logit_temperature is not None and accelerator.distributed_type == DistributedType.FSDP:
         # FSDP shards the embedding, and the unit-norm projection after each step reads whole item rows
         raise ConfigError("--logit_temperature does not run under FSDP; use DDP or one process")
-    data = prepare_data(data_args)
+    prepared = read_prepared(data_args, tok_args) if data_args.prepared_dir else None
+    data = prepared.data if prepared else prepare_data(data_args)
     split = data.split
-    tokenizer = make_tokenizer(tok_args, split)
+    tokenizer = prepared.tokenizer if prepared and prepared.tokenizer else make_tokenizer(tok_args, split)
     if data_args.item_features:
         if tok_args.tokenizer_dir:
             raise ConfigError("--item_features builds the attribute vocabulary: drop --tokenizer_dir")
@@ -96,7 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
         # both write or shard whole embedding rows, which here are composed from several
         raise ConfigError("item features do not run with --logit_temperature or under FSDP yet")
     objective_name = objective_for(model_args.model_type)
-    windows = tokenizer.encode_training_windows(split.train, min_events=2 if objective_name == "next" else 1)
+    if prepared and prepared.windows is not None:  # encoded when the folder was prepared, memory-mapped here
+        windows = prepared.windows
+    else:
+        windows = tokenizer.encode_training_windows(split.train, min_events=2 if objective_name == "next" else 1)
     logger.info(
         "vocabulary %d tokens (%d items); %d training windows",
         tokenizer.vocab_size,
