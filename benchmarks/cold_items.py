@@ -42,6 +42,7 @@ from quality import (  # noqa: E402
     RESULTS,
     Benchmark,
     per_user_file,
+    shared_arguments,
 )
 from quality_protocol import (  # noqa: E402
     DATA_ROOT,
@@ -335,12 +336,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(n for n, s in DATASETS.items() if s.item_features))
     parser.add_argument("--models", nargs="+", default=[*BASELINES, "sasrec-content"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--cold_share", type=float, default=0.1)
     parser.add_argument("--set", nargs="*", default=[], help="name=value pretrain flags over the leave-one-out choice")
-    parser.add_argument("--work_dir", default="outputs/bench_quality")
-    parser.add_argument("--cpu_threads", type=int, default=1)
-    parser.add_argument("--report", action="store_true", help="only rebuild the markdown from the result files")
+    shared_arguments(parser)
     args = parser.parse_args()
     if not args.report:
         if args.dataset is None:

@@ -593,13 +593,10 @@ def main() -> None:
     parser.add_argument("--protocol", default="loo", choices=tuple(PROTOCOLS))
     defaults = [m for m in MODELS if m not in FINETUNED_MODELS]  # fine-tunes need --protocol target
     parser.add_argument("--models", nargs="+", default=defaults, choices=MODELS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--grid", nargs="*", default=None, help="name=v1,v2 pairs of pretrain flags to select over")
     parser.add_argument("--extra", default="", help='flags added to every bertrec run, e.g. --extra="--num_epochs 300"')
-    parser.add_argument("--work_dir", default="outputs/bench_quality")
-    parser.add_argument("--cpu_threads", type=int, default=1)
     parser.add_argument("--recbole_budget_seconds", type=int, default=3600)
-    parser.add_argument("--report", action="store_true", help="only rebuild the markdown from the result files")
+    shared_arguments(parser)
     args = parser.parse_args()
     if not args.report:
         if args.dataset is None:
@@ -612,6 +609,14 @@ def main() -> None:
         for model in args.models:
             _save(out, args, bench, bench.row(model, args.seeds, grid, shlex.split(args.extra)))
     print(write_report())
+
+
+def shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every quality benchmark script takes (this one and ``cold_items.py``)."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--work_dir", default="outputs/bench_quality")
+    parser.add_argument("--cpu_threads", type=int, default=1)
+    parser.add_argument("--report", action="store_true", help="only rebuild the markdown from the result files")
 
 
 def _grid_pair(text: str) -> tuple[str, list[str]]:
