@@ -294,6 +294,12 @@ class ConfigError(ValueError):
     """A YAML config or flag that does not match any argument."""
 
 
+def check_output_folder(path: str, flag: str = "--output_dir") -> None:
+    """A run writes a folder there: an existing file at that path is a clear error, not a traceback later."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(f"{flag} {path} is a file; give the path of a folder to write the run into")
+
+
 def parse_args(
     dataclass_types: tuple[type, ...], argv: list[str] | None = None, defaults: dict[str, Any] | None = None
 ) -> tuple[Any, ...]:

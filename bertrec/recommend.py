@@ -24,7 +24,7 @@ from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.schema import DEFAULT_ACTION
 from bertrec.evaluation import encode_prompts, prompt_features, prompt_scores
 from bertrec.modeling import load_model, objective_for
-from bertrec.tokenization import EventTokenizer
+from bertrec.tokenization import LAYOUTS, EventTokenizer
 
 Event = tuple[str, str, float | None] | dict
 EVENT_SHAPE = "an (item, action, timestamp) tuple or a dict with 'item' and optional 'action' and 'timestamp'"
@@ -239,9 +239,19 @@ class Recommender:
         return prompt_scores(self.model, layout, batch["input_ids"], batch["attention_mask"]).cpu()
 
     def _check_action(self, action: str | None) -> None:
-        """An action outside the vocabulary has no token; say so instead of failing deep in encoding."""
+        """An action outside the vocabulary has no token, and a layout without action tokens cannot be asked
+        for one at all: say so instead of failing deep in encoding or ignoring the request."""
         spec = self.tokenizer.spec
-        if action is not None and "action" in spec.fields and action not in spec.actions:
+        if action is None:
+            return
+        if "action" not in spec.fields:
+            reading = sorted(name for name, fields in LAYOUTS.items() if "action" in fields)
+            raise ValueError(
+                f"action={action!r}: this model's layout {spec.layout!r} has no action tokens, so it cannot be "
+                f"asked for an action; models trained with a layout that has them can ({reading}). Leave "
+                "action out here."
+            )
+        if action not in spec.actions:
             raise ValueError(f"action {action!r} is not in the model's vocabulary; choose one of {spec.actions}")
 
     def _rule_mask(self, allow: Iterable[str] | None, deny: Iterable[str] | None) -> torch.Tensor:

@@ -89,6 +89,11 @@ class TrainingArguments:
         metadata={"help": "Compile the transformer with torch.compile (dynamic shapes): a one-off compile cost."},
     )
 
+    def __post_init__(self) -> None:
+        from bertrec.args import check_output_folder
+
+        check_output_folder(self.output_dir)
+
 
 @dataclass
 class Objective:

@@ -205,6 +205,8 @@ def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
     ranked = recommender.recommend([("i1", "interact", 0.0), ("fresh", "interact", 1.0)], k=n + 2)
     assert "odd" in ranked.items and "fresh" not in ranked.items  # new items rank; seen ones stay excluded
     assert ranked.unknown_items_skipped == 0  # "fresh" is a known item now
+    with pytest.raises(ValueError, match="layout 'item' has no action tokens.*'time\\+action\\+item'"):
+        recommender.recommend([("i1", "interact", 0.0)], action="purchase")  # refused, not silently ignored
 
 
 def test_an_id_only_model_cannot_take_items_by_content(pretrained):

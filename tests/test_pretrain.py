@@ -280,3 +280,15 @@ def test_repeat_scores_default_off_when_rankings_exclude_seen_items(pretrained, 
     _first_epoch(["--exclude_seen", "true"], folder)
     assert "repeat_bias" not in json.loads((folder / "config.json").read_text())
     assert yaml.safe_load((folder / CONFIG_FILE).read_text())["repeat_scores"] is False
+
+
+def test_an_output_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    from bertrec.args import ConfigError
+    from bertrec.recipes.prepare import main as prepare
+    from bertrec.recipes.pretrain import main as pretrain
+
+    taken = tmp_path / "results.txt"
+    taken.write_text("not a folder")
+    for recipe in (pretrain, prepare):
+        with pytest.raises(ConfigError, match=f"--output_dir {taken} is a file; give the path of a folder"):
+            recipe(["--output_dir", str(taken)])

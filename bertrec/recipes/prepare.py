@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bertrec.args import ConfigError, DataArguments, TokenizerArguments, parse_args
+from bertrec.args import ConfigError, DataArguments, TokenizerArguments, check_output_folder, parse_args
 from bertrec.atomic import atomic_directory
 from bertrec.data.splits import Split
 from bertrec.data.streaming import prepare_in_buckets
@@ -38,6 +38,9 @@ class PrepareArguments:
             "it; 2000000 is about 1.5 GB) and also write the tokenizer and training windows. Leave-one-out only."
         },
     )
+
+    def __post_init__(self) -> None:
+        check_output_folder(self.output_dir)
 
 
 def save_split(split: Split, directory: Path) -> None:
