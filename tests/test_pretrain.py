@@ -292,3 +292,23 @@ def test_an_output_dir_that_is_a_file_is_a_clear_error(tmp_path):
     for recipe in (pretrain, prepare):
         with pytest.raises(ConfigError, match=f"--output_dir {taken} is a file; give the path of a folder"):
             recipe(["--output_dir", str(taken)])
+
+
+def test_the_first_names_import_from_the_package_root():
+    """``from bertrec import Recommender, pretrain, ...``; and ``import bertrec`` alone loads no torch."""
+    import subprocess
+    import sys
+
+    import bertrec
+    from bertrec import EventTokenizer, Recommender, pretrain, read_events
+    from bertrec.data.readers import read_events as reader
+    from bertrec.recipes.pretrain import main
+    from bertrec.recommend import Recommender as recommender_class
+    from bertrec.tokenization import EventTokenizer as tokenizer_class
+
+    assert (Recommender, EventTokenizer, pretrain, read_events) == (recommender_class, tokenizer_class, main, reader)
+    assert set(bertrec.__all__) <= set(dir(bertrec))
+    with pytest.raises(AttributeError, match="no attribute 'Recomender'"):
+        bertrec.Recomender  # noqa: B018
+    light = "import sys, bertrec; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", light], capture_output=True, text=True).stdout.strip() == "False"
