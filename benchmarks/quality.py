@@ -181,9 +181,20 @@ def grid_configs(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def config_id(config: dict[str, str]) -> str:
-    """Run folder name of a configuration; switched-off flags are left out, so adding a boolean to a grid
-    reuses the runs made before it existed."""
-    return "-".join(f"{k}{v}" for k, v in config.items() if v != "false") or "default"
+    """Run folder name of a configuration; a boolean set to "false" where the recipe's default is off is left
+    out, so adding it to a grid reuses the runs made before it existed. One whose default is on stays in the
+    name ("tie_embeddingsfalse"), or that run would be mistaken for the default's."""
+    return "-".join(f"{k}{v}" for k, v in config.items() if not (v == "false" and _off_by_default(k))) or "default"
+
+
+def _off_by_default(flag: str) -> bool:
+    import dataclasses
+
+    from bertrec.recipes.pretrain import ARGUMENTS
+
+    defaults = {f.name: f.default for arguments in ARGUMENTS for f in dataclasses.fields(arguments)}
+    return defaults.get(flag) is False or defaults.get(flag) is None  # None: decided by other flags, e.g. repeats'
+
 
 
 class Benchmark:
