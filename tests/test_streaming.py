@@ -151,6 +151,11 @@ def test_prepare_recipe_writes_the_same_split_bucketed_and_pretraining_reads_it(
     for part in ("valid", "test"):
         assert from_memory[part] == pytest.approx(raw[part], abs=1e-6), part
     assert from_memory["data"]["train_windows"] == raw["data"]["train_windows"]
+    from bertrec.recipes.evaluate import main as evaluate  # reads the folder its saved config names
+
+    assert evaluate(["--model_dir", str(tmp_path / "m")])["model"]["ndcg@10"] == pytest.approx(
+        from_memory["test"]["ndcg@10"], abs=1e-6
+    )
     unstacked = ["--repeat_scores", "false", "--transition_scores", "false"]  # they read one position per event
     bucketed_run = ["--prepared_dir", str(tmp_path / "bucketed"), *model, *unstacked]
     from_buckets = pretrain([*bucketed_run, "--output_dir", str(tmp_path / "b")])

@@ -152,7 +152,12 @@ def cleaning_config(data_args) -> CleaningConfig:
 
 
 def prepare_data(data_args) -> PreparedData:
-    """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made."""
+    """Read, clean (with a report), sequence and split; the split is checked for leakage as it is made. With
+    ``--prepared_dir``, the split ``recipes/prepare.py`` made is read instead (``prepared_input``)."""
+    if getattr(data_args, "prepared_dir", None):
+        from bertrec.recipes.prepared_input import prepared_data
+
+        return prepared_data(data_args)
     check_choices(split=(data_args.split, ("leave_one_out", "temporal")))
     if data_args.target_action is not None and data_args.split != "leave_one_out":
         raise ConfigError("--target_action works with --split leave_one_out only (temporal is not supported yet)")

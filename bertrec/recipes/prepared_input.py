@@ -52,9 +52,9 @@ class PreparedInput:
     windows: TrainWindows | None  # a bucketed folder's; None: encode them from the split
 
 
-def read_prepared(data_args: DataArguments, tokenizer_args: TokenizerArguments) -> PreparedInput:
-    """The split (and, for a bucketed folder, tokenizer and windows) of ``--prepared_dir``."""
-    from bertrec.data.streaming import load_train_windows
+def prepared_data(data_args: DataArguments):
+    """The split and cleaning report of ``--prepared_dir`` (``recipes.common.PreparedData``), what
+    ``prepare_data`` returns for a raw log; every recipe that reads data goes through it."""
     from bertrec.recipes.common import REPORT_FILE, PreparedData
     from bertrec.recipes.prepare import load_split
 
@@ -63,21 +63,33 @@ def read_prepared(data_args: DataArguments, tokenizer_args: TokenizerArguments) 
         raise ConfigError(f"--prepared_dir {folder}: no such folder; write one with recipes/prepare.py")
     _refuse_changed(data_args, DataArguments(), TRAINING_TIME_DATA, "the split was made with them")
     split = load_split(folder)
-    report = CleaningReport.load(folder / REPORT_FILE)
+    if data_args.train_on_validation:
+        if (folder / "tokenizer").is_dir():
+            raise ConfigError(
+                f"--train_on_validation changes the training windows, which {folder} holds already encoded; "
+                "prepare it in memory (recipes/prepare.py without --events_per_bucket) to use it"
+            )
+        split = fold_validation_into_training(split)
+    return PreparedData(split, CleaningReport.load(folder / REPORT_FILE))
+
+
+def read_prepared(data_args: DataArguments, tokenizer_args: TokenizerArguments) -> PreparedInput:
+    """The split (and, for a bucketed folder, tokenizer and windows) of ``--prepared_dir``."""
+    from bertrec.data.streaming import load_train_windows
+
+    data = prepared_data(data_args)
+    folder = Path(data_args.prepared_dir)
     tokenizer = windows = None
     if (folder / "tokenizer").is_dir():  # prepared in buckets: the tokenizer and windows come with it
         _refuse_changed(tokenizer_args, TokenizerArguments(), TRAINING_TIME_TOKENS, "its windows were encoded by it")
-        for flag, given in (("--item_features", data_args.item_features), ("--train_on_validation", None)):
-            if given or (flag == "--train_on_validation" and data_args.train_on_validation):
-                raise ConfigError(
-                    f"{flag} changes the training windows, which {folder} holds already encoded; prepare it "
-                    "in memory (recipes/prepare.py without --events_per_bucket) to use it"
-                )
+        if data_args.item_features:
+            raise ConfigError(
+                f"--item_features changes the training windows, which {folder} holds already encoded; prepare "
+                "it in memory (recipes/prepare.py without --events_per_bucket) to use it"
+            )
         tokenizer = EventTokenizer.load(folder / "tokenizer")
         windows = TrainWindows(load_train_windows(folder), tokenizer)
-    if data_args.train_on_validation:
-        split = fold_validation_into_training(split)
-    return PreparedInput(PreparedData(split, report), tokenizer, windows)
+    return PreparedInput(data, tokenizer, windows)
 
 
 def _refuse_changed(given, defaults, allowed: tuple[str, ...], why: str) -> None:
