@@ -152,6 +152,13 @@ class TokenizerArguments:
             "attributes), semantic (semantic-ID codes from its text, plus attributes, no id row) or id+semantic."
         },
     )
+    item_text_encoder: str = field(
+        default="tfidf",
+        metadata={
+            "help": "Semantic IDs: item vectors from text by 'tfidf' (built in, no download) or a "
+            "sentence-transformers model's name or path (needs the sentence-transformers package)."
+        },
+    )
     semantic_id_levels: int = field(default=3, metadata={"help": "Semantic IDs: residual k-means levels."})
     semantic_id_codebook: int = field(default=64, metadata={"help": "Semantic IDs: codes per level."})
 

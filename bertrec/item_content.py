@@ -158,6 +158,7 @@ def tokenizer_with_features(
     semantic_levels: int = 3,
     codebook_size: int = 64,
     seed: int = 0,
+    text_encoder: str = "tfidf",
 ):
     """``tokenizer`` with the attributes of ``path``'s categorical columns (``columns``, or the reader's
     default; ``["none"]`` for none) and, for ``item_tokens`` with "semantic", semantic-ID codes from the
@@ -183,7 +184,7 @@ def tokenizer_with_features(
         # benchmark's held-out cold item) gets its codes from the saved encoder, as it would in production
         catalogue = features.for_items(tokenizer.spec.items)
         encoder, codes, code_report = SemanticIdEncoder.fit(
-            catalogue, features.text, semantic_levels, codebook_size, seed
+            catalogue, features.text, semantic_levels, codebook_size, seed, text_encoder
         )
         table = table.join(codes, on="item_id", how="left")
         keep_all = encoder.columns
@@ -220,8 +221,13 @@ def summary(tokenizer) -> dict | None:
     encoder = tokenizer.item_encoder
     if encoder is not None:
         levels, codebook = encoder.centroids.shape[:2]
+        described = (
+            f"TF-IDF + SVD (built in), {encoder.text.dim} dimensions, {len(encoder.text.vocabulary)} words"
+            if hasattr(encoder.text, "vocabulary")
+            else f"sentence-transformers `{encoder.text.model}`, {encoder.text.dim} dimensions"
+        )
         result["semantic_ids"] = {
-            "encoder": f"TF-IDF + SVD (built in), {encoder.text.dim} dimensions, {len(encoder.text.vocabulary)} words",
+            "encoder": described,
             "text_columns": encoder.text_columns,
             "levels": int(levels),
             "codebook_size": int(codebook),

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from bertrec.text_vectors import TfidfSvd
+from bertrec.text_vectors import SentenceEncoder, TfidfSvd
 
 
 def kmeans(vectors: torch.Tensor, k: int, iterations: int = 25, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +130,7 @@ class SemanticIdEncoder:
     ``AutoTokenizer`` ignores its two files."""
 
     text_columns: list[str]
-    text: TfidfSvd
+    text: TfidfSvd | SentenceEncoder
     centroids: np.ndarray  # [levels, codebook_size, dim]
     # the training catalogue's text vectors, in the tokenizer's item order (float16): a new item's nearest
     # neighbours by text, whose id parts it borrows (``item_content.add_items_from_content``)
@@ -138,11 +138,18 @@ class SemanticIdEncoder:
 
     @classmethod
     def fit(
-        cls, table: pl.DataFrame, text_columns: list[str], levels: int = 3, codebook_size: int = 64, seed: int = 0
+        cls,
+        table: pl.DataFrame,
+        text_columns: list[str],
+        levels: int = 3,
+        codebook_size: int = 64,
+        seed: int = 0,
+        text_encoder: str = "tfidf",
     ) -> tuple[SemanticIdEncoder, pl.DataFrame, dict]:
-        """The encoder of ``table``'s items (``item_id`` and the text columns), their code table and report."""
+        """The encoder of ``table``'s items (``item_id`` and the text columns), their code table and report.
+        ``text_encoder``: "tfidf" (built in, fit here) or a sentence-transformers model's name or path."""
         texts = _texts(table, text_columns)
-        text = TfidfSvd.fit(texts, seed=seed)
+        text = TfidfSvd.fit(texts, seed=seed) if text_encoder == "tfidf" else SentenceEncoder(text_encoder)
         vectors = text.encode(texts)
         codes, centroids = residual_codebooks(vectors, levels, codebook_size, seed)
         codes_table, report = semantic_id_table(table["item_id"].to_list(), codes, codebook_size)
@@ -189,12 +196,17 @@ class SemanticIdEncoder:
         from bertrec.atomic import atomic_write_text
 
         directory = Path(directory)
-        arrays = {"idf": self.text.idf, "projection": self.text.projection, "centroids": self.centroids}
+        arrays = {"centroids": self.centroids}
+        meta = {"text_columns": self.text_columns, "dim": self.text.dim}
+        if isinstance(self.text, TfidfSvd):
+            arrays |= {"idf": self.text.idf, "projection": self.text.projection}
+            meta["vocabulary"] = self.text.vocabulary
+        else:
+            meta["sentence_transformer"] = self.text.model
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
         if self.item_vectors is not None:
             arrays["item_vectors"] = np.ascontiguousarray(self.item_vectors, dtype=np.float16)
         save_file(arrays, directory / ENCODER_ARRAYS)
-        meta = {"text_columns": self.text_columns, "dim": self.text.dim, "vocabulary": self.text.vocabulary}
         atomic_write_text(directory / ENCODER_FILE, json.dumps(meta) + "\n")
 
     @classmethod
@@ -207,7 +219,10 @@ class SemanticIdEncoder:
             return None
         meta = json.loads((directory / ENCODER_FILE).read_text())
         arrays = load_file(directory / ENCODER_ARRAYS)
-        text = TfidfSvd(meta["vocabulary"], arrays["idf"], arrays["projection"], meta["dim"])
+        if "sentence_transformer" in meta:
+            text = SentenceEncoder(meta["sentence_transformer"], meta["dim"])
+        else:
+            text = TfidfSvd(meta["vocabulary"], arrays["idf"], arrays["projection"], meta["dim"])
         return cls(meta["text_columns"], text, arrays["centroids"], arrays.get("item_vectors"))
 
 

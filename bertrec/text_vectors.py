@@ -95,3 +95,32 @@ def tfidf_svd(texts: Sequence[str], dim: int = 64, min_df: int = 2, seed: int = 
     """``[len(texts), dim]`` float32 unit vectors of ``texts`` from an encoder fit on them (zero rows for texts
     without a kept word)."""
     return TfidfSvd.fit(texts, dim, min_df, seed).encode(texts)
+
+
+@dataclass
+class SentenceEncoder:
+    """A sentence-transformers model given by name or path, as an item text encoder (``--item_text_encoder``):
+    unit vectors, zero rows for items without text, as ``TfidfSvd.encode`` gives. The package is optional (not a
+    bertrec dependency) and loaded on first use; a saved tokenizer records the model's name or path, so whoever
+    adds items later needs the same model there."""
+
+    model: str
+    dim: int = 0
+    _loaded: object = None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._loaded is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as error:
+                raise ImportError(
+                    f"item text encoder {self.model!r} is a sentence-transformers model: pip install "
+                    "sentence-transformers (or use the built-in encoder, --item_text_encoder tfidf)"
+                ) from error
+            self._loaded = SentenceTransformer(self.model, device="cpu")
+        texts = list(texts)
+        vectors = self._loaded.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        vectors[[not text.strip() for text in texts]] = 0.0
+        self.dim = vectors.shape[1]
+        return vectors

@@ -342,6 +342,46 @@ def test_a_semantic_model_ranks_a_new_item_from_its_text_alone(small_sequences, 
     assert {"twin", "d"} & set(ranked.items)  # new items are recommended at once
 
 
+def test_semantic_ids_from_a_sentence_transformers_model_made_in_the_test(small_sequences, tmp_path):
+    """--item_text_encoder PATH: codes from a sentence-transformers model (a tiny one built here: nothing is
+    downloaded); the saved tokenizer names it, and a new item gets its codes from it and its text."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "pen", "ink", "refill", "paper", "ream", "white"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "bert")
+    BertTokenizerFast(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "bert")
+    transformer = models.Transformer(str(tmp_path / "bert"), max_seq_length=16)
+    encoder_dir = tmp_path / "encoder"
+    SentenceTransformer(modules=[transformer, models.Pooling(16)]).save(str(encoder_dir))
+
+    features = tmp_path / "items.jsonl"
+    titles = [("a", "red pen"), ("b", "red pen ink refill"), ("c", "paper ream"), ("d", "white paper ream")]
+    features.write_text("\n".join(json.dumps({"item_id": i, "title": t}) for i, t in titles))
+    tokenizer = item_content.tokenizer_with_features(
+        _tokenizer(small_sequences), str(features), ["none"], item_tokens="id+semantic", text_columns=["title"],
+        semantic_levels=2, codebook_size=2, text_encoder=str(encoder_dir),
+    )  # fmt: skip
+    assert tokenizer.item_encoder.text.dim == 16
+    assert "sentence-transformers" in item_content.summary(tokenizer)["semantic_ids"]["encoder"]
+    tokenizer.save(tmp_path / "tok")
+    loaded = EventTokenizer.load(tmp_path / "tok")
+    assert loaded.item_encoder.text.model == str(encoder_dir)
+    expected = SentenceTransformer(str(encoder_dir)).encode(["paper ream"], normalize_embeddings=True)
+    table = pl.DataFrame({"item_id": ["x"], "title": ["paper ream"]})
+    assert np.allclose(loaded.item_encoder.vectors(table), expected, atol=1e-5)  # the same model, reloaded
+    known = item_content.known_codes(loaded)
+    codes = loaded.item_encoder.codes_for(table["item_id"], loaded.item_encoder.vectors(table), known)
+    c_codes = known[loaded.spec.items.index("c")]  # "c" has the same text: the same codes, the next dedup
+    assert [int(codes[f"sid{i + 1}"][0][0]) for i in range(2)] == c_codes.tolist()
+    assert codes["sid_dedup"][0].to_list() == ["1"]
+
+
 def test_content_similarity_baseline_ranks_items_like_the_history_first(small_sequences):
     import numpy as np
 

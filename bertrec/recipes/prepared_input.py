@@ -25,7 +25,9 @@ from bertrec.tokenization import EventTokenizer
 TRAINING_TIME_DATA = (
     "prepared_dir", "item_features", "item_feature_columns", "item_text_columns", "train_on_validation"
 )  # fmt: skip
-TRAINING_TIME_TOKENS = ("min_attribute_items", "item_tokens", "semantic_id_levels", "semantic_id_codebook")
+TRAINING_TIME_TOKENS = (
+    "min_attribute_items", "item_tokens", "item_text_encoder", "semantic_id_levels", "semantic_id_codebook"
+)  # fmt: skip
 
 
 class TrainWindows(Sequence):

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
             tok_args.semantic_id_levels,
             tok_args.semantic_id_codebook,
             train_args.seed,
+            tok_args.item_text_encoder,
         )
     elif tok_args.item_tokens != "id":
         raise ConfigError(f"--item_tokens {tok_args.item_tokens} needs --item_features (the items' text)")
