@@ -67,6 +67,7 @@ SCORE_TERMS = ["--repeat_scores", "true", "--transition_scores", "true"]  # repe
 GATED = [*SCORE_TERMS, "--repeat_gate", "true"]  # ... or mixed in by a learned gate
 STACKED = "stacked"  # the dataset's rich layout with its tokens at one position per event
 ITEM_FEATURES = "--item_features"  # followed by the dataset's item feature file (DatasetSpec.item_features)
+TEXT_ENCODER = "--item_text_encoder"  # followed by $BERTREC_TEXT_ENCODER
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
     "sasrec-rope": ("gpt_neox", "item", []),  # the same with rotary (relative) instead of learned absolute positions
@@ -104,6 +105,8 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     # ... plus semantic-ID codes from the item text (TF-IDF + SVD, residual k-means), with and without id rows
     "sasrec-id-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "id+semantic"]),
     "sasrec-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "semantic"]),
+    # ... with codes from a sentence-transformers model ($BERTREC_TEXT_ENCODER: a model folder, benchmark-only)
+    "sasrec-id-semantic-st": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "id+semantic", TEXT_ENCODER]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune
@@ -227,6 +230,12 @@ class Benchmark:
                 raise SystemExit(f"{self.dataset} has no item feature file: content rows do not run on it")
             at = flags.index(ITEM_FEATURES) + 1
             flags = [*flags[:at], str(DATA_ROOT / self.spec.item_features), *flags[at:]]
+        if TEXT_ENCODER in flags:
+            encoder = os.environ.get("BERTREC_TEXT_ENCODER")
+            if not encoder:
+                raise SystemExit(f"{model}: set BERTREC_TEXT_ENCODER to a sentence-transformers model folder")
+            at = flags.index(TEXT_ENCODER) + 1
+            flags = [*flags[:at], encoder, *flags[at:]]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags]
         command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
         stacked = "+" in layout  # its pretraining asks the next event's action at half the positions anyway
