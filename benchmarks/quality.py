@@ -199,7 +199,6 @@ def _off_by_default(flag: str) -> bool:
     return defaults.get(flag) is False or defaults.get(flag) is None  # None: decided by other flags, e.g. repeats'
 
 
-
 class Benchmark:
     """One (dataset, protocol): its split, its run folders, and the rows of its table."""
 
@@ -340,21 +339,14 @@ class Benchmark:
         import polars as pl
 
         from bertrec.data.item_features import read_item_features
-        from bertrec.text_vectors import tfidf_svd
+        from bertrec.text_vectors import SentenceEncoder, tfidf_svd
 
         if self.spec.item_features is None:
             raise SystemExit(f"{self.dataset} has no item feature file: content-knn does not run on it")
         features = read_item_features(DATA_ROOT / self.spec.item_features)
         table = features.for_items(tokenizer.spec.items)
         texts = table.select(pl.concat_str(features.text, separator=" ")).to_series().to_list()
-        if text_encoder is None:
-            return tfidf_svd(texts)
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(text_encoder, device="cpu")
-        vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-        vectors[[not text.strip() for text in texts]] = 0.0  # no text: no content, as TF-IDF gives
-        return vectors
+        return tfidf_svd(texts) if text_encoder is None else SentenceEncoder(text_encoder).encode(texts)
 
     def lstm_run(self, config: dict[str, str], seed: int) -> dict:
         run_dir = self.run_dir("lstm", config, seed)

@@ -189,7 +189,7 @@ def tokenizer_with_features(
         table = table.join(codes, on="item_id", how="left")
         keep_all = encoder.columns
         attribute_columns += keep_all
-        logger.info("semantic IDs from %s (TF-IDF + SVD): %s", features.text, code_report)
+        logger.info("semantic IDs from %s (%s): %s", features.text, text_encoder, code_report)
     tokenizer, report = with_attributes(
         tokenizer,
         table,

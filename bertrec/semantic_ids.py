@@ -103,10 +103,7 @@ def semantic_id_table(item_ids: list[str], codes: np.ndarray, codebook_size: int
     """Item feature columns ``sid1 .. sidL`` and ``sid_dedup`` (``List[String]``, one value each) for
     ``bertrec.item_content``, and a report: levels, codebook size, distinct code tuples, collisions."""
     dup, collided = dedup_level(codes)
-    names = code_columns(codes.shape[1])
-    columns = {name: [[str(c)] for c in codes[:, level]] for level, name in enumerate(names[:-1])}
-    columns["sid_dedup"] = [[str(d)] for d in dup]
-    table = pl.DataFrame({"item_id": item_ids, **columns}, schema_overrides={"item_id": pl.String})
+    table = _code_frame(item_ids, codes, dup)
     report = {
         "levels": codes.shape[1],
         "codebook_size": codebook_size,
@@ -116,6 +113,14 @@ def semantic_id_table(item_ids: list[str], codes: np.ndarray, codebook_size: int
         "max_dedup": int(dup.max()) if len(dup) else 0,
     }
     return table, report
+
+
+def _code_frame(item_ids, codes: np.ndarray, dup: np.ndarray) -> pl.DataFrame:
+    """``item_id`` and the code columns (``List[String]``, one value each), as ``item_content`` reads them."""
+    names = code_columns(codes.shape[1])
+    columns = {name: [[str(c)] for c in codes[:, level]] for level, name in enumerate(names[:-1])}
+    columns[names[-1]] = [[str(d)] for d in dup]
+    return pl.DataFrame({"item_id": item_ids, **columns}, schema_overrides={"item_id": pl.String})
 
 
 ENCODER_FILE = "semantic_ids.json"
@@ -179,16 +184,8 @@ class SemanticIdEncoder:
         levels]``: the codes the tokenizer's items already hold, so a new item whose codes equal a known
         item's gets the next ``sid_dedup`` instead of a collision."""
         codes = nearest_codes(vectors, self.centroids)
-        seen: dict[tuple, int] = {}
-        for row in known.tolist():
-            seen[tuple(row)] = seen.get(tuple(row), 0) + 1
-        dedup = []
-        for row in map(tuple, codes.tolist()):
-            dedup.append(seen.get(row, 0))
-            seen[row] = dedup[-1] + 1
-        names = self.columns
-        columns = {name: [[str(c)] for c in codes[:, level]] for level, name in enumerate(names[:-1])}
-        return pl.DataFrame({"item_id": item_ids, **columns, "sid_dedup": [[str(d)] for d in dedup]})
+        dup, _ = dedup_level(np.concatenate([known, codes]))  # known items first: new ones count after them
+        return _code_frame(item_ids, codes, dup[len(known) :])
 
     def save(self, directory: str | Path) -> None:
         from safetensors.numpy import save_file
