@@ -5,7 +5,9 @@ python recipes/evaluate.py --model_dir outputs/pretrain --split_dir data/prepare
 
 A log larger than memory (Parquet, CSV or TSV) is prepared one bucket of users at a time with
 ``--events_per_bucket``: the folder then also holds the tokenizer and memory-mapped training windows
-(``bertrec.data.streaming``), and its split loads the same way.
+(``bertrec.data.streaming``), and its split loads the same way. ``--engine spark`` writes the same folder with
+Apache Spark (``bertrec.data.spark_prepare``), from a file or a table (``--dataset table:db.events``), on the
+master ``--spark_master`` names or the session ``spark-submit`` started.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class PrepareArguments:
             "it; 2000000 is about 1.5 GB) and also write the tokenizer and training windows. Leave-one-out only."
         },
     )
+    engine: str = field(
+        default="polars",
+        metadata={
+            "help": "polars (this machine; with --events_per_bucket for logs larger than memory) or spark: the "
+            "same folder as --events_per_bucket writes, prepared by Apache Spark (pip install pyspark)",
+            "choices": ["polars", "spark"],
+        },
+    )
+    spark_master: str = field(
+        default="local[*]",
+        metadata={"help": "Spark master for --engine spark when no session is running (spark-submit sets one)"},
+    )
 
     def __post_init__(self) -> None:
         check_output_folder(self.output_dir)
@@ -64,8 +78,8 @@ def load_split(directory: str | Path) -> Split:
     return Split(**parts, stats=json.loads((directory / "split_stats.json").read_text()))
 
 
-def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
-    """``prepare_in_buckets`` with the recipe's options; the ones it cannot honour are refused by name."""
+def refuse_unstreamable(data_args, tokenizer_args, flag: str) -> None:
+    """The options the bucketed and Spark paths cannot honour, refused by name."""
     refused = {
         "--dataset synthetic": data_args.dataset == "synthetic",
         f"--reader {data_args.reader}": data_args.reader is not None,
@@ -76,10 +90,12 @@ def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
     }
     if any(refused.values()):
         names = ", ".join(name for name, clash in refused.items() if clash)
-        raise ConfigError(f"--events_per_bucket reads a Parquet/CSV/TSV file with leave-one-out; drop {names}")
-    result = prepare_in_buckets(
-        data_args.dataset,
-        prepare_args.output_dir,
+        raise ConfigError(f"{flag} reads a Parquet/CSV/TSV file with leave-one-out; drop {names}")
+
+
+def streamed_options(data_args, tokenizer_args) -> dict:
+    """The keyword arguments ``prepare_in_buckets`` and ``prepare_on_spark`` share."""
+    return dict(
         cleaning=cleaning_config(data_args),
         columns=column_mapping(data_args),
         format=data_args.format,
@@ -91,15 +107,45 @@ def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
         max_events=tokenizer_args.max_events,
         min_item_count=tokenizer_args.min_item_count,
         time_boundaries=tokenizer_args.time_boundaries,
+    )
+
+
+def prepare_bucketed(data_args, tokenizer_args, prepare_args) -> None:
+    """``prepare_in_buckets`` with the recipe's options."""
+    refuse_unstreamable(data_args, tokenizer_args, "--events_per_bucket")
+    result = prepare_in_buckets(
+        data_args.dataset,
+        prepare_args.output_dir,
         events_per_bucket=prepare_args.events_per_bucket,
+        **streamed_options(data_args, tokenizer_args),
     )
     print(result.report.summary())
     print(f"split {result.split_stats} in {result.num_buckets} buckets written to {prepare_args.output_dir}")
 
 
+def prepare_with_spark(data_args, tokenizer_args, prepare_args) -> None:
+    """``prepare_on_spark`` with the recipe's options; ``--dataset table:NAME`` reads a catalog table."""
+    if prepare_args.events_per_bucket is not None:
+        raise ConfigError("--events_per_bucket is for --engine polars; Spark splits the work itself, drop it")
+    refuse_unstreamable(data_args, tokenizer_args, "--engine spark")
+    from bertrec.data.spark_prepare import prepare_on_spark, spark_session
+
+    spark = spark_session(prepare_args.spark_master)
+    source = data_args.dataset
+    if source.startswith("table:"):
+        source = spark.table(source.removeprefix("table:"))
+    result = prepare_on_spark(
+        source, prepare_args.output_dir, spark=spark, **streamed_options(data_args, tokenizer_args)
+    )
+    print(result.report.summary())
+    print(f"split {result.split_stats} written to {prepare_args.output_dir} (seconds per stage {result.stage_seconds})")
+
+
 def main(argv: list[str] | None = None) -> None:
     data_args, tokenizer_args, prepare_args = parse_args((DataArguments, TokenizerArguments, PrepareArguments), argv)
     setup_logging(True)
+    if prepare_args.engine == "spark":
+        return prepare_with_spark(data_args, tokenizer_args, prepare_args)
     if prepare_args.events_per_bucket is not None:
         return prepare_bucketed(data_args, tokenizer_args, prepare_args)
     if tokenizer_args != TokenizerArguments():  # the in-memory split has no tokenizer: pretraining builds it
