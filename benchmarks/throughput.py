@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
 SECTIONS = (
-    "data", "bucketed", "training", "profile", "evaluation", "latency", "million", "semantic", "time_to_quality"
+    "data", "bucketed", "scale", "training", "profile", "evaluation", "latency", "million", "semantic",
+    "time_to_quality",
 )  # fmt: skip
 SIZES = ((64, 2), (256, 4))
 RECBOLE_NAMES = {"gpt2": "SASRec", "bert": "BERT4Rec"}
@@ -56,6 +57,11 @@ def run_child_section(args) -> None:
         result = parts.data_path(work / f"log-{int(args.events[0])}.parquet")
     elif args.child == "bucketed":
         result = parts.bucketed_data_path(work / f"log-{int(args.events[0])}.parquet", args.events_per_bucket)
+    elif args.child == "spark":
+        result = parts.spark_data_path(work / f"log-{int(args.events[0])}.parquet")
+    elif args.child == "train_from_folder":
+        folder = work / f"spark-log-{int(args.events[0])}"
+        result = parts.training_from_folder(folder, args.train_seconds, args.threads)
     else:
         result = parts.million_item_run(work / "million")
     print(json.dumps(result))
@@ -78,6 +84,27 @@ def bucketed_section(args) -> dict:
         options = ["--events", str(events), "--events_per_bucket", str(args.events_per_bucket)]
         rows.append(child("bucketed", *options, "--work_dir", args.work_dir))
         print(f"bucketed path, {events:,} events: {rows[-1]['events_per_second']:,} events/s", flush=True)
+    return {"cleaning": "dedup + min 5 events per user and item", "runs": rows}
+
+
+def scale_section(args) -> dict:
+    """One log, side by side in one run: Spark, bucketed and in-memory preparation (each in a fresh process,
+    with its peak RSS), then a training process reading the Spark folder for ``--train_seconds``."""
+    rows = []
+    for events in (int(e) for e in args.scale_events):
+        child("generate", "--events", str(events), "--work_dir", args.work_dir)
+        options = ["--events", str(events), "--work_dir", args.work_dir]
+        row = {"events": events, "spark": child("spark", *options)}
+        print(f"spark path, {events:,} events: {row['spark']['events_per_second']:,} events/s", flush=True)
+        row["bucketed"] = child("bucketed", *options, "--events_per_bucket", str(args.events_per_bucket))
+        print(f"bucketed path, {events:,} events: {row['bucketed']['events_per_second']:,} events/s", flush=True)
+        if events <= args.in_memory_limit:
+            row["in_memory"] = child("data", *options)
+            print(f"in-memory path: {row['in_memory']['events_per_second']:,} events/s", flush=True)
+        seconds = ["--train_seconds", str(args.train_seconds), "--threads", str(args.threads)]
+        row["training"] = child("train_from_folder", *options, *seconds)
+        print(f"training from the folder: peak RSS {row['training']['peak_rss_mb']:,} MB", flush=True)
+        rows.append(row)
     return {"cleaning": "dedup + min 5 events per user and item", "runs": rows}
 
 
@@ -285,10 +312,24 @@ def main() -> None:
     parser.add_argument("--events", nargs="+", type=float, default=[1e6, 1e7])
     parser.add_argument("--bucketed_events", nargs="+", type=float, default=[1e7, 5e7])
     parser.add_argument("--events_per_bucket", type=int, default=2_000_000)
+    parser.add_argument("--scale_events", nargs="+", type=float, default=[5e7])
+    parser.add_argument(
+        "--in_memory_limit", type=float, default=5e7, help="largest log the scale section also prepares in memory"
+    )
+    parser.add_argument(
+        "--train_seconds",
+        type=float,
+        default=180,
+        help="how long the scale section's training process runs before it is stopped",
+    )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "bench_throughput"))
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--child", choices=("generate", "data", "bucketed", "million"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child",
+        choices=("generate", "data", "bucketed", "spark", "train_from_folder", "million"),
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args()
     if args.child:
         return run_child_section(args)

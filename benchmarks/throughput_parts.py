@@ -8,13 +8,18 @@ log read through ``quality_protocol`` (ml-100k, the split every quality row uses
 from __future__ import annotations
 
 import resource
+import signal
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import datasets
 import numpy as np
 import polars as pl
+import psutil
 import pyarrow as pa
 import torch
 
@@ -486,4 +491,114 @@ def semantic_catalogue(num_items: int = 1_000_000, users: int = 2048, history: i
         "users": metrics["users"],
         "eval_users_per_second": round(metrics["users"] / seconds, 1),
         "id_model": evaluation_rate(num_items, users, history),
+    }
+
+
+class ProcessTreeRss:
+    """Peak resident memory of this process and of its descendants by kind (a JVM; Python workers summed),
+    sampled four times a second in a thread: a Spark run's memory is mostly in processes this one starts."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.peaks: dict[str, float] = {}
+        self._interval, self._stop = interval, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcessTreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(self._interval):
+            sizes = {"this process": me.memory_info().rss}
+            for child in me.children(recursive=True):
+                try:
+                    kind = "jvm" if "java" in child.name() else "python workers"
+                    sizes[kind] = sizes.get(kind, 0) + child.memory_info().rss
+                except psutil.Error:  # ended between listing and reading
+                    continue
+            for kind, size in sizes.items():
+                self.peaks[kind] = max(self.peaks.get(kind, 0.0), round(size / 2**20))
+
+
+def spark_data_path(path: Path, layout: str = "time action item", max_events: int = 200) -> dict:
+    """The Spark path (``prepare_on_spark``, local mode on every core) on the same log and cleaning as
+    ``data_path``: seconds per stage, events/s and the peak RSS of the driver process, its JVM and its Python
+    workers. Spark's start-up is timed apart from the preparation."""
+    from bertrec.data.spark_prepare import prepare_on_spark, spark_session
+
+    output = path.parent / f"spark-{path.stem}"
+    with ProcessTreeRss() as memory:
+        start = time.perf_counter()
+        spark = spark_session("local[*]", driver_memory="1536m")
+        started = time.perf_counter()
+        result = prepare_on_spark(
+            path,
+            output,
+            spark=spark,
+            cleaning=CleaningConfig(**CLEANING),
+            columns={"action": "action", "timestamp": "timestamp"},
+            layout=layout,
+            max_events=max_events,
+        )
+        seconds = time.perf_counter() - started
+        spark.stop()
+    return {
+        "events": result.report.input_rows,
+        "events_after_cleaning": result.report.output_rows,
+        "train_windows": result.split_stats["train_windows"],
+        "spark_start_seconds": round(started - start, 2),
+        "stages_seconds": result.stage_seconds,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(result.report.input_rows / seconds),
+        "peak_rss_mb": memory.peaks,
+        "output_dir": str(output),
+    }
+
+
+def training_from_folder(folder: Path, seconds: float, threads: int) -> dict:
+    """A training process reading a prepared folder (``pretrain.py --prepared_dir``), run for ``seconds`` of
+    its first epoch and then stopped: its peak RSS once the data is loaded and batches flow, and its step rate.
+    The loader's RSS after loading (split, tokenizer, memory-mapped windows, model) is recorded apart."""
+    command = [
+        sys.executable, "recipes/pretrain.py", "--prepared_dir", str(folder), "--output_dir",
+        str(folder.parent / f"train-{folder.name}"), "--model_type", "gpt2", "--hidden_size", "64",
+        "--num_layers", "2", "--num_heads", "2", "--num_epochs", "1", "--batch_size", "128",
+        "--cpu_threads", str(threads), "--logging_steps", "20", "--repeat_scores", "false",
+        "--transition_scores", "false",
+    ]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watched, peak, started, log = psutil.Process(process.pid), 0, time.perf_counter(), []
+    first_step = None
+
+    def read_log() -> None:
+        for line in process.stdout:
+            log.append(line)
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    while process.poll() is None and time.perf_counter() - started < seconds:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.Error:
+            break
+        if first_step is None and any("loss" in line for line in log):
+            first_step = (time.perf_counter() - started, round(peak / 2**20))
+        time.sleep(0.25)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    reader.join(timeout=5)
+    steps = [line for line in log if "loss" in line]
+    return {
+        "seconds_watched": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(peak / 2**20),
+        "seconds_to_first_logged_step": round(first_step[0], 1) if first_step else None,
+        "rss_mb_at_first_logged_step": first_step[1] if first_step else None,
+        "logged_steps": len(steps),
+        "last_log_lines": [line.strip() for line in log[-3:]],
     }

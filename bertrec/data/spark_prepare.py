@@ -267,14 +267,13 @@ def _clean(stage: _Stages, events, config: CleaningConfig):
     user, item, action, ts, index = (F.col(c) for c in CANONICAL_COLUMNS)
     totals = events.agg(
         F.count("*").alias("rows"),
-        F.countDistinct("user_id").alias("users"),
-        F.countDistinct("item_id").alias("items"),
         F.count("timestamp").alias("timed"),
         F.sum((user == "").cast("long")).alias("empty_user_id"),
         F.sum((item == "").cast("long")).alias("empty_item_id"),
         F.collect_set("action").alias("actions"),
     ).first()
     has_timestamps = totals["timed"] > 0
+    before = {"users": _distinct(events, "user_id"), "items": _distinct(events, "item_id")}
     notes = [
         f"{totals[f'empty_{column}']:,} event(s) have the empty {column} '' (kept as an id): if it means a missing "
         f"value, write an empty unquoted field or a null instead, so cleaning drops those rows as "
@@ -304,14 +303,13 @@ def _clean(stage: _Stages, events, config: CleaningConfig):
     kept = flagged.where(F.col("_reason").isNull()).drop("_reason")
     rows = totals["rows"] - sum(dropped.values())
 
-    def drop(reason: str, flag) -> None:
+    def keep(reason: str, frame) -> None:
         nonlocal kept, rows
-        kept = stage.save(kept.withColumn("_drop", flag).where(~F.col("_drop")).drop("_drop"), reason)
+        kept = stage.save(frame, reason)
         dropped[reason], rows = rows - stage.rows(reason), stage.rows(reason)
 
-    if config.drop_duplicates and has_timestamps:
-        same_event = Window.partitionBy("user_id", "item_id", "action", "timestamp").orderBy("event_index")
-        drop("duplicate", F.row_number().over(same_event) > 1)
+    if config.drop_duplicates and has_timestamps:  # the first of each (user, item, action, time) by input order
+        keep("duplicate", kept.groupBy(*CANONICAL_COLUMNS[:4]).agg(F.min("event_index").alias("event_index")))
     elif config.drop_duplicates:
         notes.append(
             "the log has no timestamps, so duplicates were not dropped (a repeat cannot be told "
@@ -321,23 +319,24 @@ def _clean(stage: _Stages, events, config: CleaningConfig):
         order = ["timestamp", "event_index"] if has_timestamps else ["event_index"]
         previous = Window.partitionBy("user_id").orderBy(*order)
         repeat = (item == F.lag(item).over(previous)) & (action == F.lag(action).over(previous))
-        drop("consecutive_repeat", F.coalesce(repeat, F.lit(False)))
+        flagged = kept.withColumn("_repeat", F.coalesce(repeat, F.lit(False)))
+        keep("consecutive_repeat", flagged.where(~F.col("_repeat")).drop("_repeat"))
     kept, minimum_drops, rounds = _minimum_filters(stage, kept, rows, config)
     dropped.update(minimum_drops)
-    after = kept.agg(
-        F.count("*").alias("rows"),
-        F.countDistinct("user_id").alias("users"),
-        F.countDistinct("item_id").alias("items"),
-        F.countDistinct("action").alias("actions"),
-    ).first()
+    after = {
+        "rows": rows - sum(minimum_drops.values()),
+        "users": _distinct(kept, "user_id"),
+        "items": _distinct(kept, "item_id"),
+        "actions": _distinct(kept, "action"),
+    }
     report = CleaningReport(
         input_rows=totals["rows"],
         output_rows=after["rows"],
         dropped=dropped,
         k_core_iterations=rounds,
-        users_before=totals["users"],
+        users_before=before["users"],
         users_after=after["users"],
-        items_before=totals["items"],
+        items_before=before["items"],
         items_after=after["items"],
         actions_before=renamed_actions.height,
         actions_after=after["actions"],
@@ -348,10 +347,15 @@ def _clean(stage: _Stages, events, config: CleaningConfig):
     return kept, report
 
 
+def _distinct(frame, column: str) -> int:
+    """Distinct non-null values of one column (one aggregation per column is cheaper in Spark than several
+    exact distinct counts in one, which copies every row once per column)."""
+    return frame.select(column).where(f"{column} is not null").distinct().count()
+
+
 def _minimum_filters(stage: _Stages, kept, rows: int, config: CleaningConfig):
     """Items, then users, below their minimum; repeated to a fixpoint with ``k_core``. Each round is saved, so
     a k-core of many rounds keeps a short plan."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     filters = minimum_filters(config)
@@ -363,9 +367,9 @@ def _minimum_filters(stage: _Stages, kept, rows: int, config: CleaningConfig):
         rounds += 1
         start = rows
         for reason, key, minimum in filters:
-            counted = kept.withColumn("_count", F.count("*").over(Window.partitionBy(key)))
+            frequent = kept.groupBy(key).count().where(F.col("count") >= minimum).select(key)
             name = f"{reason}-{rounds}"
-            kept = stage.save(counted.where(F.col("_count") >= minimum).drop("_count"), name)
+            kept = stage.save(kept.join(frequent, on=key, how="left_semi"), name)
             remaining = stage.rows(name)
             counts[reason] = counts.get(reason, 0) + rows - remaining
             rows = remaining
@@ -489,7 +493,8 @@ def _check_no_leakage(parts: dict) -> None:
     valid_visible = train.unionByName(events(parts["valid"], "event_index")).unionByName(targets("valid"))
     for name, visible in (("validation", train), ("test", valid_visible)):
         part = "valid" if name == "validation" else "test"
-        leaked = targets(part).join(visible.distinct(), on="event_index", how="semi")
+        # the targets (one per user) are broadcast and the many visible events streamed past them
+        leaked = visible.join(F.broadcast(targets(part)), on="event_index", how="left_semi")
         own = parts[part].where(F.array_contains("event_index", F.col("target_event_index")))
         found = leaked.limit(5).collect()
         if found:
