@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from functools import lru_cache
@@ -80,6 +82,8 @@ def spark_session(master: str = "local[*]", driver_memory: str = "2g", **conf: s
     )
     for key, value in conf.items():
         builder = builder.config(key, value)
+    # local workers run this interpreter (with bertrec installed), not whatever `python3` is first on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
