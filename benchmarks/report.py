@@ -4,9 +4,9 @@
 
 Inputs: ``benchmarks/results/quality_*_loo.json`` (written by ``quality.py``) and ``throughput.json`` (written by
 ``throughput.py``). Outputs: ``benchmarks/results/summary.json`` (every number the table and the plots show),
-``summary_ndcg.png``, ``quality_vs_time.png``, ``data_throughput.png``, and the block of BENCHMARKS.md between
-the summary markers. ``tests/test_benchmark_report.py`` rebuilds all of it from the committed JSON and fails on
-any difference in the numbers, so the front page can only say what the result files say.
+``summary_ndcg.png``, ``quality_vs_time.png``, ``data_throughput.png``, the block of BENCHMARKS.md between the
+summary markers, and the README's headline table. ``tests/test_benchmark_report.py`` rebuilds all of it from the
+committed JSON and fails on any difference, so the front pages can only say what the result files say.
 
 bertrec's row is its best on **validation** NDCG@10, as the quality tables choose it (never on test). The
 peer and the baseline shown are the strongest on **test**: the hardest comparison for bertrec, and the only
@@ -24,7 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+README = ROOT / "README.md"
 START, END = "<!-- summary:start (benchmarks/report.py) -->", "<!-- summary:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start (benchmarks/report.py) -->", "<!-- headline:end -->"
+NAMES = {
+    "recbole-sasrec": "RecBole SASRec", "recbole-bert4rec": "RecBole BERT4Rec", "recbole-gru4rec": "RecBole GRU4Rec",
+    "rectools-sasrec": "RecTools SASRec", "rectools-bert4rec": "RecTools BERT4Rec", "replay-sasrec": "RePlay SasRec",
+    "markov": "Markov", "recent": "recent items", "popular": "popularity", "lstm": "LSTM", "content-knn": "content kNN",
+}  # fmt: skip
 DATASETS = ("ml-100k", "amazon-beauty", "yoochoose-100k", "tmall-2014-brand", "amazon-office", "amazon-scientific")
 BASELINES = {"popular", "markov", "recent", "content-knn", "lstm"}
 PEER_PREFIXES = ("recbole-", "rectools-", "replay-")
@@ -152,6 +159,35 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def headline(summary: dict) -> str:
+    """The README's table: one line per public log, the best of the three in bold."""
+    lines = [
+        HEADLINE_START,
+        "| public log | bertrec | strongest converged peer | strongest baseline |",
+        "|---|---|---|---|",
+    ]
+    for d in summary["datasets"]:
+        entries = [d["bertrec"], d["peer"], d["baseline"]]
+        top = max(e["ndcg@10"][0] for e in entries if e)
+        cells = []
+        for number, entry in enumerate(entries):
+            if entry is None:
+                cells.append("not run")
+                continue
+            value = f"**{entry['ndcg@10'][0]:.4f}**" if entry["ndcg@10"][0] == top else f"{entry['ndcg@10'][0]:.4f}"
+            if number:  # peers and baselines are named; bertrec's row names are in BENCHMARKS.md
+                budget = ", budget-stopped" if number == 1 and not d["peer_converged"] else ""
+                value += f" ({NAMES.get(entry['model'], entry['model'])}{budget})"
+            cells.append(value)
+        lines.append(f"| {d['dataset']} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, HEADLINE_END])
+
+
+def _replace_block(text: str, start: str, end: str, block: str) -> str:
+    before, rest = text.split(start, 1)
+    return before + block + rest.split(end, 1)[1]
+
+
 def front_page(summary: dict) -> str:
     """The block of BENCHMARKS.md between the markers."""
     return "\n".join(
@@ -227,27 +263,27 @@ def plot(summary: dict, results: Path) -> list[Path]:
     return written
 
 
-def write(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dict:
-    """Rebuild summary.json, the figures and the summary block of ``benchmarks``."""
+def write(results: Path = RESULTS, benchmarks: Path = BENCHMARKS, readme: Path = README) -> dict:
+    """Rebuild summary.json, the figures, the summary block of ``benchmarks`` and the headline of ``readme``."""
     summary = build(results)
     (results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot(summary, results)
     text = benchmarks.read_text()
     if START in text:
-        before, rest = text.split(START, 1)
-        text = before + front_page(summary) + rest.split(END, 1)[1]
+        text = _replace_block(text, START, END, front_page(summary))
     else:  # first run: the block goes after the title and its paragraph
         title, _, rest = text.partition("\n\n")
         intro, _, rest = rest.partition("\n\n")
         text = f"{title}\n\n{intro}\n\n## Summary\n\n{front_page(summary)}\n\n{rest}"
     benchmarks.write_text(text)
+    readme.write_text(_replace_block(readme.read_text(), HEADLINE_START, HEADLINE_END, headline(summary)))
     return summary
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     write()
-    print(f"written {RESULTS / 'summary.json'}, the figures and the summary of {BENCHMARKS}")
+    print(f"written {RESULTS / 'summary.json'}, the figures, the summary of {BENCHMARKS} and {README}'s headline")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,44 @@ def bucketed(section: dict) -> str:
     )
 
 
+def scale(section: dict) -> str:
+    """The three preparation paths on one log side by side, then training from the Spark folder."""
+    rows = []
+    for run in section["runs"]:
+        for path, name in (("spark", "Spark (local, 2 cores)"), ("bucketed", "bucketed"), ("in_memory", "in memory")):
+            if path not in run:
+                continue
+            r = run[path]
+            peaks = r["peak_rss_mb"] if isinstance(r["peak_rss_mb"], dict) else {"this process": r["peak_rss_mb"]}
+            rows.append(
+                [
+                    _num(run["events"]),
+                    name,
+                    r["seconds"],
+                    _num(r["events_per_second"]),
+                    ", ".join(f"{k} {_num(v)}" for k, v in peaks.items()),
+                    ", ".join(f"{k} {v}" for k, v in r["stages_seconds"].items()),
+                ]
+            )
+        t = run.get("training")
+        if t:
+            rows.append(
+                [
+                    _num(run["events"]),
+                    "training from the Spark folder",
+                    t["seconds_watched"],
+                    f"{t['logged_steps']} logged steps",
+                    f"peak {_num(t['peak_rss_mb'])} (at the training loop {_num(t['rss_mb_at_training_loop'])})",
+                    f"{t['seconds_to_training_loop']} s to the training loop",
+                ]
+            )
+    header = ["events", "path", "seconds", "events/s", "peak RSS MB", "stages (s)"]
+    return (
+        f"### One log, three preparation paths side by side, then training from the prepared folder "
+        f"({section['cleaning']})\n\n" + _head(section) + _table(header, rows)
+    )
+
+
 def training(section: dict) -> str:
     peers = {(r["model"], r["hidden_size"], r["num_layers"]): r for r in section["recbole"]}
     names = {"gpt2": "SASRec", "bert": "BERT4Rec"}
@@ -209,6 +247,6 @@ def time_to_quality(section: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    order = ("data", "bucketed", "training", "profile", "evaluation", "latency", "million", "semantic")
+    order = ("data", "bucketed", "scale", "training", "profile", "evaluation", "latency", "million", "semantic")
     order += ("time_to_quality",)
     return "".join(globals()[name](results[name]) for name in order if name in results)

@@ -11,7 +11,7 @@ import sys
 RECIPES = {
     "pretrain": "Pretrain a masked-event or next-event model (built-in synthetic data by default).",
     "finetune": "LoRA- (or fully) fine-tune a pretrained model for a ranking task; adapter + merged model.",
-    "prepare": "Clean and split a log into Parquet files with a cleaning report.",
+    "prepare": "Clean and split a log into a prepared folder (in memory, bucketed, or on Spark) with a report.",
     "evaluate": "Evaluate a saved model on a prepared split.",
     "recommend": "Top-k raw item ids for every user of a history file (JSONL or CSV).",
     "build_tokenizer_assets": "Rebuild the built-in dataset's tokenizer (tokenizer_assets/).",

@@ -18,20 +18,23 @@ def copy_results(tmp_path: Path) -> tuple[Path, Path]:
     for path in report.RESULTS.glob("*.json"):
         shutil.copy(path, results / path.name)
     shutil.copy(report.BENCHMARKS, tmp_path / "BENCHMARKS.md")
+    shutil.copy(report.README, tmp_path / "README.md")
     return results, tmp_path / "BENCHMARKS.md"
 
 
-def summary_block(text: str) -> str:
-    return text.split(report.START, 1)[1].split(report.END, 1)[0]
+def block(text: str, start: str = report.START, end: str = report.END) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0]
 
 
 def test_summary_and_plots_are_regenerated_from_the_committed_results_without_a_difference(tmp_path):
     results, benchmarks = copy_results(tmp_path)
-    rebuilt = report.write(results, benchmarks)
+    rebuilt = report.write(results, benchmarks, tmp_path / "README.md")
     committed = json.loads((report.RESULTS / "summary.json").read_text())
     stale = "the summary is stale: run `python benchmarks/report.py` and commit BENCHMARKS.md and the results"
     assert rebuilt == committed, stale
-    assert summary_block(benchmarks.read_text()) == summary_block(report.BENCHMARKS.read_text()), stale
+    assert block(benchmarks.read_text()) == block(report.BENCHMARKS.read_text()), stale
+    headline = (report.HEADLINE_START, report.HEADLINE_END)
+    assert block((tmp_path / "README.md").read_text(), *headline) == block(report.README.read_text(), *headline), stale
     assert report.BENCHMARKS.read_text().index(report.START) < 1000  # the report opens with its summary
     for name in ("summary_ndcg.png", "quality_vs_time.png", "data_throughput.png"):
         for folder in (results, report.RESULTS):  # drawn here, and committed beside the numbers
