@@ -91,9 +91,11 @@ def scale(section: dict) -> str:
                     _num(run["events"]),
                     "training from the Spark folder",
                     t["seconds_watched"],
-                    f"{t['logged_steps']} logged steps",
+                    f"{t['logged_steps']} log lines with a loss",
                     f"peak {_num(t['peak_rss_mb'])} (at the training loop {_num(t['rss_mb_at_training_loop'])})",
-                    f"{t['seconds_to_training_loop']} s to the training loop",
+                    f"{t['seconds_to_training_loop']} s to the training loop"
+                    if t["seconds_to_training_loop"] is not None
+                    else f"still loading when stopped after {t['seconds_watched']} s",
                 ]
             )
     header = ["events", "path", "seconds", "events/s", "peak RSS MB", "stages (s)"]
