@@ -114,7 +114,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("model_type", ["gpt2", "bert"])
+@pytest.mark.parametrize("model_type", ["gpt2", pytest.param("bert", marks=pytest.mark.slow)])  # bert: 11 s
 def test_sharded_model_evaluates_saves_and_loads_like_the_unsharded_one(tmp_path, model_type):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

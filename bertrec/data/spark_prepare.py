@@ -32,9 +32,8 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,11 @@ import pyarrow.parquet as pq
 from bertrec.atomic import atomic_write_text
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, minimum_filters
 from bertrec.data.read_errors import check_header, check_not_utf16, read_error_message
-from bertrec.data.readers import _canonicalize
 from bertrec.data.schema import CANONICAL_COLUMNS, ColumnMapping, EventDataError
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
+from bertrec.data.spark_workers import Canonicaliser, WindowEncoder
 from bertrec.data.splits import LeakageError
-from bertrec.data.streaming import BucketedData, _StageClock, _stream_format, windows_column
+from bertrec.data.streaming import BucketedData, _StageClock, _stream_format
 from bertrec.integrity import mark_incomplete, write_manifest
 from bertrec.tokenization import EventTokenizer, check_times_for_layout
 
@@ -193,7 +192,7 @@ def _canonical_events(spark, source, mapping: ColumnMapping, format, delimiter, 
         *raw.columns, (F.col("_offset") + F.col("_record") - F.col("_first")).alias("event_index")
     )
     schema = "user_id string, item_id string, action string, timestamp double, event_index long"
-    canonicalise = _Canonicaliser(mapping, label, unit)
+    canonicalise = Canonicaliser(mapping, label, unit)
     return indexed.mapInArrow(canonicalise, schema), label
 
 
@@ -215,34 +214,6 @@ def _read_files(spark, path: Path, format: str | None, delimiter: str | None):
         .option("inferSchema", False)
         .csv(str(path))
     )
-
-
-class _Canonicaliser:
-    """``readers._canonicalize`` on each Arrow batch of an executor; an input error's "data row" is rewritten
-    from the batch's row to the row in the file (``event_index + 1``)."""
-
-    def __init__(self, mapping: ColumnMapping, label: str, unit: str) -> None:
-        self.mapping, self.label, self.unit = mapping, label, unit
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        schema = pa.schema(
-            [(c, pa.string()) for c in CANONICAL_COLUMNS[:3]]
-            + [("timestamp", pa.float64()), ("event_index", pa.int64())]
-        )
-        for batch in batches:
-            frame = pl.from_arrow(pa.Table.from_batches([batch]))
-            index = frame["event_index"]
-            try:
-                events = _canonicalize(frame.drop("event_index"), self.mapping, self.label, self.unit)
-            except EventDataError as error:
-                raise EventDataError(_rows_in_file(str(error), index)) from None
-            table = events.select(CANONICAL_COLUMNS).with_columns(event_index=index).to_arrow()
-            yield from table.cast(schema).to_batches()
-
-
-def _rows_in_file(message: str, index: pl.Series) -> str:
-    """A message about a batch's "data row N" made about the file's row (``event_index + 1``)."""
-    return re.sub(r"data row (\d+)", lambda match: f"data row {index[int(match.group(1)) - 1] + 1}", message)
 
 
 def _job(action, source, format: str | None, delimiter: str | None):
@@ -537,7 +508,7 @@ def _encode(stage: _Stages, train, output_dir: Path, min_events: int) -> int:
     ``datasets`` memory-maps, one Parquet file at a time (a batch at a time in memory)."""
     folder = output_dir / "tokenizer"
     fingerprint = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()))
-    encoder = _WindowEncoder(str(folder.resolve()), fingerprint, min_events)
+    encoder = WindowEncoder(str(folder.resolve()), fingerprint, min_events)
     windows = stage.save(train.mapInArrow(encoder, "input_ids array<int>"), "windows")
     folder = output_dir / "train_windows"
     folder.mkdir()
@@ -550,28 +521,6 @@ def _encode(stage: _Stages, train, output_dir: Path, min_events: int) -> int:
                 total += batch.num_rows
     del windows
     return total
-
-
-class _WindowEncoder:
-    """``EventTokenizer.encode_training_windows`` on each Arrow batch of training sequences, on an executor."""
-
-    def __init__(self, tokenizer_dir: str, fingerprint: tuple, min_events: int) -> None:
-        self.tokenizer_dir, self.fingerprint, self.min_events = tokenizer_dir, fingerprint, min_events
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tokenizer = _load_tokenizer(self.tokenizer_dir, self.fingerprint)
-        for batch in batches:
-            sequences = pl.from_arrow(pa.Table.from_batches([batch]))
-            windows = tokenizer.encode_training_windows(sequences, min_events=self.min_events)
-            column = windows_column(windows).cast(pa.list_(pa.int32()))
-            yield pa.RecordBatch.from_arrays([column], names=["input_ids"])
-
-
-@lru_cache(maxsize=2)
-def _load_tokenizer(folder: str, fingerprint: tuple) -> EventTokenizer:
-    """Loaded once per Python worker, which Spark reuses across tasks; ``fingerprint`` (the files' sizes and
-    times) keeps a worker from reusing the tokenizer of an earlier run written to the same folder."""
-    return EventTokenizer.load(folder)
 
 
 def _write_split(stage: _Stages, parts: dict, folder: Path) -> None:
