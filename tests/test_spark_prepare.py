@@ -150,3 +150,7 @@ def test_spark_path_reports_bad_rows_by_their_row_in_the_file(spark, tmp_path):
     assert not is_complete(tmp_path / "out")
     with pytest.raises(EventDataError, match=r"no item column 'sku'.*Columns found: \['user', 'item'"):
         prepare_on_spark(path, tmp_path / "out", spark=spark, columns={"user": "user", "item": "sku"})
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('user,item,ts\nu1,i1,1\nu1,"i2,2\nu2,i3,3\n')
+    with pytest.raises(EventDataError, match=r"unclosed.csv: cannot read it as csv.*quote opened on line 3"):
+        prepare_on_spark(unclosed, tmp_path / "out", spark=spark, columns=COLUMNS)

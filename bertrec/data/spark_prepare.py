@@ -229,7 +229,8 @@ def _job(action, source, format: str | None, delimiter: str | None):
         if "Malformed" in text and isinstance(source, (str, Path)):
             kind = _stream_format(Path(source), format, delimiter)
             separator = delimiter if delimiter is not None else ("\t" if kind == "tsv" else ",")
-            raise EventDataError(read_error_message(Path(source), kind, False, separator, error)) from None
+            detail = ValueError("Spark found a malformed CSV record")  # its own message is a Java stack trace
+            raise EventDataError(read_error_message(Path(source), kind, False, separator, detail)) from None
         raise
 
 
