@@ -9,7 +9,8 @@ path.
 
 What runs where:
 
-- **Reading** is Spark's (Parquet, CSV/TSV, or any DataFrame such as ``spark.table("db.events")``). Each row's
+- **Reading** is Spark's (Parquet, CSV/TSV, or any DataFrame such as ``spark.table("db.events")``, which is first
+  written as it is, so that its order is fixed). Each row's
   ``event_index`` is its position in the input: files are ordered by path and split start (from Spark's hidden
   ``_metadata`` column), rows within a split by Spark's per-partition record number, so the index is the row's
   place in the file without a global sort. Only the per-split row counts come to the driver.
@@ -108,10 +109,10 @@ def prepare_on_spark(
 ) -> BucketedData:
     """Read, clean, sequence, split (leave-one-out), tokenize and encode ``source`` on Spark.
 
-    ``source`` is a Parquet file or folder, a CSV/TSV file, or a Spark DataFrame (its row order is the event
-    order; a table read with ``spark.table`` keeps its files' order). ``output_dir`` must be on a file system
-    the driver and the executors share (local disk in local mode). Arguments mean what they mean for
-    ``bertrec.data.streaming.prepare_in_buckets``, which writes the same folder.
+    ``source`` is a Parquet file or folder, a CSV/TSV file, or a Spark DataFrame (its row order, as its
+    partitions are written, is the event order; a table read with ``spark.table`` keeps its files' order).
+    ``output_dir`` must be on a file system the driver and the executors share (local disk in local mode).
+    Arguments mean what they mean for ``bertrec.data.streaming.prepare_in_buckets``, which writes the same folder.
     """
     cleaning = cleaning or CleaningConfig()
     spark = spark or spark_session()
@@ -122,7 +123,7 @@ def prepare_on_spark(
         shutil.rmtree(output_dir / folder, ignore_errors=True)
     stage = _Stages(spark, output_dir / "_spark")
     clock = _StageClock()
-    events, label = _canonical_events(spark, source, ColumnMapping.coerce(columns), format, delimiter, timestamp_unit)
+    events, label = _canonical_events(stage, source, ColumnMapping.coerce(columns), format, delimiter, timestamp_unit)
     events = _job(lambda: stage.save(events, "events"), source, format, delimiter)
     clock.lap("read and canonicalise")
     cleaned, report = _clean(stage, events, cleaning)
@@ -165,19 +166,22 @@ class _Stages:
 
 
 # reading ----------------------------------------------------------------------------------------------------
-def _canonical_events(spark, source, mapping: ColumnMapping, format, delimiter, unit: str):
+def _canonical_events(stage: _Stages, source, mapping: ColumnMapping, format, delimiter, unit: str):
     """The canonical events (``CANONICAL_COLUMNS``; extra input columns are not needed to prepare) and the
-    source's name for messages."""
+    source's name for messages.
+
+    A DataFrame is first written as it is (its partitions in order, as Parquet files): the row index is read
+    in two jobs, and a query that shuffles could hand its rows to partitions differently each time it runs."""
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
+    spark = stage.spark
     if isinstance(source, DataFrame):
-        label, raw, position = "DataFrame", source, [F.spark_partition_id()]
+        mapping.resolve(source.columns, "DataFrame")
+        label, raw = "DataFrame", stage.save(source, "input")
     else:
-        path = Path(source)
-        label = str(path)
-        raw = _read_files(spark, path, format, delimiter)
-        position = [F.col("_metadata.file_path"), F.col("_metadata.file_block_start")]
+        label, raw = str(source), _read_files(spark, Path(source), format, delimiter)
+    position = [F.col("_metadata.file_path"), F.col("_metadata.file_block_start")]
     mapping.resolve(raw.columns, label)  # a missing or clashing column fails here, before any job runs
     record = F.monotonically_increasing_id()
     keyed = raw.select("*", *[p.alias(f"_part{i}") for i, p in enumerate(position)], record.alias("_record"))
