@@ -99,17 +99,20 @@ def dataset_summary(result: dict) -> dict:
 
 
 def throughput_points(throughput: dict) -> dict[str, list[list[float]]]:
-    """Events/s against events for each data path (in memory, bucketed, Spark)."""
-    points: dict[str, list[list[float]]] = {"in memory": [], "bucketed": [], "spark": []}
-    for run in throughput.get("data", {}).get("runs", []):
-        points["in memory"].append([run["events"], run["events_per_second"]])
-    for run in throughput.get("bucketed", {}).get("runs", []):
-        points["bucketed"].append([run["events"], run["events_per_second"]])
-    for run in throughput.get("scale", {}).get("runs", []):
-        for path, name in (("spark", "spark"), ("bucketed", "bucketed"), ("in_memory", "in memory")):
-            if path in run and [run[path]["events"], run[path]["events_per_second"]] not in points[name]:
-                points[name].append([run[path]["events"], run[path]["events_per_second"]])
-    return {name: sorted(values) for name, values in points.items() if values}
+    """Events/s against events for each data path. The scale section's runs, where there are any, alone: they
+    measured the three paths side by side on one log, while the older sections ran on other days (this
+    machine's absolute rates move by up to 2x between days)."""
+    runs = throughput.get("scale", {}).get("runs", [])
+    if runs:
+        paths = {"spark": "spark", "bucketed": "bucketed", "in_memory": "in memory"}
+        rows = [(name, run[path]) for run in runs for path, name in paths.items() if path in run]
+    else:
+        rows = [("in memory", run) for run in throughput.get("data", {}).get("runs", [])]
+        rows += [("bucketed", run) for run in throughput.get("bucketed", {}).get("runs", [])]
+    points: dict[str, list[list[float]]] = {}
+    for name, run in rows:
+        points.setdefault(name, []).append([run["events"], run["events_per_second"]])
+    return {name: sorted(values) for name, values in points.items()}
 
 
 def build(results: Path = RESULTS) -> dict:

@@ -498,8 +498,9 @@ class ProcessTreeRss:
     """Peak resident memory of this process and of its descendants by kind (a JVM; Python workers summed),
     sampled four times a second in a thread: a Spark run's memory is mostly in processes this one starts."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.25, kind=lambda name: "jvm" if "java" in name else "python workers"):
         self.peaks: dict[str, float] = {}
+        self._kind = kind  # a descendant's process name -> the kind it is counted under
         self._interval, self._stop = interval, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -517,7 +518,7 @@ class ProcessTreeRss:
             sizes = {"this process": me.memory_info().rss}
             for child in me.children(recursive=True):
                 try:
-                    kind = "jvm" if "java" in child.name() else "python workers"
+                    kind = self._kind(child.name())
                     sizes[kind] = sizes.get(kind, 0) + child.memory_info().rss
                 except psutil.Error:  # ended between listing and reading
                     continue
@@ -573,31 +574,22 @@ def training_from_folder(folder: Path, seconds: float, threads: int) -> dict:
         "--transition_scores", "false", "--loss", "sampled", "--num_negatives", "1024",
     ]  # fmt: skip
     root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    watched, peak, started, log = psutil.Process(process.pid), 0, time.perf_counter(), []
-    first_step = None
-
-    def read_log() -> None:
-        for line in process.stdout:
-            log.append(line)
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    while process.poll() is None and time.perf_counter() - started < seconds:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.Error:
-            break
-        if first_step is None and any(line.startswith("train:") for line in log):  # data loaded, model built
-            first_step = (time.perf_counter() - started, round(peak / 2**20))
-        time.sleep(0.25)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-    reader.join(timeout=5)
+    started, log, first_step = time.perf_counter(), [], None
+    with ProcessTreeRss(kind=lambda name: "training") as memory:
+        process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
+        reader.start()
+        while process.poll() is None and time.perf_counter() - started < seconds:
+            if first_step is None and any(line.startswith("train:") for line in log):  # data loaded, model built
+                first_step = (time.perf_counter() - started, memory.peaks.get("training"))
+            time.sleep(0.25)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        reader.join(timeout=5)
     steps = [line for line in log if "loss" in line]
     return {
         "seconds_watched": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": round(peak / 2**20),
+        "peak_rss_mb": memory.peaks.get("training"),
         "seconds_to_training_loop": round(first_step[0], 1) if first_step else None,
         "rss_mb_at_training_loop": first_step[1] if first_step else None,
         "logged_steps": len(steps),

@@ -221,13 +221,8 @@ def summary(tokenizer) -> dict | None:
     encoder = tokenizer.item_encoder
     if encoder is not None:
         levels, codebook = encoder.centroids.shape[:2]
-        described = (
-            f"TF-IDF + SVD (built in), {encoder.text.dim} dimensions, {len(encoder.text.vocabulary)} words"
-            if hasattr(encoder.text, "vocabulary")
-            else f"sentence-transformers `{encoder.text.model}`, {encoder.text.dim} dimensions"
-        )
         result["semantic_ids"] = {
-            "encoder": described,
+            "encoder": encoder.text.description,
             "text_columns": encoder.text_columns,
             "levels": int(levels),
             "codebook_size": int(codebook),

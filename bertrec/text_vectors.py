@@ -54,6 +54,11 @@ class TfidfSvd:
         encoder.projection = v.numpy().astype(np.float32)
         return encoder
 
+    @property
+    def description(self) -> str:
+        """What the model card says the item vectors are."""
+        return f"TF-IDF + SVD (built in), {self.dim} dimensions, {len(self.vocabulary)} words"
+
     def _tfidf(self, documents: list[list[str]]) -> torch.Tensor:
         """Sparse ``[documents, vocabulary]`` sublinear tf-idf, rows L2-normalised."""
         index = {w: i for i, w in enumerate(self.vocabulary)}
@@ -107,6 +112,11 @@ class SentenceEncoder:
     model: str
     dim: int = 0
     _loaded: object = None
+
+    @property
+    def description(self) -> str:
+        """What the model card says the item vectors are."""
+        return f"sentence-transformers `{self.model}`, {self.dim} dimensions"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._loaded is None:

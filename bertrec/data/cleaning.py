@@ -33,6 +33,10 @@ from bertrec.data.schema import CANONICAL_COLUMNS, check_canonical
 
 _DUPLICATE_KEY = ["user_id", "item_id", "action", "timestamp"]
 _CHECK_SEED = 0x5EED  # the second hash of _id_codes
+NO_TIMES_NOTE = (
+    "the log has no timestamps, so duplicates were not dropped (a repeat cannot be told from a duplicate "
+    "without a time)"
+)
 
 
 @dataclass
@@ -180,10 +184,7 @@ def clean_events(
         if has_timestamps:
             drop("duplicate", _first_occurrences(keys))
         else:
-            notes.append(
-                "the log has no timestamps, so duplicates were not dropped (a repeat cannot be told "
-                "from a duplicate without a time)"
-            )
+            notes.append(NO_TIMES_NOTE)
     if config.collapse_consecutive_repeats:
         drop("consecutive_repeat", ~_consecutive_repeats(keys, has_timestamps))
     keys, minimum_drops, rounds = _minimum_filters(keys, config)
@@ -306,10 +307,14 @@ def _note_empty_ids(notes: list[str], frame: pl.DataFrame) -> None:
     for column in ("user_id", "item_id"):
         empty = int((frame[column].str.len_bytes() == 0).sum())
         if empty:
-            notes.append(
-                f"{empty:,} event(s) have the empty {column} '' (kept as an id): if it means a missing value, write "
-                f"an empty unquoted field or a null instead, so cleaning drops those rows as null_{column[:-3]}"
-            )
+            notes.append(empty_id_note(column, empty))
+
+
+def empty_id_note(column: str, empty: int) -> str:
+    return (
+        f"{empty:,} event(s) have the empty {column} '' (kept as an id): if it means a missing value, write "
+        f"an empty unquoted field or a null instead, so cleaning drops those rows as null_{column[:-3]}"
+    )
 
 
 def _note_unseen(notes: list[str], option: str, names, frame: pl.DataFrame) -> None:

@@ -138,6 +138,11 @@ def _detect_format(path: Path, format: str | None, delimiter: str | None) -> tup
     return format, compressed
 
 
+def text_separator(format: str, delimiter: str | None) -> str:
+    """The field separator of a CSV/TSV file: ``delimiter`` if given, else tab for TSV and comma for CSV."""
+    return delimiter if delimiter is not None else ("\t" if format == "tsv" else ",")
+
+
 def _read_file(path: Path, format: str | None, delimiter: str | None, encoding: str) -> pl.DataFrame:
     """Read one file (or a folder of Parquet files) into a frame, translating every reader failure."""
     if not path.exists():
@@ -147,7 +152,7 @@ def _read_file(path: Path, format: str | None, delimiter: str | None, encoding: 
         raise EventDataError(f"{path}: the file is empty, so it has no events. Check the path.")
     if path.is_file() and not compressed and format != "parquet":
         check_not_utf16(path)
-    separator = delimiter if delimiter is not None else ("\t" if format == "tsv" else ",")
+    separator = text_separator(format, delimiter)
     try:
         if format in ("csv", "tsv"):
             frame = pl.read_csv(path, infer_schema=False, separator=separator, encoding=encoding)

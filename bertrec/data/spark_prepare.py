@@ -43,20 +43,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertrec.atomic import atomic_write_text
-from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, minimum_filters
+from bertrec.data.cleaning import (
+    NO_TIMES_NOTE,
+    CleaningConfig,
+    CleaningReport,
+    _note_unseen,
+    empty_id_note,
+    minimum_filters,
+)
 from bertrec.data.read_errors import check_header, check_not_utf16, read_error_message
+from bertrec.data.readers import text_separator
 from bertrec.data.schema import CANONICAL_COLUMNS, ColumnMapping, EventDataError
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
 from bertrec.data.spark_workers import Canonicaliser, WindowEncoder
 from bertrec.data.splits import LeakageError
-from bertrec.data.streaming import BucketedData, _StageClock, _stream_format
+from bertrec.data.streaming import WINDOWS_SCHEMA, BucketedData, _StageClock, _stream_format, no_evaluated_users
 from bertrec.integrity import mark_incomplete, write_manifest
 from bertrec.tokenization import EventTokenizer, check_times_for_layout
 
 logger = logging.getLogger(__name__)
 PARTS = ("train", "valid", "test")
 _ROWS_PER_ARROW_BATCH = 100_000  # rows per Arrow batch handed to Python on the executors
-_RECORD_BITS = 33  # monotonically_increasing_id = partition << 33 | record number within the partition
 
 
 def spark_session(master: str = "local[*]", driver_memory: str = "2g", **conf: str):
@@ -177,15 +184,18 @@ def _canonical_events(stage: _Stages, source, mapping: ColumnMapping, format, de
 
     spark = stage.spark
     if isinstance(source, DataFrame):
-        mapping.resolve(source.columns, "DataFrame")
+        mapping.resolve(source.columns, "DataFrame")  # a missing or clashing column fails before any job runs
         label, raw = "DataFrame", stage.save(source, "input")
     else:
         label, raw = str(source), _read_files(spark, Path(source), format, delimiter)
-    position = [F.col("_metadata.file_path"), F.col("_metadata.file_block_start")]
-    mapping.resolve(raw.columns, label)  # a missing or clashing column fails here, before any job runs
-    record = F.monotonically_increasing_id()
-    keyed = raw.select("*", *[p.alias(f"_part{i}") for i, p in enumerate(position)], record.alias("_record"))
-    keys = [f"_part{i}" for i in range(len(position))]
+        mapping.resolve(raw.columns, label)
+    keyed = raw.select(
+        "*",
+        F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.file_block_start").alias("_split"),
+        F.monotonically_increasing_id().alias("_record"),  # the record number within its partition, in order
+    )
+    keys = ["_file", "_split"]
     # the number of rows before each input split: a few rows per file split, the only thing brought back here
     parts = keyed.groupBy(*keys).agg(F.min("_record").alias("_first"), F.count("*").alias("_rows")).toArrow()
     parts = pl.from_arrow(parts).sort(keys).with_columns(_offset=pl.col("_rows").cum_sum() - pl.col("_rows"))
@@ -207,7 +217,7 @@ def _read_files(spark, path: Path, format: str | None, delimiter: str | None):
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         check_not_utf16(file)
-    separator = delimiter if delimiter is not None else ("\t" if kind == "tsv" else ",")
+    separator = text_separator(kind, delimiter)
     header = pl.read_csv(files[0], n_rows=0, infer_schema=False, separator=separator).columns if files else []
     check_header(header, path)
     # every column a string, as read_events reads text; a malformed line fails the job instead of becoming nulls
@@ -232,9 +242,9 @@ def _job(action, source, format: str | None, delimiter: str | None):
             raise EventDataError(found.group(1).strip()) from None
         if "Malformed" in text and isinstance(source, (str, Path)):
             kind = _stream_format(Path(source), format, delimiter)
-            separator = delimiter if delimiter is not None else ("\t" if kind == "tsv" else ",")
             detail = ValueError("Spark found a malformed CSV record")  # its own message is a Java stack trace
-            raise EventDataError(read_error_message(Path(source), kind, False, separator, detail)) from None
+            message = read_error_message(Path(source), kind, False, text_separator(kind, delimiter), detail)
+            raise EventDataError(message) from None
         raise
 
 
@@ -255,9 +265,7 @@ def _clean(stage: _Stages, events, config: CleaningConfig):
     has_timestamps = totals["timed"] > 0
     before = {"users": _distinct(events, "user_id"), "items": _distinct(events, "item_id")}
     notes = [
-        f"{totals[f'empty_{column}']:,} event(s) have the empty {column} '' (kept as an id): if it means a missing "
-        f"value, write an empty unquoted field or a null instead, so cleaning drops those rows as "
-        f"null_{column[:-3]}"
+        empty_id_note(column, totals[f"empty_{column}"])
         for column in ("user_id", "item_id")
         if totals[f"empty_{column}"]
     ]
@@ -286,15 +294,13 @@ def _clean(stage: _Stages, events, config: CleaningConfig):
     def keep(reason: str, frame) -> None:
         nonlocal kept, rows
         kept = stage.save(frame, reason)
-        dropped[reason], rows = rows - stage.rows(reason), stage.rows(reason)
+        remaining = stage.rows(reason)
+        dropped[reason], rows = rows - remaining, remaining
 
     if config.drop_duplicates and has_timestamps:  # the first of each (user, item, action, time) by input order
         keep("duplicate", kept.groupBy(*CANONICAL_COLUMNS[:4]).agg(F.min("event_index").alias("event_index")))
     elif config.drop_duplicates:
-        notes.append(
-            "the log has no timestamps, so duplicates were not dropped (a repeat cannot be told "
-            "from a duplicate without a time)"
-        )
+        notes.append(NO_TIMES_NOTE)
     if config.collapse_consecutive_repeats:
         order = ["timestamp", "event_index"] if has_timestamps else ["event_index"]
         previous = Window.partitionBy("user_id").orderBy(*order)
@@ -395,11 +401,8 @@ def _split(stage: _Stages, events, session_gap_seconds: float | None, target_act
         **stats,
     }
     if evaluated == 0:
-        actions = sorted(r[0] for r in sequences.select(F.explode("action")).distinct().limit(10).collect())
-        raise ValueError(
-            f"no user has a validation and a test target (target action {target_action!r}); check the action "
-            f"name (actions in this log: {actions}) or lower the cleaning minimums"
-        )
+        actions = [r[0] for r in sequences.select(F.explode("action")).distinct().limit(10).collect()]
+        raise no_evaluated_users(target_action, actions)
     _check_no_leakage(parts)
     return parts, stats
 
@@ -511,20 +514,19 @@ def _vocabulary(train, layout: str, time_boundaries, min_item_count: int, max_ev
 def _encode(stage: _Stages, train, output_dir: Path, min_events: int) -> int:
     """Training windows encoded on the executors, then rewritten from Parquet as the Arrow stream files that
     ``datasets`` memory-maps, one Parquet file at a time (a batch at a time in memory)."""
-    folder = output_dir / "tokenizer"
-    fingerprint = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()))
-    encoder = WindowEncoder(str(folder.resolve()), fingerprint, min_events)
-    windows = stage.save(train.mapInArrow(encoder, "input_ids array<int>"), "windows")
+    tokenizer_dir = output_dir / "tokenizer"
+    fingerprint = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(tokenizer_dir.iterdir()))
+    encoder = WindowEncoder(str(tokenizer_dir.resolve()), fingerprint, min_events)
+    stage.save(train.mapInArrow(encoder, "input_ids array<int>"), "windows")
     folder = output_dir / "train_windows"
     folder.mkdir()
-    schema = pa.schema([("input_ids", pa.large_list(pa.int32()))])
     total = 0
     for number, file in enumerate(sorted((stage.folder / "windows").glob("*.parquet"))):
-        with pa.OSFile(str(folder / f"data-{number:05d}.arrow"), "wb") as sink, pa.ipc.new_stream(sink, schema) as out:
-            for batch in pq.ParquetFile(file).iter_batches(batch_size=_ROWS_PER_ARROW_BATCH):
-                out.write_table(pa.Table.from_batches([batch]).cast(schema))
-                total += batch.num_rows
-    del windows
+        with pa.OSFile(str(folder / f"data-{number:05d}.arrow"), "wb") as sink:
+            with pa.ipc.new_stream(sink, WINDOWS_SCHEMA) as out:
+                for batch in pq.ParquetFile(file).iter_batches(batch_size=_ROWS_PER_ARROW_BATCH):
+                    out.write_table(pa.Table.from_batches([batch]).cast(WINDOWS_SCHEMA))
+                    total += batch.num_rows
     return total
 
 

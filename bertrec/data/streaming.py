@@ -41,7 +41,7 @@ import pyarrow as pa
 from bertrec.atomic import atomic_write_text
 from bertrec.data.cleaning import CleaningConfig, CleaningReport, _note_unseen, clean_events, minimum_filters
 from bertrec.data.read_errors import check_header, check_not_utf16
-from bertrec.data.readers import _canonicalize, _detect_format
+from bertrec.data.readers import _canonicalize, _detect_format, text_separator
 from bertrec.data.schema import ColumnMapping, EventDataError
 from bertrec.data.sequences import add_sessions, build_sequences
 from bertrec.data.splits import action_leave_one_out, leave_one_out
@@ -53,6 +53,7 @@ PARTS = ("train", "valid", "test")
 _BUCKET_SEED = 1_234_567  # a fixed seed, so a rerun puts every user in the same bucket
 _COLLAPSE_ROWS = 1_000_000  # item-count rows kept in parts before they are summed
 _OPTION_NOTES = ("rename_actions", "keep_actions")  # notes about the whole log, made once, not per bucket
+WINDOWS_SCHEMA = pa.schema([("input_ids", pa.large_list(pa.int32()))])  # train_windows/data-NNNNN.arrow
 
 
 @dataclass
@@ -203,8 +204,8 @@ def _scan(path: Path, kind: str, delimiter: str | None) -> pl.LazyFrame:
         return pl.scan_parquet(path)
     if path.is_file():
         check_not_utf16(path)
-    separator = delimiter if delimiter is not None else ("\t" if kind == "tsv" else ",")
-    return pl.scan_csv(path, infer_schema=False, separator=separator)  # strings, as read_events reads text
+    # every column a string, as read_events reads text
+    return pl.scan_csv(path, infer_schema=False, separator=text_separator(kind, delimiter))
 
 
 def _write_buckets(
@@ -399,11 +400,16 @@ def _split_buckets(
         counts.add(train.drop_nulls("item_id"))
         actions |= set(train["action"].drop_nulls().unique().to_list())
     if not stats.get("evaluated_users"):
-        raise ValueError(
-            f"no user has a validation and a test target (target action {target_action!r}); check the action "
-            f"name (actions in this log: {sorted(actions)[:10]}) or lower the cleaning minimums"
-        )
+        raise no_evaluated_users(target_action, actions)
     return stats, counts.total(), sorted(actions)
+
+
+def no_evaluated_users(target_action: str | None, actions) -> ValueError:
+    """The error for a split that evaluates no user (a log, not a part of it, must hold one)."""
+    return ValueError(
+        f"no user has a validation and a test target (target action {target_action!r}); check the action "
+        f"name (actions in this log: {sorted(actions)[:10]}) or lower the cleaning minimums"
+    )
 
 
 # pass 4: training windows -----------------------------------------------------------------------------------
@@ -411,14 +417,13 @@ def _encode_buckets(read: _Buckets, tokenizer: EventTokenizer, folder: Path, min
     """Each bucket's training windows as an Arrow stream file (what ``datasets.Dataset.from_file`` maps)."""
     folder.mkdir()
     total = 0
-    schema = pa.schema([("input_ids", pa.large_list(pa.int32()))])
     for number in range(len(read.files)):
         train = pl.read_parquet(read.split_dir / f"train-{number:05d}.parquet")
         windows = tokenizer.encode_training_windows(train, min_events=min_events)
         total += len(windows)
         with pa.OSFile(str(folder / f"data-{number:05d}.arrow"), "wb") as sink:
-            with pa.ipc.new_stream(sink, schema) as writer:
-                writer.write_table(pa.table({"input_ids": windows_column(windows)}, schema=schema))
+            with pa.ipc.new_stream(sink, WINDOWS_SCHEMA) as writer:
+                writer.write_table(pa.table({"input_ids": windows_column(windows)}, schema=WINDOWS_SCHEMA))
     return total
 
 
