@@ -79,6 +79,7 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     # scores, and the item-only twin with them: what actions/times and repeats are each worth
     "bertrec-event": ("gpt2", STACKED, ["--repeat_scores", "true"]),
     "bertrec-event-norepeat": ("gpt2", STACKED, []),
+    "bertrec-event-rope-norepeat": ("gpt_neox", STACKED, []),  # ... with rotary positions (sasrec-rope's twin)
     "sasrec-repeat": ("gpt2", "item", ["--repeat_scores", "true"]),
     # the recipe's default representation: the above with item output rows of their own, started from a
     # factorisation of the log's transitions; and its item-only twin

@@ -23,6 +23,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bertrec.args import TokenizerArguments
 from bertrec.integrity import is_complete
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
 RECBOLE_PYTHON = ROOT / "benchmarks" / "peers" / ".venv-recbole" / "bin" / "python"
 SECTIONS = (
-    "data", "bucketed", "scale", "training", "profile", "evaluation", "latency", "million", "semantic",
-    "time_to_quality",
+    "data", "bucketed", "scale", "training_memory", "training", "profile", "evaluation", "latency", "million",
+    "semantic", "time_to_quality",
 )  # fmt: skip
 SIZES = ((64, 2), (256, 4))
 RECBOLE_NAMES = {"gpt2": "SASRec", "bert": "BERT4Rec"}
@@ -50,21 +51,51 @@ def run_child_section(args) -> None:
     import throughput_parts as parts
 
     work = Path(args.work_dir)
+    log = work / f"{log_name(args)}.parquet"
     if args.child == "generate":
-        parts.synthetic_log(work / f"log-{int(args.events[0])}.parquet", int(args.events[0]))
+        parts.synthetic_log(log, int(args.events[0]), users=args.log_users, items=args.log_items)
         result = {}
     elif args.child == "data":
-        result = parts.data_path(work / f"log-{int(args.events[0])}.parquet")
+        result = parts.data_path(log)
     elif args.child == "bucketed":
-        result = parts.bucketed_data_path(work / f"log-{int(args.events[0])}.parquet", args.events_per_bucket)
+        result = parts.bucketed_data_path(log, args.events_per_bucket, args.layout, args.max_events)
     elif args.child == "spark":
-        result = parts.spark_data_path(work / f"log-{int(args.events[0])}.parquet")
+        result = parts.spark_data_path(log)
     elif args.child == "train_from_folder":
-        folder = work / f"spark-log-{int(args.events[0])}"
-        result = parts.training_from_folder(folder, args.train_seconds, args.threads)
+        folder = work / f"{args.from_folder}-{log.stem}"
+        result = parts.training_from_folder(folder, args.train_seconds, args.threads, args.train_steps)
     else:
         result = parts.million_item_run(work / "million")
     print(json.dumps(result))
+
+
+def log_name(args) -> str:
+    """The synthetic log's file stem: its size, and its user and item counts where they are fixed."""
+    fixed = f"-u{args.log_users}-i{args.log_items}" if args.log_users or args.log_items else ""
+    return f"log-{int(args.events[0])}{fixed}"
+
+
+def training_memory_section(args) -> dict:
+    """Training from a bucketed folder at a fixed catalogue and user count, for logs of growing length (more
+    events per user): each log prepared in buckets, then one process trains ``--train_steps`` steps from the
+    folder, validates, and runs the final evaluation with the baselines. Its peak RSS should not follow the log."""
+    rows = []
+    users, items = args.log_users or 50_000, args.log_items or 50_000
+    fixed = ["--log_users", str(users), "--log_items", str(items)]
+    for events in (int(e) for e in args.memory_events):
+        options = ["--events", str(events), "--work_dir", args.work_dir, *fixed]
+        child("generate", *options)
+        row = {"events": events, "users": users, "items": items}
+        defaults = TokenizerArguments()  # the recipe's own representation: one position per event, 50 events
+        tokens = ["--layout", defaults.layout, "--max_events", str(defaults.max_events)]
+        row["bucketed"] = child("bucketed", *options, *tokens, "--events_per_bucket", str(args.events_per_bucket))
+        steps = ["--train_steps", str(args.train_steps or 50), "--threads", str(args.threads)]
+        steps += ["--from_folder", "bucketed"]
+        row["training"] = child("train_from_folder", *options, *steps)
+        peak = row["training"]["peak_rss_mb"]
+        print(f"training from the folder, {events:,} events: peak RSS {peak:,} MB", flush=True)
+        rows.append(row)
+    return {"cleaning": "dedup + min 5 events per user and item", "runs": rows}
 
 
 def data_section(args) -> dict:
@@ -322,6 +353,13 @@ def main() -> None:
         default=180,
         help="how long the scale section's training process runs before it is stopped",
     )
+    parser.add_argument("--memory_events", nargs="+", type=float, default=[1e7, 5e7])
+    parser.add_argument("--log_users", type=int, default=None, help="fixed users of the synthetic log")
+    parser.add_argument("--log_items", type=int, default=None, help="fixed catalogue of the synthetic log")
+    parser.add_argument("--train_steps", type=int, default=None, help="training_memory: steps before evaluation")
+    parser.add_argument("--from_folder", default="spark", choices=("spark", "bucketed"), help=argparse.SUPPRESS)
+    parser.add_argument("--layout", default="time action item", help=argparse.SUPPRESS)  # a child's tokenizer
+    parser.add_argument("--max_events", type=int, default=200, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "bench_throughput"))
     parser.add_argument("--report", action="store_true")

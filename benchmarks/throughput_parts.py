@@ -50,14 +50,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def synthetic_log(path: Path, events: int, seed: int = 0) -> Path:
-    """A shop-like log as Parquet with integer ids: 50 events per user on average, a skewed catalogue of
-    ``events // 20`` items (cubed uniform draws), 4 actions, second timestamps over one year, 1% duplicates."""
+def synthetic_log(path: Path, events: int, seed: int = 0, users: int | None = None, items: int | None = None) -> Path:
+    """A shop-like log as Parquet with integer ids: ``users`` (default: 50 events per user on average), a skewed
+    catalogue of ``items`` (default ``events // 20``; cubed uniform draws), 4 actions, second timestamps over one
+    year, 1% duplicates."""
     if path.is_file():
         return path
     rng = np.random.default_rng(seed)
-    items = max(events // 20, 1000)
-    user = rng.integers(0, max(events // 50, 1), events)
+    items = items or max(events // 20, 1000)
+    user = rng.integers(0, users or max(events // 50, 1), events)
     item = (items * rng.random(events) ** 3).astype(np.int64)
     action = ACTIONS[rng.choice(4, events, p=[0.85, 0.07, 0.05, 0.03])]
     stamp = rng.integers(1_700_000_000, 1_700_000_000 + 365 * 86400, events)
@@ -561,11 +562,12 @@ def spark_data_path(path: Path, layout: str = "time action item", max_events: in
     }
 
 
-def training_from_folder(folder: Path, seconds: float, threads: int) -> dict:
-    """A training process reading a prepared folder (``pretrain.py --prepared_dir``), run for ``seconds`` of
-    its first epoch and then stopped: its peak RSS once the data is loaded and batches flow, and its step rate.
-    The RSS when the training loop starts (split, tokenizer, memory-mapped windows and model loaded) is recorded
-    apart. Sampled softmax (1024 negatives): a full softmax over a 2.5M-item catalogue would measure the logits."""
+def training_from_folder(folder: Path, seconds: float, threads: int, steps: int | None = None) -> dict:
+    """A training process reading a prepared folder (``pretrain.py --prepared_dir``): its peak RSS, and the RSS
+    when the training loop starts (split, tokenizer, memory-mapped windows and model loaded). Without ``steps``
+    it runs ``seconds`` of its first epoch and is stopped; with ``steps`` it trains that many steps, validates
+    and runs its final evaluation with the baselines, so the peak covers a whole run. Sampled softmax (1024
+    negatives): a full softmax over a 2.5M-item catalogue would measure the logits."""
     command = [
         sys.executable, "recipes/pretrain.py", "--prepared_dir", str(folder), "--output_dir",
         str(folder.parent / f"train-{folder.name}"), "--model_type", "gpt2", "--hidden_size", "64",
@@ -573,8 +575,13 @@ def training_from_folder(folder: Path, seconds: float, threads: int) -> dict:
         "--cpu_threads", str(threads), "--logging_steps", "20", "--repeat_scores", "false",
         "--transition_scores", "false", "--loss", "sampled", "--num_negatives", "1024",
     ]  # fmt: skip
+    if steps:
+        command += ["--max_steps", str(steps)]
+        seconds = float("inf")
     root = Path(__file__).resolve().parents[1]
     started, log, first_step = time.perf_counter(), [], None
+    phase, read = PHASES[0], 0
+    peaks = dict.fromkeys(PHASES, 0)  # the process's peak RSS MB in each phase of its run
     with ProcessTreeRss(kind=lambda name: "training") as memory:
         process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reader = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
@@ -582,16 +589,37 @@ def training_from_folder(folder: Path, seconds: float, threads: int) -> dict:
         while process.poll() is None and time.perf_counter() - started < seconds:
             if first_step is None and any(line.startswith("train:") for line in log):  # data loaded, model built
                 first_step = (time.perf_counter() - started, memory.peaks.get("training"))
+            phase, read = _training_phase(log, read, phase)
+            try:
+                peaks[phase] = max(peaks[phase], round(psutil.Process(process.pid).memory_info().rss / 2**20))
+            except psutil.Error:  # ended between the poll and the read
+                pass
             time.sleep(0.25)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         reader.join(timeout=5)
-    steps = [line for line in log if "loss" in line]
+    logged = [line for line in log if "loss" in line]
     return {
+        "completed": process.returncode == 0,
         "seconds_watched": round(time.perf_counter() - started, 1),
         "peak_rss_mb": memory.peaks.get("training"),
+        "peak_rss_mb_by_phase": peaks,
         "seconds_to_training_loop": round(first_step[0], 1) if first_step else None,
         "rss_mb_at_training_loop": first_step[1] if first_step else None,
-        "logged_steps": len(steps),
+        "logged_steps": len(logged),
         "last_log_lines": [line.strip() for line in log[-3:]],
     }
+
+
+PHASES = ("loading", "training and validation", "final evaluation")
+
+
+def _training_phase(log: list[str], read: int, phase: str) -> tuple[str, int]:
+    """Where a ``pretrain.py`` run is, from the lines it logged since ``read``: the data and model are ready once
+    it logs its vocabulary and windows; with ``--max_steps`` its one validation ends the training."""
+    for line in log[read:]:
+        if "training windows" in line and phase == PHASES[0]:
+            phase = PHASES[1]
+        elif "validation ndcg@10=" in line:
+            phase = PHASES[2]
+    return phase, len(log)

@@ -105,6 +105,34 @@ def scale(section: dict) -> str:
     )
 
 
+def training_memory(section: dict) -> str:
+    """Training from a bucketed folder at a fixed catalogue and user count: peak RSS per phase of a whole run."""
+    rows = []
+    for run in section["runs"]:
+        b, t = run["bucketed"], run["training"]
+        phases = t.get("peak_rss_mb_by_phase") or {}
+        rows.append(
+            [
+                _num(run["events"]),
+                f"{_num(run['users'])} / {_num(run['items'])}",
+                _num(b["train_windows"]),
+                f"{b['seconds']} s, {_num(b['peak_rss_mb'])} MB",
+                *(_num(phases.get(name)) if phases.get(name) else "" for name in TRAINING_PHASES),
+                _num(t["peak_rss_mb"]),
+                f"{t['seconds_watched']} s" + ("" if t.get("completed") else " (did not finish)"),
+            ]
+        )
+    header = ["events", "users / items", "training windows", "bucketed prepare", *TRAINING_PHASES, "peak RSS MB"]
+    header += ["training run"]
+    return (
+        f"### Training from a prepared folder: peak RSS (MB) of one process, at a fixed catalogue "
+        f"({section['cleaning']})\n\n" + _head(section) + _table(header, rows)
+    )
+
+
+TRAINING_PHASES = ("loading", "training and validation", "final evaluation")
+
+
 def training(section: dict) -> str:
     peers = {(r["model"], r["hidden_size"], r["num_layers"]): r for r in section["recbole"]}
     names = {"gpt2": "SASRec", "bert": "BERT4Rec"}
@@ -249,6 +277,7 @@ def time_to_quality(section: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    order = ("data", "bucketed", "scale", "training", "profile", "evaluation", "latency", "million", "semantic")
+    order = ("data", "bucketed", "scale", "training_memory", "training", "profile", "evaluation", "latency")
+    order += ("million", "semantic")
     order += ("time_to_quality",)
     return "".join(globals()[name](results[name]) for name in order if name in results)

@@ -11,26 +11,31 @@ import numpy as np
 import polars as pl
 import torch
 
+from bertrec.data.parquet_parts import Frame, frame_chunks
 from bertrec.evaluation import EvalBatch, ScoreFn
+from bertrec.pair_counts import PairCounter
 from bertrec.tokenization import EventTokenizer
 
 
-def item_counts(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, action: str | None = None) -> np.ndarray:
-    """Training events per vocabulary item (only events of ``action`` when given)."""
-    items = train_sequences["item_id"].explode()
-    if action is not None:
-        items = items.filter(train_sequences["action"].explode() == action)
-    index = tokenizer.item_indices(items)
-    return np.bincount(index[index >= 0], minlength=tokenizer.num_items).astype(np.float64)
+def item_counts(tokenizer: EventTokenizer, train_sequences: Frame, action: str | None = None) -> np.ndarray:
+    """Training events per vocabulary item (only events of ``action`` when given), a chunk of users at a time."""
+    counts = np.zeros(tokenizer.num_items, dtype=np.float64)
+    for chunk in frame_chunks(train_sequences, columns=["item_id", "action"] if action else ["item_id"]):
+        items = chunk["item_id"].explode()
+        if action is not None:
+            items = items.filter(chunk["action"].explode() == action)
+        index = tokenizer.item_indices(items)
+        counts += np.bincount(index[index >= 0], minlength=tokenizer.num_items)
+    return counts
 
 
-def _popularity_below_one(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> torch.Tensor:
+def _popularity_below_one(tokenizer: EventTokenizer, train_sequences: Frame) -> torch.Tensor:
     """Training popularity scaled below one event: orders the items a baseline's own signal leaves tied."""
     counts = item_counts(tokenizer, train_sequences)
     return torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
 
 
-def popularity_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, action: str | None = None) -> ScoreFn:
+def popularity_scorer(tokenizer: EventTokenizer, train_sequences: Frame, action: str | None = None) -> ScoreFn:
     """Every user gets the training popularity ranking (of ``action`` events, e.g. best sellers, when given)."""
     counts = torch.as_tensor(item_counts(tokenizer, train_sequences, action), dtype=torch.float32)
 
@@ -40,20 +45,21 @@ def popularity_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, 
     return score
 
 
-def markov_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> ScoreFn:
+def markov_scorer(tokenizer: EventTokenizer, train_sequences: Frame) -> ScoreFn:
     """First-order transitions: how often each item followed the user's last item in training sequences.
 
     Popularity, scaled below one transition, breaks ties, so users whose last item has few successors still
     get a sensible ranking instead of a block of ties.
     """
     tie_break = _popularity_below_one(tokenizer, train_sequences)
-    items = tokenizer.item_indices(train_sequences["item_id"].explode())
-    lengths = train_sequences["item_id"].list.len().to_numpy().astype(np.int64)
-    same_user = np.repeat(np.arange(len(lengths)), lengths)
-    follows = (same_user[1:] == same_user[:-1]) & (items[1:] >= 0) & (items[:-1] >= 0)
-    pairs = pl.DataFrame({"prev": items[:-1][follows], "next": items[1:][follows]})
-    pairs = pairs.group_by(["prev", "next"]).len().sort("prev")
-    prev, successors, weights = (pairs[c].to_numpy(writable=True) for c in ("prev", "next", "len"))
+    counter = PairCounter(tokenizer.num_items)
+    for chunk in frame_chunks(train_sequences, columns=["item_id"]):  # a chunk of users at a time
+        items = tokenizer.item_indices(chunk["item_id"].explode())
+        lengths = chunk["item_id"].list.len().to_numpy().astype(np.int64)
+        same_user = np.repeat(np.arange(len(lengths)), lengths)
+        follows = (same_user[1:] == same_user[:-1]) & (items[1:] >= 0) & (items[:-1] >= 0)
+        counter.add(items[:-1][follows], items[1:][follows])
+    prev, successors, weights = counter.result()
     starts = np.searchsorted(prev, np.arange(tokenizer.num_items + 1))
 
     def score(batch: EvalBatch) -> torch.Tensor:
@@ -67,7 +73,7 @@ def markov_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> S
     return score
 
 
-def recent_items_scorer(tokenizer: EventTokenizer, train_sequences: pl.DataFrame) -> ScoreFn:
+def recent_items_scorer(tokenizer: EventTokenizer, train_sequences: Frame) -> ScoreFn:
     """The user's own history items, most recent first, then every other item by popularity.
 
     Where people come back to what they just looked at (a brand browsed before it is bought, a product

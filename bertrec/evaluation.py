@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from bertrec import repeats, transitions
 from bertrec.collators import TokenLayout, pad_sequences
+from bertrec.data.parquet_parts import DEFAULT_CHUNK_EVENTS, Frame, frame_chunks
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
 from bertrec.data.splits import check_targets_not_in_history
 from bertrec.metrics import metrics_from_ranks, pessimistic_ranks
@@ -154,7 +155,7 @@ def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = 
 def evaluate_scorer(
     score: ScoreFn,
     tokenizer: EventTokenizer,
-    examples: pl.DataFrame,
+    examples: Frame,
     *,
     objective: str = "next",
     ks: tuple[int, ...] = (10,),
@@ -165,6 +166,7 @@ def evaluate_scorer(
     desc: str = "evaluate",
     details: bool = False,
     max_score_elements: int = 2**26,
+    chunk_events: int = DEFAULT_CHUNK_EVENTS,
 ) -> dict:
     """Rank every example's target among all items with ``score`` and return metrics plus miss counts.
 
@@ -182,47 +184,61 @@ def evaluate_scorer(
 
     Memory stays bounded for any catalogue: a batch holds at most ``max_score_elements`` scores (256 MB of
     float32 by default), so with a million items 64 examples are ranked at a time, each against every item.
+    And for any number of users: ``examples`` may be a ``ParquetParts`` (a prepared folder's examples on disk),
+    read about ``chunk_events`` history events at a time; only each user's rank (and, with ``details``, top
+    list) is kept.
     """
     if examples.height == 0:
         raise ValueError("no examples to evaluate: the split is empty (too few events per user?)")
-    check_targets_not_in_history(examples)
     if details and accelerator is not None and accelerator.num_processes > 1:
         raise ValueError("details=True needs a single process; evaluate in one process to get per-user details")
     is_main = accelerator is None or accelerator.is_main_process
-    if accelerator is not None and accelerator.num_processes > 1:
-        shard = np.array_split(np.arange(examples.height), accelerator.num_processes)[accelerator.process_index]
-        examples = examples[shard]
-    prompts = encode_prompts(tokenizer, examples, objective, action)
-    by_length = np.argsort([len(p) for p in prompts], kind="stable")  # less padding; metrics ignore order
-    examples, prompts = examples[by_length], [prompts[i] for i in by_length]
     batch_size = max(1, min(batch_size, max_score_elements // max(tokenizer.num_items, 1)))
-    all_ranks, all_top, unknown, repeats, missing = [], [], 0, 0, 0
     top_k = min(max(ks), tokenizer.num_items)
-    for batch in tqdm(
-        _batches(tokenizer, examples, prompts, batch_size),
-        desc=desc,
-        disable=not is_main,
-        total=-(-examples.height // batch_size),
-        leave=False,
-    ):
-        scores = score(batch)
-        if batch.candidate_rows is not None:
-            allowed = torch.zeros_like(scores, dtype=torch.bool)
-            allowed[batch.candidate_rows[0], batch.candidate_rows[1]] = True
-            missing += int((~allowed.gather(1, batch.targets.clamp(min=0)[:, None])[:, 0] & (batch.targets >= 0)).sum())
-            scores = scores.masked_fill(~allowed.to(scores.device), float("-inf"))
-        if exclude_seen:
-            seen = batch.seen_rows.to(scores.device)
-            targets_of_seen = batch.targets[seen[0].cpu()].to(scores.device)
-            repeats += int(torch.unique(seen[0][seen[1] == targets_of_seen]).numel())
-            scores = scores.index_put((seen[0], seen[1]), torch.tensor(float("-inf"), device=scores.device))
-        unknown += int((batch.targets < 0).sum())
-        all_ranks.append(pessimistic_ranks(scores, batch.targets.to(scores.device)))
-        best = scores.topk(top_k, dim=1)
-        all_top.append(best.indices.masked_fill(best.values == float("-inf"), -1).cpu())  # -1: nothing rankable
-    ranks, top = torch.cat(all_ranks), torch.cat(all_top)
-    counts = torch.tensor([unknown, repeats, missing], device=ranks.device)
-    recommended = torch.stack([_recommended_items(top[:, :k], tokenizer.num_items) for k in ks]).to(ranks.device)
+    all_ranks, user_ids, tops = [], [], []
+    counts = torch.zeros(3, dtype=torch.long)  # unknown targets, repeat targets excluded, missing candidates
+    recommended = torch.zeros(len(ks), tokenizer.num_items, dtype=torch.long)
+    progress = tqdm(desc=desc, disable=not is_main, total=-(-examples.height // batch_size), leave=False)
+    for chunk in frame_chunks(examples, chunk_events):  # one chunk of users in memory at a time
+        check_targets_not_in_history(chunk)
+        if accelerator is not None and accelerator.num_processes > 1:
+            chunk = chunk[np.array_split(np.arange(chunk.height), accelerator.num_processes)[accelerator.process_index]]
+        if chunk.height == 0:
+            continue
+        prompts = encode_prompts(tokenizer, chunk, objective, action)
+        by_length = np.argsort([len(p) for p in prompts], kind="stable")  # less padding; metrics ignore order
+        chunk, prompts = chunk[by_length], [prompts[i] for i in by_length]
+        ranks, top = [], []
+        for batch in _batches(tokenizer, chunk, prompts, batch_size):
+            scores = score(batch)
+            if batch.candidate_rows is not None:
+                allowed = torch.zeros_like(scores, dtype=torch.bool)
+                allowed[batch.candidate_rows[0], batch.candidate_rows[1]] = True
+                in_candidates = allowed.gather(1, batch.targets.clamp(min=0)[:, None].to(scores.device))[:, 0].cpu()
+                counts[2] += int((~in_candidates & (batch.targets >= 0)).sum())
+                scores = scores.masked_fill(~allowed.to(scores.device), float("-inf"))
+            if exclude_seen:
+                seen = batch.seen_rows.to(scores.device)
+                targets_of_seen = batch.targets[seen[0].cpu()].to(scores.device)
+                counts[1] += int(torch.unique(seen[0][seen[1] == targets_of_seen]).numel())
+                scores = scores.index_put((seen[0], seen[1]), torch.tensor(float("-inf"), device=scores.device))
+            counts[0] += int((batch.targets < 0).sum())
+            ranks.append(pessimistic_ranks(scores, batch.targets.to(scores.device)).cpu())
+            best = scores.topk(top_k, dim=1)
+            top.append(best.indices.masked_fill(best.values == float("-inf"), -1).cpu())  # -1: nothing rankable
+            progress.update()
+        top_lists = torch.cat(top)
+        for i, k in enumerate(ks):
+            recommended[i] += _recommended_items(top_lists[:, :k], tokenizer.num_items)
+        original_order = np.argsort(by_length, kind="stable")
+        all_ranks.append(torch.cat(ranks)[original_order])
+        if details:
+            user_ids.extend(chunk["user_id"][original_order].to_list())
+            tops.append(top_lists.numpy()[original_order])
+    progress.close()
+    ranks = torch.cat(all_ranks) if all_ranks else torch.zeros(0)
+    device = accelerator.device if accelerator is not None else ranks.device
+    ranks, counts, recommended = ranks.to(device), counts.to(device), recommended.to(device)
     if accelerator is not None and accelerator.num_processes > 1:
         ranks = _gather_ragged(accelerator, ranks)
         counts = accelerator.reduce(counts, reduction="sum")
@@ -236,11 +252,10 @@ def evaluate_scorer(
     if CANDIDATES in examples.columns:
         metrics["targets_not_in_candidates"] = int(counts[2])
     if details:
-        original_order = np.argsort(by_length, kind="stable")
         metrics["details"] = {
-            "user_id": examples["user_id"][original_order].to_list(),
-            "rank": ranks.cpu().numpy()[original_order],
-            "top_items": top.numpy()[original_order],
+            "user_id": user_ids,
+            "rank": ranks.cpu().numpy(),
+            "top_items": np.concatenate(tops) if tops else np.zeros((0, top_k), dtype=np.int64),
         }
     return metrics
 
@@ -259,7 +274,7 @@ def _gather_ragged(accelerator, values: torch.Tensor) -> torch.Tensor:
     return torch.cat([gathered[i, : int(n)] for i, n in enumerate(lengths)])
 
 
-def evaluate_model(model, tokenizer: EventTokenizer, examples: pl.DataFrame, **kwargs) -> dict:
+def evaluate_model(model, tokenizer: EventTokenizer, examples: Frame, **kwargs) -> dict:
     """``evaluate_scorer`` with the model's own scores; the model is put in eval mode and restored."""
     was_training = model.training
     model.eval()

@@ -18,19 +18,42 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from bertrec.pair_counts import PairCounter
 
-def transition_counts(windows: Sequence[np.ndarray], layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# the factorised table is a starting point: past this many transitions a spread sample of windows gives it (a
+# 50M-event log's full table took 1 GB and a minute to count; logs under ~5M events are counted whole)
+INIT_MAX_PAIRS = 5_000_000
+
+
+def transition_counts(
+    windows: Sequence[np.ndarray], layout, max_pairs: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(sources, targets, counts)``: each distinct pair of consecutive item indices in ``windows`` (non-items
-    skipped; pairs never span two windows) and how often it occurs, sorted by source then target."""
-    num_items = layout.num_items
-    keys = []
-    for window in windows:
-        items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
-        items = items[(items >= 0) & (items < num_items)].astype(np.int64)
-        if len(items) > 1:
-            keys.append(items[:-1] * num_items + items[1:])
-    key, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
-    return key // num_items, key % num_items, counts
+    skipped; pairs never span two windows) and how often it occurs, sorted by source then target.
+
+    ``max_pairs``: count only evenly spaced windows holding about that many pairs (for a table that is only a
+    starting point, on logs of tens of millions of events); ``None`` counts every window."""
+    counter = PairCounter(layout.num_items)
+    for window in _spread(windows, layout, max_pairs):
+        items = _items(window, layout)
+        counter.add(items[:-1], items[1:])
+    return counter.result()
+
+
+def _items(window: np.ndarray, layout) -> np.ndarray:
+    items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
+    return items[(items >= 0) & (items < layout.num_items)].astype(np.int64)
+
+
+def _spread(windows: Sequence[np.ndarray], layout, max_pairs: int | None):
+    """Every window, or every k-th one where the windows hold more than ``max_pairs`` pairs (estimated from the
+    lengths of up to a thousand of them), read by index so that memory-mapped windows are never all loaded."""
+    step = 1
+    if max_pairs is not None and len(windows):
+        probe = [len(_items(windows[i], layout)) - 1 for i in range(0, len(windows), max(1, len(windows) // 1000))]
+        pairs = len(windows) * max(float(np.mean(probe)), 1.0)
+        step = max(1, int(np.ceil(pairs / max_pairs)))
+    return (windows[i] for i in range(0, len(windows), step))
 
 
 def transition_factors(
@@ -38,7 +61,7 @@ def transition_factors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_rows, output_rows)``, each ``[num_items, dim]``, from consecutive item pairs of ``windows``."""
     num_items = layout.num_items
-    rows, columns, counts = transition_counts(windows, layout)
+    rows, columns, counts = transition_counts(windows, layout, max_pairs=INIT_MAX_PAIRS)
     if not len(counts):
         return torch.zeros(num_items, dim), torch.zeros(num_items, dim)
     out_degree = np.bincount(rows, weights=counts, minlength=num_items)

@@ -72,6 +72,13 @@ class TrainingArguments:
             "resumed runs) and keep the best weights so far; 0: no limit."
         },
     )
+    max_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Stop after this many optimizer steps in all (as in transformers' TrainingArguments: the "
+            "schedule ends there), validating at that step; 0: num_epochs decides."
+        },
+    )
     checkpoint_every_steps: int = field(default=0, metadata={"help": "Also checkpoint every N optimizer steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Step checkpoints to keep."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
@@ -260,6 +267,8 @@ def train(
         len(epoch_batches(lengths, args.batch_size, args.seed, 0, rank, world)) / args.gradient_accumulation_steps
     )
     total_steps = steps_per_epoch * args.num_epochs
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
     optimizer = torch.optim.AdamW(
         _decay_groups(loss_module, args.weight_decay, args.learning_rate), lr=args.learning_rate
     )
@@ -304,7 +313,7 @@ def train(
     )
     stop = False
     clock = _Clock(state.get("elapsed_seconds", 0.0))
-    while state["epoch"] < args.num_epochs and not stop:
+    while state["epoch"] < args.num_epochs and state["global_step"] < total_steps and not stop:
         batches = epoch_batches(lengths, args.batch_size, args.seed, state["epoch"], rank, world)
         for micro, indices in enumerate(batches):
             if micro < state["micro_step_in_epoch"]:
@@ -340,10 +349,16 @@ def train(
                 progress.set_postfix(loss=f"{loss.item():.3f}")
             if args.checkpoint_every_steps and state["global_step"] % args.checkpoint_every_steps == 0:
                 _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
-        state["epoch"] += 1
-        state["micro_step_in_epoch"] = 0
-        if state["epoch"] % args.eval_every_epochs == 0 or state["epoch"] == args.num_epochs:
+            if state["global_step"] >= total_steps:  # --max_steps ends the schedule inside this epoch
+                break
+        last_step = state["global_step"] >= total_steps
+        if not (last_step and state["micro_step_in_epoch"] < len(batches)):  # else: stopped inside the epoch
+            state["epoch"] += 1
+            state["micro_step_in_epoch"] = 0
+        if state["epoch"] % args.eval_every_epochs == 0 or state["epoch"] == args.num_epochs or last_step:
             stop = _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock)
+            if last_step and args.max_steps and "stopped_by" not in state:
+                state["stopped_by"] = "max steps"
             _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
     progress.close()
     best = checkpoint_root / BEST_DIR / "model.safetensors"

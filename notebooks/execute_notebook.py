@@ -94,13 +94,13 @@ def comparable_outputs(notebook: nbformat.NotebookNode) -> list[tuple[str, list[
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
-        parts = []
+        text = ""
         for output in cell.outputs:
             if output.output_type == "stream" and output.name == "stdout":
-                parts.append(output.text)
+                text += output.text  # the kernel splits one print across messages as its flushes fall (load)
             elif output.output_type in ("execute_result", "display_data"):
-                parts.append(output.data.get("text/plain", ""))
-        text = _SECONDS.sub("<seconds>", "\n".join(parts))
+                text += "\n" + output.data.get("text/plain", "") + "\n"
+        text = _SECONDS.sub("<seconds>", text)
         text = "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
         numbers = [float(n.replace(",", "")) for n in _NUMBER.findall(text)]
         cells.append((_NUMBER.sub("<n>", text), numbers))

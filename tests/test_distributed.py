@@ -1,4 +1,5 @@
-"""Two CPU processes through `accelerate launch` train and evaluate like one process.
+"""Two CPU processes through `accelerate launch` train and evaluate like one process, both from one bucketed
+prepared folder (``recipes/prepare.py --events_per_bucket``), as a log too large for memory is trained on.
 
 `accelerate launch` with ``recipes/accelerate_configs/cpu_two_processes.yaml`` (multi-GPU, 2 processes) on a
 machine without a GPU starts two gloo processes (the
@@ -40,13 +41,33 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _value(flag: str) -> str:
+    return TINY_PRETRAIN[TINY_PRETRAIN.index(flag) + 1]
+
+
+def _without(flags: list[str], *names: str) -> list[str]:
+    drop = {i + offset for i, f in enumerate(flags) if f in names for offset in (0, 1)}
+    return [f for i, f in enumerate(flags) if i not in drop]
+
+
 @pytest.fixture(scope="module")
 def one_and_two_processes(tmp_path_factory) -> dict:
+    """Both runs train from one bucketed folder (the scale path): its memory-mapped windows split between the
+    processes, its split read from disk a bucket at a time and each bucket's users split between them."""
+    from bertrec.data.synthetic import SyntheticShopConfig, generate_shop_log
+    from bertrec.recipes.prepare import main as prepare
     from bertrec.recipes.pretrain import main
 
+    data = tmp_path_factory.mktemp("prepared")
+    log = generate_shop_log(SyntheticShopConfig(n_users=int(_value("--synthetic_users"))))
+    log.drop("event_index").write_parquet(data / "log.parquet")  # the reader numbers the events itself
+    folder = ["--output_dir", str(data / "folder"), "--events_per_bucket", "4000"]
+    prepare(["--dataset", str(data / "log.parquet"), *folder, "--max_events", _value("--max_events")])
+    assert len(list((data / "folder" / "split").glob("test-*.parquet"))) > 2  # several buckets to shard
     one = tmp_path_factory.mktemp("one-process")
     two = tmp_path_factory.mktemp("two-processes")
-    args = [*TINY_PRETRAIN, *DETERMINISTIC]
+    model_flags = _without(TINY_PRETRAIN, "--synthetic_users", "--max_events")  # the folder holds those
+    args = ["--prepared_dir", str(data / "folder"), *model_flags, *DETERMINISTIC]
     main([*args, "--batch_size", "32", "--cpu_threads", "1", "--output_dir", str(one)])
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG)]
     launch += ["--main_process_port", str(_free_port()), "-m", "bertrec.recipes.pretrain"]

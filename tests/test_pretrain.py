@@ -262,6 +262,17 @@ def test_time_budget_stops_at_a_validation_and_a_resumed_run_continues(pretraine
     assert all(torch.equal(weights[name], expected[name]) for name in expected)
 
 
+def test_max_steps_ends_the_schedule_inside_an_epoch_and_validates_there(tmp_path):
+    """--max_steps (transformers' meaning): training stops at that optimizer step, mid-epoch, validates there
+    and keeps that model; the learning-rate schedule ends at the same step."""
+    from bertrec.recipes.pretrain import main
+
+    run = main([*TINY_PRETRAIN, "--model_type", "gpt2", "--max_steps", "3", "--output_dir", str(tmp_path / "steps")])
+    training = run["training"]
+    assert training["steps"] == 3 and training["stopped_by"] == "max steps" and training["epochs_run"] == 0
+    assert [h["step"] for h in training["history"]] == [3] and training["best_step"] == 3
+
+
 def test_cosine_temperature_trains_unit_item_embeddings_that_are_saved(pretrained, tmp_path):
     """--logit_temperature changes what the model learns and leaves unit-norm item rows in the saved model."""
     folder = tmp_path / "cosine"

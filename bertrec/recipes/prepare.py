@@ -21,6 +21,7 @@ import polars as pl
 
 from bertrec.args import ConfigError, DataArguments, TokenizerArguments, check_output_folder, parse_args
 from bertrec.atomic import atomic_directory
+from bertrec.data.parquet_parts import ParquetParts
 from bertrec.data.splits import Split
 from bertrec.data.streaming import prepare_in_buckets
 from bertrec.integrity import verify_manifest, write_manifest
@@ -65,8 +66,11 @@ def save_split(split: Split, directory: Path) -> None:
         write_manifest(folder)
 
 
-def load_split(directory: str | Path) -> Split:
-    """A split written by ``prepare`` (one Parquet file per part) or by its bucketed path (one per bucket)."""
+def load_split(directory: str | Path, *, on_disk: bool = False) -> Split:
+    """A split written by ``prepare`` (one Parquet file per part) or by its bucketed path (one per bucket).
+
+    ``on_disk``: the parts of a bucketed folder stay ``ParquetParts`` (read a chunk of users at a time by
+    evaluation and counting) instead of being loaded, so the process's memory does not grow with the log."""
     directory = Path(directory)
     bucketed = (directory / "split").is_dir()
     files = {p: sorted((directory / "split").glob(f"{p}-*.parquet")) for p in PARTS} if bucketed else {}
@@ -74,7 +78,10 @@ def load_split(directory: str | Path) -> Split:
     if missing:
         raise FileNotFoundError(f"{directory} is not a prepared split (missing {missing}); run recipes/prepare.py")
     verify_manifest(directory, what="prepared split")
-    parts = {p: pl.read_parquet(files[p] if bucketed else directory / f"{p}.parquet") for p in PARTS}
+    if bucketed and on_disk:
+        parts = {p: ParquetParts(files[p]) for p in PARTS}
+    else:
+        parts = {p: pl.read_parquet(files[p] if bucketed else directory / f"{p}.parquet") for p in PARTS}
     return Split(**parts, stats=json.loads((directory / "split_stats.json").read_text()))
 
 

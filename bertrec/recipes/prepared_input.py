@@ -54,9 +54,10 @@ class PreparedInput:
     windows: TrainWindows | None  # a bucketed folder's; None: encode them from the split
 
 
-def prepared_data(data_args: DataArguments):
+def prepared_data(data_args: DataArguments, *, on_disk: bool = False):
     """The split and cleaning report of ``--prepared_dir`` (``recipes.common.PreparedData``), what
-    ``prepare_data`` returns for a raw log; every recipe that reads data goes through it."""
+    ``prepare_data`` returns for a raw log; every recipe that reads data goes through it. ``on_disk``: a bucketed
+    folder's parts stay on disk (``load_split``), for a recipe that only counts and evaluates from them."""
     from bertrec.recipes.common import REPORT_FILE, PreparedData
     from bertrec.recipes.prepare import load_split
 
@@ -64,7 +65,7 @@ def prepared_data(data_args: DataArguments):
     if not folder.is_dir():
         raise ConfigError(f"--prepared_dir {folder}: no such folder; write one with recipes/prepare.py")
     _refuse_changed(data_args, DataArguments(), TRAINING_TIME_DATA, "the split was made with them")
-    split = load_split(folder)
+    split = load_split(folder, on_disk=on_disk)
     if data_args.train_on_validation:
         if (folder / "tokenizer").is_dir():
             raise ConfigError(
@@ -76,11 +77,14 @@ def prepared_data(data_args: DataArguments):
 
 
 def read_prepared(data_args: DataArguments, tokenizer_args: TokenizerArguments) -> PreparedInput:
-    """The split (and, for a bucketed folder, tokenizer and windows) of ``--prepared_dir``."""
+    """The split (and, for a bucketed folder, tokenizer and windows) of ``--prepared_dir``. A bucketed folder's
+    split stays on disk: its training windows come encoded and memory-mapped, and evaluation, item counts and
+    the baselines read the split a chunk of users at a time, so pretraining from it holds the model, the
+    catalogue-sized tables and one chunk, not the log."""
     from bertrec.data.streaming import load_train_windows
 
-    data = prepared_data(data_args)
     folder = Path(data_args.prepared_dir)
+    data = prepared_data(data_args, on_disk=(folder / "tokenizer").is_dir())
     tokenizer = windows = None
     if (folder / "tokenizer").is_dir():  # prepared in buckets: the tokenizer and windows come with it
         _refuse_changed(tokenizer_args, TokenizerArguments(), TRAINING_TIME_TOKENS, "its windows were encoded by it")
