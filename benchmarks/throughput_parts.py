@@ -582,6 +582,7 @@ def training_from_folder(folder: Path, seconds: float, threads: int, steps: int 
     started, log, first_step = time.perf_counter(), [], None
     phase, read = PHASES[0], 0
     peaks = dict.fromkeys(PHASES, 0)  # the process's peak RSS MB in each phase of its run
+    anonymous = dict.fromkeys(PHASES, 0)  # ... without file-backed pages (the memory-mapped windows, libraries)
     with ProcessTreeRss(kind=lambda name: "training") as memory:
         process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reader = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
@@ -592,7 +593,8 @@ def training_from_folder(folder: Path, seconds: float, threads: int, steps: int 
             phase, read = _training_phase(log, read, phase)
             try:
                 peaks[phase] = max(peaks[phase], round(psutil.Process(process.pid).memory_info().rss / 2**20))
-            except psutil.Error:  # ended between the poll and the read
+                anonymous[phase] = max(anonymous[phase], _anonymous_rss_mb(process.pid))
+            except (psutil.Error, OSError):  # ended between the poll and the read
                 pass
             time.sleep(0.25)
         process.send_signal(signal.SIGTERM)
@@ -604,6 +606,7 @@ def training_from_folder(folder: Path, seconds: float, threads: int, steps: int 
         "seconds_watched": round(time.perf_counter() - started, 1),
         "peak_rss_mb": memory.peaks.get("training"),
         "peak_rss_mb_by_phase": peaks,
+        "peak_anonymous_rss_mb_by_phase": anonymous,
         "seconds_to_training_loop": round(first_step[0], 1) if first_step else None,
         "rss_mb_at_training_loop": first_step[1] if first_step else None,
         "logged_steps": len(logged),
@@ -612,6 +615,15 @@ def training_from_folder(folder: Path, seconds: float, threads: int, steps: int 
 
 
 PHASES = ("loading", "training and validation", "final evaluation")
+
+
+def _anonymous_rss_mb(pid: int) -> int:
+    """Resident memory that is the process's own (``RssAnon``): RSS also counts the pages of memory-mapped
+    files it has read, which the kernel can drop and reread, and which grow with a prepared folder's windows."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return round(int(line.split()[1]) / 1024)
+    return 0
 
 
 def _training_phase(log: list[str], read: int, phase: str) -> tuple[str, int]:

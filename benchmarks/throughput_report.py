@@ -111,13 +111,14 @@ def training_memory(section: dict) -> str:
     for run in section["runs"]:
         b, t = run["bucketed"], run["training"]
         phases = t.get("peak_rss_mb_by_phase") or {}
+        anonymous = t.get("peak_anonymous_rss_mb_by_phase") or {}
         rows.append(
             [
                 _num(run["events"]),
                 f"{_num(run['users'])} / {_num(run['items'])}",
                 _num(b["train_windows"]),
                 f"{b['seconds']} s, {_num(b['peak_rss_mb'])} MB",
-                *(_num(phases.get(name)) if phases.get(name) else "" for name in TRAINING_PHASES),
+                *(_phase_cell(phases, anonymous, name) for name in TRAINING_PHASES),
                 _num(t["peak_rss_mb"]),
                 f"{t['seconds_watched']} s" + ("" if t.get("completed") else " (did not finish)"),
             ]
@@ -126,11 +127,17 @@ def training_memory(section: dict) -> str:
     header += ["training run"]
     return (
         f"### Training from a prepared folder: peak RSS (MB) of one process, at a fixed catalogue "
-        f"({section['cleaning']})\n\n" + _head(section) + _table(header, rows)
+        f'({section["cleaning"]}; "own": without file-backed pages such as the memory-mapped windows)\n\n'
+        + _head(section)
+        + _table(header, rows)
     )
 
 
 TRAINING_PHASES = ("loading", "training and validation", "final evaluation")
+
+
+def _phase_cell(phases: dict, anonymous: dict, name: str) -> str:
+    return f"{_num(phases.get(name))} ({_num(anonymous.get(name))} own)" if anonymous else _num(phases.get(name))
 
 
 def training(section: dict) -> str:
