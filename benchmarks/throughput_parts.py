@@ -583,28 +583,28 @@ def training_from_folder(folder: Path, seconds: float, threads: int, steps: int 
     phase, read = PHASES[0], 0
     peaks = dict.fromkeys(PHASES, 0)  # the process's peak RSS MB in each phase of its run
     anonymous = dict.fromkeys(PHASES, 0)  # ... without file-backed pages (the memory-mapped windows, libraries)
-    with ProcessTreeRss(kind=lambda name: "training") as memory:
-        process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        reader = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
-        reader.start()
-        while process.poll() is None and time.perf_counter() - started < seconds:
-            if first_step is None and any(line.startswith("train:") for line in log):  # data loaded, model built
-                first_step = (time.perf_counter() - started, memory.peaks.get("training"))
-            phase, read = _training_phase(log, read, phase)
-            try:
-                peaks[phase] = max(peaks[phase], round(psutil.Process(process.pid).memory_info().rss / 2**20))
-                anonymous[phase] = max(anonymous[phase], _anonymous_rss_mb(process.pid))
-            except (psutil.Error, OSError):  # ended between the poll and the read
-                pass
-            time.sleep(0.25)
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        reader.join(timeout=5)
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
+    reader.start()
+    while process.poll() is None and time.perf_counter() - started < seconds:
+        new, read = log[read:], len(log)  # the lines logged since the last look
+        phase = _training_phase(new, phase)
+        try:
+            peaks[phase] = max(peaks[phase], round(psutil.Process(process.pid).memory_info().rss / 2**20))
+            anonymous[phase] = max(anonymous[phase], _anonymous_rss_mb(process.pid))
+        except (psutil.Error, OSError):  # ended between the poll and the read
+            pass
+        if first_step is None and any(line.startswith("train:") for line in new):  # data loaded, model built
+            first_step = (time.perf_counter() - started, max(peaks.values()))
+        time.sleep(0.25)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    reader.join(timeout=5)
     logged = [line for line in log if "loss" in line]
     return {
         "completed": process.returncode == 0,
         "seconds_watched": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": memory.peaks.get("training"),
+        "peak_rss_mb": max(peaks.values()),
         "peak_rss_mb_by_phase": peaks,
         "peak_anonymous_rss_mb_by_phase": anonymous,
         "seconds_to_training_loop": round(first_step[0], 1) if first_step else None,
@@ -617,6 +617,17 @@ def training_from_folder(folder: Path, seconds: float, threads: int, steps: int 
 PHASES = ("loading", "training and validation", "final evaluation")
 
 
+def _training_phase(lines: list[str], phase: str) -> str:
+    """Where a ``pretrain.py`` run is after logging ``lines``: the data and model are ready once it logs its
+    vocabulary and windows; with ``--max_steps`` its one validation ends the training."""
+    for line in lines:
+        if "training windows" in line and phase == PHASES[0]:
+            phase = PHASES[1]
+        elif "validation ndcg@10=" in line:
+            phase = PHASES[2]
+    return phase
+
+
 def _anonymous_rss_mb(pid: int) -> int:
     """Resident memory that is the process's own (``RssAnon``): RSS also counts the pages of memory-mapped
     files it has read, which the kernel can drop and reread, and which grow with a prepared folder's windows."""
@@ -624,14 +635,3 @@ def _anonymous_rss_mb(pid: int) -> int:
         if line.startswith("RssAnon:"):
             return round(int(line.split()[1]) / 1024)
     return 0
-
-
-def _training_phase(log: list[str], read: int, phase: str) -> tuple[str, int]:
-    """Where a ``pretrain.py`` run is, from the lines it logged since ``read``: the data and model are ready once
-    it logs its vocabulary and windows; with ``--max_steps`` its one validation ends the training."""
-    for line in log[read:]:
-        if "training windows" in line and phase == PHASES[0]:
-            phase = PHASES[1]
-        elif "validation ndcg@10=" in line:
-            phase = PHASES[2]
-    return phase, len(log)

@@ -31,7 +31,10 @@ def item_counts(tokenizer: EventTokenizer, train_sequences: Frame, action: str |
 
 def _popularity_below_one(tokenizer: EventTokenizer, train_sequences: Frame) -> torch.Tensor:
     """Training popularity scaled below one event: orders the items a baseline's own signal leaves tied."""
-    counts = item_counts(tokenizer, train_sequences)
+    return _below_one(item_counts(tokenizer, train_sequences))
+
+
+def _below_one(counts: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(counts / (counts.max() + 1.0), dtype=torch.float32)
 
 
@@ -51,15 +54,16 @@ def markov_scorer(tokenizer: EventTokenizer, train_sequences: Frame) -> ScoreFn:
     Popularity, scaled below one transition, breaks ties, so users whose last item has few successors still
     get a sensible ranking instead of a block of ties.
     """
-    tie_break = _popularity_below_one(tokenizer, train_sequences)
-    counter = PairCounter(tokenizer.num_items)
-    for chunk in frame_chunks(train_sequences, columns=["item_id"]):  # a chunk of users at a time
+    counter, counts = PairCounter(tokenizer.num_items), np.zeros(tokenizer.num_items)
+    for chunk in frame_chunks(train_sequences, columns=["item_id"]):  # a chunk of users at a time, read once
         items = tokenizer.item_indices(chunk["item_id"].explode())
+        counts += np.bincount(items[items >= 0], minlength=tokenizer.num_items)
         lengths = chunk["item_id"].list.len().to_numpy().astype(np.int64)
         same_user = np.repeat(np.arange(len(lengths)), lengths)
         follows = (same_user[1:] == same_user[:-1]) & (items[1:] >= 0) & (items[:-1] >= 0)
         counter.add(items[:-1][follows], items[1:][follows])
     prev, successors, weights = counter.result()
+    tie_break = _below_one(counts)
     starts = np.searchsorted(prev, np.arange(tokenizer.num_items + 1))
 
     def score(batch: EvalBatch) -> torch.Tensor:

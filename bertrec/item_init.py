@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bertrec.pair_counts import PairCounter
+from bertrec.repeats import every_nth
 
 # the factorised table is a starting point: past this many transitions a spread sample of windows gives it (a
 # 50M-event log's full table took 1 GB and a minute to count; logs under ~5M events are counted whole)
@@ -53,7 +54,7 @@ def _spread(windows: Sequence[np.ndarray], layout, max_pairs: int | None):
         probe = [len(_items(windows[i], layout)) - 1 for i in range(0, len(windows), max(1, len(windows) // 1000))]
         pairs = len(windows) * max(float(np.mean(probe)), 1.0)
         step = max(1, int(np.ceil(pairs / max_pairs)))
-    return (windows[i] for i in range(0, len(windows), step))
+    return every_nth(windows, step)
 
 
 def transition_factors(

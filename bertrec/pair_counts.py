@@ -31,10 +31,6 @@ class PairCounter:
         if self._pending_pairs >= self.pairs_per_flush:
             self._flush()
 
-    @property
-    def pairs_added(self) -> int:
-        return int(self.counts.sum()) + self._pending_pairs
-
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sources, targets, counts)`` of every distinct pair added."""
         self._flush()

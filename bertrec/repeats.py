@@ -80,7 +80,7 @@ def attach(
     return parameter
 
 
-def _every_nth(windows: Sequence[np.ndarray], step: int):
+def every_nth(windows: Sequence[np.ndarray], step: int):
     """Every ``step``-th window, read by index: memory-mapped windows are never all read into memory."""
     return (windows[i] for i in range(0, len(windows), step))
 
@@ -88,7 +88,7 @@ def _every_nth(windows: Sequence[np.ndarray], step: int):
 def repeat_share(windows: Sequence[np.ndarray], layout, max_windows: int = 2048) -> float:
     """The share of next events (after the first of each window) whose item is earlier in the window."""
     hits = total = 0
-    for window in _every_nth(windows, max(1, len(windows) // max_windows)):
+    for window in every_nth(windows, max(1, len(windows) // max_windows)):
         items = (window[:, layout.item_field] if window.ndim == 2 else window).tolist()
         for k in range(1, len(items)):
             hits += items[k] in items[:k]
@@ -109,7 +109,7 @@ def initial_table(windows: Sequence[np.ndarray], layout, max_windows: int = 2048
     shape = table_shape(layout)
     hits, totals = np.zeros(shape), np.zeros(shape)
     step = max(1, len(windows) // max_windows)
-    for window in _every_nth(windows, step):
+    for window in every_nth(windows, step):
         items = (window[:, layout.item_field] if window.ndim == 2 else window) - layout.item_offset
         items = np.where((items >= 0) & (items < layout.num_items), items, -1)
         actions, gaps = np.zeros(len(items), dtype=np.int64), np.zeros(len(items), dtype=np.int64)

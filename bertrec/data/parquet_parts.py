@@ -52,13 +52,6 @@ class ParquetParts:
             for batch in pq.ParquetFile(file).iter_batches(batch_size=rows, columns=list(columns) if columns else None):
                 yield pl.from_arrow(batch)
 
-    def collect(self) -> pl.DataFrame:
-        """Every row in memory (for the small parts of small logs, and for tests)."""
-        return pl.concat([pl.read_parquet(f) for f in self.files])
-
-    def __repr__(self) -> str:
-        return f"ParquetParts({len(self.files)} files, {self.height} rows)"
-
 
 Frame = pl.DataFrame | ParquetParts
 

@@ -84,9 +84,10 @@ def read_prepared(data_args: DataArguments, tokenizer_args: TokenizerArguments) 
     from bertrec.data.streaming import load_train_windows
 
     folder = Path(data_args.prepared_dir)
-    data = prepared_data(data_args, on_disk=(folder / "tokenizer").is_dir())
+    bucketed = (folder / "tokenizer").is_dir()  # prepared in buckets: the tokenizer and windows come with it
+    data = prepared_data(data_args, on_disk=bucketed)
     tokenizer = windows = None
-    if (folder / "tokenizer").is_dir():  # prepared in buckets: the tokenizer and windows come with it
+    if bucketed:
         _refuse_changed(tokenizer_args, TokenizerArguments(), TRAINING_TIME_TOKENS, "its windows were encoded by it")
         if data_args.item_features:
             raise ConfigError(
