@@ -273,11 +273,14 @@ def test_peer_trains_resumes_and_scores_our_items(tmp_path, python, script, flag
     split = peer_io.generated_split(n_users=80, n_items=40)
     split_dir = peer_io.write_split(split, tmp_path / "split")
     run_dir = tmp_path / "run"
-    first = _run(python, script, split_dir, run_dir, "--max_len", "10", "--epochs", "1", *flags)
-    assert (first["epochs_run"], first["restarts"]) == (1, 0)
+    # a zero budget stops after the first epoch: a "budget" row, continued (not retrained) by the rerun
+    first = _run(
+        python, script, split_dir, run_dir, "--max_len", "10", "--epochs", "5", "--budget_seconds", "0", *flags
+    )
+    assert (first["epochs_run"], first["restarts"], first["stopped_by"]) == (1, 0, "budget")
     _check_result(first, split)
     second = _run(python, script, split_dir, run_dir, "--max_len", "10", "--epochs", "2", *flags)
-    assert (second["epochs_run"], second["restarts"]) == (2, 1)
+    assert (second["epochs_run"], second["restarts"], second["stopped_by"]) == (2, 1, "max_epochs")
     assert second["valid_curve"][0] == first["valid_curve"][0]  # epoch 1 kept, not retrained
     assert [e["restart"] for e in second["epochs"]] == [0, 1]
     _check_result(second, split)

@@ -198,14 +198,15 @@ def evaluate_users(split: PeerSplit, score_fn, users: list[str], part: str, batc
             raise RuntimeError(
                 f"score_fn returned {tuple(scores.shape)}, expected {(len(batch), len(split.catalogue))}"
             )
-        targets = torch.tensor([split.item_index.get(targets_of[u], -1) for u in batch])
+        device = scores.device  # ranked where the peer scored (a GPU run ranks on the GPU)
+        targets = torch.tensor([split.item_index.get(targets_of[u], -1) for u in batch], device=device)
         unknown += int((targets < 0).sum())
         rows, cols = [], []
         for row, history in enumerate(histories):
             items = {split.item_index[i] for i in history if i in split.item_index}
             rows += [row] * len(items)
             cols += sorted(items)
-        seen = (torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long))
+        seen = tuple(torch.tensor(index, dtype=torch.long, device=device) for index in (rows, cols))
         for setting in SETTINGS:
             ranks, top = rank_targets(scores, targets, seen if setting == "excluded" else None)
             for user, r, t in zip(batch, ranks.tolist(), top[:, :10].tolist()):
@@ -227,21 +228,24 @@ def ndcg_at_10(rank: int | None) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def lightning_callbacks(pl, run_dir: Path, validate, patience: int, setting: str):
+def lightning_callbacks(pl, run_dir: Path, validate, patience: int, setting: str, budget_seconds: float | None = None):
     """[epoch recorder, early stopping, checkpoint] for a Lightning ``Trainer``.
 
     ``pl`` is the Lightning package the peer uses (``pytorch_lightning`` for RecTools, ``lightning.pytorch``
     for RePlay). ``validate(pl_module)`` returns ``evaluate_users(...)`` on the validation targets. Every epoch
     the recorder logs ``valid_ndcg10`` (in ``setting``); early stopping (``patience`` epochs without a strictly
     better value) and the checkpoint (best weights as ``best.ckpt``, every epoch as ``last.ckpt``) watch it.
-    The recorder's history travels in the checkpoint, so a resumed run continues the same record.
+    The recorder's history travels in the checkpoint, so a resumed run continues the same record. With
+    ``budget_seconds``, training stops after the epoch that ends past that many seconds of this invocation.
     """
+    invocation_started = time.perf_counter()
 
     class EpochRecorder(pl.Callback):
         def __init__(self) -> None:
             self.epochs: list[dict] = []
             self.restarts = 0
             self.best_valid: dict | None = None
+            self.budget_hit = False
             self._started = time.perf_counter()
 
         @property
@@ -281,6 +285,9 @@ def lightning_callbacks(pl, run_dir: Path, validate, patience: int, setting: str
                 self.best_valid = {"epoch": record["epoch"], **result["metrics"]}
             self.epochs.append(record)
             pl_module.log(VALID_METRIC, value, on_step=False, on_epoch=True, prog_bar=False, logger=False)
+            if budget_seconds is not None and time.perf_counter() - invocation_started >= budget_seconds:
+                self.budget_hit = True
+                trainer.should_stop = True
             print(
                 f"epoch {record['epoch']}: loss {record['train_loss']}, valid ndcg@10 ({setting}) {value:.5f}, "
                 f"{train_seconds:.1f}s + {record['valid_seconds']:.1f}s",
@@ -317,6 +324,8 @@ def training_summary(recorder, stopper, max_epochs: int, patience: int) -> dict:
         stopped_by = "early_stopping"
     elif len(curve) >= max_epochs:
         stopped_by = "max_epochs"
+    elif recorder.budget_hit:
+        stopped_by = "budget"
     else:
         stopped_by = "unknown"
     upto = epochs[:best_epoch] if best_epoch else []
@@ -393,6 +402,20 @@ def write_json(path: Path, data: dict) -> None:
     temp = path.with_suffix(path.suffix + ".tmp")
     temp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     os.replace(temp, path)
+
+
+def add_run_arguments(parser) -> None:
+    """Where and how long a Lightning runner trains: a GPU run trains, scores and ranks on the GPU; a budget stops
+    training after the epoch that crosses it (the run is then "budget", not converged, and a rerun continues it)."""
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--accelerator", choices=("cpu", "gpu"), default="cpu", help="Lightning accelerator; gpu = one CUDA device"
+    )
+    parser.add_argument("--budget_seconds", type=float, default=None, help="wall-clock budget of this invocation")
+
+
+def torch_device(accelerator: str) -> str:
+    return "cuda" if accelerator == "gpu" else "cpu"
 
 
 def set_threads(threads: int) -> None:

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--eval_batch_size", type=int, default=256)
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--threads", type=int, default=1)
+    peer_io.add_run_arguments(p)
     p.add_argument("--run_dir", required=True, type=Path, help="checkpoints; a rerun resumes from its last.ckpt")
     p.add_argument("--output", required=True, type=Path, help="result JSON")
     args = p.parse_args(argv)
@@ -107,7 +107,8 @@ def make_scorer(pl_module, split: peer_io.PeerSplit, batch_size: int):
     columns = torch.from_numpy(internal.fillna(0).to_numpy().astype(np.int64))
 
     def score(users: list[str], histories: list[list[str]]) -> torch.Tensor:
-        out = torch.full((len(users), len(split.catalogue)), -torch.inf)
+        device = pl_module.device  # where Lightning trains it: scoring must not move it elsewhere
+        out = torch.full((len(users), len(split.catalogue)), -torch.inf, device=device)
         dataset = Dataset.construct(interactions_frame(dict(zip(users, histories))))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "N target users were considered cold"
@@ -115,12 +116,13 @@ def make_scorer(pl_module, split: peer_io.PeerSplit, batch_size: int):
         if rec.user_id_map.size == 0:
             return out
         loader = preparator.get_dataloader_recommend(rec, batch_size)
-        user_embs, item_embs = pl_module._get_user_item_embeddings(loader, "cpu")
-        logits = pl_module.torch_model.similarity_module(user_embs, item_embs).float()
+        user_embs, item_embs = pl_module._get_user_item_embeddings(loader, str(device))
+        logits = pl_module.torch_model.similarity_module(user_embs.to(device), item_embs).float()
         rows = rec.user_id_map.to_internal.reindex(users)
-        present = torch.from_numpy(~rows.isna().to_numpy())
-        picked = logits[torch.from_numpy(rows[present.numpy()].to_numpy().astype(np.int64))][:, columns]
-        picked[:, ~known] = -torch.inf
+        present = torch.from_numpy(~rows.isna().to_numpy()).to(device)
+        picked = logits[torch.from_numpy(rows.dropna().to_numpy().astype(np.int64)).to(device)]
+        picked = picked[:, columns.to(device)]
+        picked[:, ~known.to(device)] = -torch.inf
         out[present] = picked
         return out
 
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         return peer_io.evaluate_users(split, score, valid_users, "valid", args.eval_batch_size)
 
     recorder, stopper, checkpoint = peer_io.lightning_callbacks(
-        pl, run_dir, validate, args.patience, args.valid_setting
+        pl, run_dir, validate, args.patience, args.valid_setting, args.budget_seconds
     )
     max_epochs = state["epochs_run"] if state.get("stopped_by") == "early_stopping" else args.epochs
 
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         return ResumingTrainer(
             max_epochs=max_epochs,
             min_epochs=1,
-            accelerator="cpu",
+            accelerator=args.accelerator,
             devices=1,
             callbacks=[recorder, stopper, checkpoint],
             logger=False,
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         raise RuntimeError("no best checkpoint was written")
     module = model.lightning_model
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    module.to(peer_io.torch_device(args.accelerator))  # Lightning's teardown left it on the CPU
     started = time.perf_counter()
     test_users = [u for u in split.train if u in split.test]
     test = peer_io.evaluate_users(

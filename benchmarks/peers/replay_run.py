@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--valid_setting", choices=peer_io.SETTINGS, default="excluded")
     p.add_argument("--eval_batch_size", type=int, default=256)
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--threads", type=int, default=1)
+    peer_io.add_run_arguments(p)
     p.add_argument("--run_dir", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
     args = p.parse_args(argv)
@@ -101,7 +101,8 @@ def make_scorer(module, split: peer_io.PeerSplit, max_len: int):
     n_items = len(split.catalogue)
 
     def score(users: list[str], histories: list[list[str]]) -> torch.Tensor:
-        out = torch.full((len(users), n_items), -torch.inf)
+        device = module.device
+        out = torch.full((len(users), n_items), -torch.inf, device=device)
         encoded = [encode(split, h)[-max_len:] for h in histories]
         rows = [r for r, e in enumerate(encoded) if e]
         if not rows:
@@ -112,13 +113,17 @@ def make_scorer(module, split: peer_io.PeerSplit, max_len: int):
             seq = encoded[r]
             ids[i, max_len - len(seq) :] = torch.tensor(seq)
             mask[i, max_len - len(seq) :] = True
-        batch = {"query_id": torch.tensor(rows), "padding_mask": mask, "feature_tensor": {ITEM: ids}}
+        batch = {
+            "query_id": torch.tensor(rows, device=device),
+            "padding_mask": mask.to(device),
+            "feature_tensor": {ITEM: ids.to(device)},
+        }
         was_training = module.training
         module.eval()
         with torch.no_grad():
             scores = module.predict(batch).float()
         module.train(was_training)
-        out[torch.tensor(rows)] = scores[:, :n_items]
+        out[torch.tensor(rows, device=device)] = scores[:, :n_items]
         return out
 
     return score
@@ -177,12 +182,12 @@ def main(argv: list[str] | None = None) -> None:
         return peer_io.evaluate_users(split, score, valid_users, "valid", args.eval_batch_size)
 
     recorder, stopper, checkpoint = peer_io.lightning_callbacks(
-        pl, run_dir, validate, args.patience, args.valid_setting
+        pl, run_dir, validate, args.patience, args.valid_setting, args.budget_seconds
     )
     max_epochs = state["epochs_run"] if state.get("stopped_by") == "early_stopping" else args.epochs
     trainer = pl.Trainer(
         max_epochs=max_epochs,
-        accelerator="cpu",
+        accelerator=args.accelerator,
         devices=1,
         callbacks=[recorder, stopper, checkpoint],
         logger=False,
@@ -201,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     if not best:
         raise RuntimeError("no best checkpoint was written")
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    module.to(peer_io.torch_device(args.accelerator))  # Lightning's teardown left it on the CPU
     started = time.perf_counter()
     test_users = [u for u in split.train if u in split.test]
     test = peer_io.evaluate_users(
