@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -203,8 +204,13 @@ def _off_by_default(flag: str) -> bool:
 class Benchmark:
     """One (dataset, protocol): its split, its run folders, and the rows of its table."""
 
-    def __init__(self, dataset: str, protocol: str, work: Path, threads: int, budget: int):
+    peer_results: Path | None = None  # runner results made elsewhere (benchmarks/peers/gpu_batch.sh)
+
+    def __init__(
+        self, dataset: str, protocol: str, work: Path, threads: int, budget: int, peer_results: Path | None = None
+    ):
         self.dataset, self.protocol, self.spec = dataset, protocol, DATASETS[dataset]
+        self.peer_results = peer_results
         self.split, self.data_args, self.split_dir = prepared_split(dataset, work, protocol)
         self.root = work / dataset / protocol
         self.threads, self.budget = threads, budget
@@ -413,6 +419,13 @@ class Benchmark:
             raise SystemExit(f"{model} runs on the leave-one-out protocol only (its runner takes LOO files)")
         run_dir = self.root / model / "default-seed2020"
         result_file = run_dir / result_name
+        imported = self.peer_results / f"{self.dataset}_{model}.json" if self.peer_results else None
+        if imported is not None and imported.is_file():  # a run made on another machine: taken as it ended
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(imported, result_file)
+            evaluation = convert(json.loads(result_file.read_text()), {})
+            write_evaluation(run_dir, evaluation)
+            return evaluation
         evaluation = read_evaluation(run_dir)
         if evaluation is not None and evaluation.get("training", {}).get("stopped_by") == "budget":
             evaluation = None  # stopped by a wall-clock budget, not converged: this run continues it
@@ -502,7 +515,7 @@ class Benchmark:
             for key in ("wall_seconds", "seconds_to_best", "peak_rss_mb", "epochs_run")
             if any(t.get(key) is not None for t in training)
         }
-        for key in ("best_epoch", "stopped_by", "flattened", "valid_curve", "restarts"):
+        for key in ("best_epoch", "stopped_by", "flattened", "valid_curve", "restarts", "accelerator"):
             if key in training[0]:
                 row["training"][key] = training[0][key]
         return row
@@ -569,6 +582,7 @@ def peer_evaluation(result: dict, usage: dict) -> dict:
         "valid_curve": result["valid_curve"],
         "restarts": result["restarts"],
         "peak_rss_mb": max(result.get("peak_rss_mb", 0), usage.get("peak_rss_mb", 0)),
+        "accelerator": result.get("args", {}).get("accelerator", "cpu"),
     }
     return evaluation
 
@@ -619,6 +633,13 @@ def main() -> None:
     parser.add_argument("--grid", nargs="*", default=None, help="name=v1,v2 pairs of pretrain flags to select over")
     parser.add_argument("--extra", default="", help='flags added to every bertrec run, e.g. --extra="--num_epochs 300"')
     parser.add_argument("--recbole_budget_seconds", type=int, default=3600)
+    parser.add_argument(
+        "--peer_results",
+        type=Path,
+        default=None,
+        help="folder of Lightning peer results made elsewhere (<dataset>_<row>.json, as benchmarks/peers/gpu_batch.sh "
+        "writes them): those rows are taken from there as they ended instead of trained here",
+    )
     shared_arguments(parser)
     args = parser.parse_args()
     if not args.report:
@@ -626,7 +647,12 @@ def main() -> None:
             parser.error("--dataset is required unless --report")
         grid = DEFAULT_GRID if args.grid is None else dict(_grid_pair(p) for p in args.grid)
         bench = Benchmark(
-            args.dataset, args.protocol, Path(args.work_dir), args.cpu_threads, args.recbole_budget_seconds
+            args.dataset,
+            args.protocol,
+            Path(args.work_dir),
+            args.cpu_threads,
+            args.recbole_budget_seconds,
+            args.peer_results,
         )
         out = RESULTS / f"quality_{args.dataset}_{args.protocol}.json"
         for model in args.models:
@@ -759,7 +785,7 @@ def markdown(result: dict) -> str:
             f"| {row['model']} | {_cell(top['ndcg@10'])} | {_cell(top['hr@10'])} | {_cell(top['mrr@10'])} "
             f"| {_cell(top['hr@50'])} | {_cell(top['ndcg@50'])} | {_cell(row[other]['ndcg@10'])} "
             f"| {top['coverage@10']:.3f} | {top['popularity@10']:.2f} | {row['seeds']} "
-            f"| {_num(training.get('wall_seconds'))} | {_num(training.get('seconds_to_best'))} "
+            f"| {_num(training.get('wall_seconds'))}{_on_gpu(training)} | {_num(training.get('seconds_to_best'))} "
             f"| {_num(training.get('epochs_run'))} | {stopped_cell(training)} | {_num(training.get('peak_rss_mb'))} "
             f"| {row.get('date', '')} |"
         )
@@ -795,6 +821,10 @@ def stopped_cell(training: dict) -> str:
     if training.get("restarts"):
         cell += f", {training['restarts']} restart{'s' if training['restarts'] > 1 else ''}"
     return cell
+
+
+def _on_gpu(training: dict) -> str:
+    return " (GPU)" if training.get("accelerator") == "gpu" else ""
 
 
 def _num(pair) -> str:

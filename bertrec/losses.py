@@ -16,13 +16,13 @@ def full_softmax_loss(
     targets: torch.Tensor,
     item_offset: int,
     num_items: int,
-    excluded: torch.Tensor | None = None,
+    excluded: tuple[torch.Tensor, torch.Tensor] | None = None,
     temperature: float | None = None,
     repeat_scores: repeats.RepeatScores | None = None,
     transition_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``; items marked
-    in ``excluded [n, num_items]`` (never a row's own target) are left out of that row's softmax.
+    """Cross-entropy over every item for ``features [n, hidden]`` with item-index ``targets [n]``; the items
+    ``excluded`` (``seen_items``' (rows, items) pairs, never a row's own target) are left out of their row's softmax.
     ``temperature``: cosine logits (``item_logits``); ``repeat_scores`` and ``transition_scores`` are added to
     the logits (``bertrec.repeats``, ``bertrec.transitions``)."""
     logits = item_logits(model, features, item_offset, num_items, temperature=temperature).float()
@@ -33,7 +33,7 @@ def full_softmax_loss(
     if repeat_scores is not None:
         logits = repeat_scores.combine(logits)
     if excluded is not None:
-        logits = logits.masked_fill(excluded, float("-inf"))
+        logits = _leave_out(logits, *excluded, in_place=repeat_scores is None)
     return F.cross_entropy(logits, targets)
 
 
@@ -47,28 +47,42 @@ def seen_items(
     item_offset: int,
     num_items: int,
     causal: bool,
-) -> torch.Tensor:
-    """``[n, num_items]``: for each labelled position, the items of its input the model could already see.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, items)``: for each labelled position (row), the items of its input the model could already see.
 
     Next event (``causal``): the item tokens at or before the position; masked events: every item token left
     visible in the window. A row's own target is never marked, so a repeat still trains. This is what
     evaluation with ``exclude_seen`` removes from the ranking, so leaving these items out of the training
     softmax stops the loss from pushing down the items most like the user's taste, which the user has
     already chosen and which are never ranked anyway.
+
+    Index pairs, not a ``[rows, num_items]`` mask: a position has seen at most its window's items, so on a
+    large catalogue the mask (filled, then copied into the logits) cost more than the softmax it trims.
+    A pair may repeat (an item seen twice).
     """
     items = input_ids - item_offset
-    items = torch.where((items >= 0) & (items < num_items), items, num_items)  # non-items: a spare column
+    items = torch.where((items >= 0) & (items < num_items), items, -1)  # non-items: never marked
     rows, positions = labelled.nonzero(as_tuple=True)
-    seen = torch.zeros(len(rows), num_items + 1, dtype=torch.bool, device=items.device)
     steps = torch.arange(items.shape[1], device=items.device)
+    seen_rows, seen_cols = [], []
     for start in range(0, len(rows), _SEEN_ROWS_PER_CHUNK):  # bounds the [rows, window] index copies
         part = slice(start, start + _SEEN_ROWS_PER_CHUNK)
         history = items[rows[part]]
         if causal:
-            history = history.masked_fill(steps[None, :] > positions[part, None], num_items)
-        seen[part].scatter_(1, history, True)
-    seen[torch.arange(len(rows), device=items.device), targets] = False
-    return seen[:, :num_items]
+            history = history.masked_fill(steps[None, :] > positions[part, None], -1)
+        history = history.masked_fill(history == targets[part, None], -1)
+        row, column = (history >= 0).nonzero(as_tuple=True)
+        seen_rows.append(row + start)
+        seen_cols.append(history[row, column])
+    empty = torch.zeros(0, dtype=torch.long, device=items.device)
+    return torch.cat([empty, *seen_rows]), torch.cat([empty, *seen_cols])
+
+
+def _leave_out(logits: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """``logits`` with -inf at (rows, columns). ``in_place`` when the logits came from an operation whose
+    backward does not read its own output (a matrix product, a sum); a repeat mixture's log-softmax does."""
+    minus_inf = torch.tensor(float("-inf"), device=logits.device)
+    return logits.index_put_((rows, columns), minus_inf) if in_place else logits.index_put((rows, columns), minus_inf)
 
 
 def sampled_softmax_loss(
@@ -79,7 +93,7 @@ def sampled_softmax_loss(
     item_log_frequency: torch.Tensor,
     num_uniform: int,
     generator: torch.Generator | None = None,
-    excluded: torch.Tensor | None = None,
+    excluded: tuple[torch.Tensor, torch.Tensor] | None = None,
     temperature: float | None = None,
 ) -> torch.Tensor:
     """Softmax over the batch's targets plus ``num_uniform`` uniform items, with logQ correction.
@@ -96,8 +110,11 @@ def sampled_softmax_loss(
     expected = targets.numel() * item_log_frequency[candidates].exp() + num_uniform / num_items
     logits = item_logits(model, features, item_offset, num_items, items=candidates, temperature=temperature)
     logits = logits.float() - expected.log()
-    if excluded is not None:
-        logits = logits.masked_fill(excluded[:, candidates], float("-inf"))
+    if excluded is not None:  # the seen items that are candidates, by their candidate column
+        rows, items = excluded
+        columns = torch.searchsorted(candidates, items).clamp(max=len(candidates) - 1)
+        present = candidates[columns] == items
+        logits = _leave_out(logits, rows[present], columns[present], in_place=True)
     return F.cross_entropy(logits, labels)
 
 

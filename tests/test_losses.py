@@ -51,10 +51,16 @@ def test_seen_items_are_the_history_up_to_each_position_never_the_target():
     labels = torch.tensor([[2, 3, 1, -100], [1, -100, -100, -100]])
     labelled = labels != -100
     targets = labels[labelled]
-    causal = seen_items(ids, labelled, targets, item_offset=4, num_items=5, causal=True)
+    causal = _as_mask(seen_items(ids, labelled, targets, item_offset=4, num_items=5, causal=True), 4, 5)
     assert causal.int().tolist() == [[0, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]
-    masked = seen_items(ids, labelled, targets, item_offset=4, num_items=5, causal=False)
+    masked = _as_mask(seen_items(ids, labelled, targets, item_offset=4, num_items=5, causal=False), 4, 5)
     assert masked.int().tolist() == [[0, 1, 0, 1, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]
+
+
+def _as_mask(pairs: tuple[torch.Tensor, torch.Tensor], rows: int, num_items: int) -> torch.Tensor:
+    mask = torch.zeros(rows, num_items, dtype=torch.bool)
+    mask[pairs] = True
+    return mask
 
 
 def test_loss_excluding_seen_items_is_the_softmax_over_the_unseen_rest():
@@ -76,6 +82,33 @@ def test_loss_excluding_seen_items_is_the_softmax_over_the_unseen_rest():
     assert torch.isfinite(sampled(ids, mask, labels, torch.Generator().manual_seed(0)))
 
 
+def test_sampled_loss_leaves_out_exactly_the_seen_candidates():
+    """The seen pairs reach the sampled softmax by candidate column: the same loss as masking a dense
+    [rows, items] matrix of seen items over the candidates (the reference written out here)."""
+    model = tiny_model().eval()
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(10, 60, (3, 8), generator=generator)
+    labels = torch.randint(0, 50, (3, 8), generator=generator)
+    labels[:, 0] = -100
+    labelled = labels != -100
+    targets = labels[labelled]
+    features = head_features(model, backbone_hidden(model, ids, torch.ones_like(ids))[labelled])
+    log_frequency = torch.log_softmax(torch.rand(50, generator=generator), dim=0)
+    pairs = seen_items(ids, labelled, targets, 10, 50, causal=True)
+    assert len(pairs[0]) > 0
+    loss = sampled_softmax_loss(
+        model, features, targets, 10, log_frequency, 20, torch.Generator().manual_seed(9), pairs
+    )
+    uniform = torch.randint(50, (20,), generator=torch.Generator().manual_seed(9))
+    candidates, inverse = torch.unique(torch.cat([targets, uniform]), return_inverse=True)
+    expected_count = targets.numel() * log_frequency[candidates].exp() + 20 / 50
+    logits = item_logits(model, features, 10, 50, items=candidates) - expected_count.log()
+    seen = _as_mask(pairs, len(targets), 50)[:, candidates]
+    assert seen.any()
+    reference = F.cross_entropy(logits.masked_fill(seen, float("-inf")), inverse[: targets.numel()])
+    assert torch.allclose(loss, reference, atol=1e-6)
+
+
 def test_seen_items_in_chunks_equal_one_pass(monkeypatch):
     import bertrec.losses
 
@@ -84,9 +117,9 @@ def test_seen_items_in_chunks_equal_one_pass(monkeypatch):
     labelled = torch.rand(7, 40, generator=generator) < 0.5
     targets = torch.randint(0, 20, (int(labelled.sum()),), generator=generator)
     for causal in (True, False):
-        whole = seen_items(ids, labelled, targets, 5, 20, causal)
+        whole = _as_mask(seen_items(ids, labelled, targets, 5, 20, causal), len(targets), 20)
         monkeypatch.setattr(bertrec.losses, "_SEEN_ROWS_PER_CHUNK", 3)
-        assert torch.equal(seen_items(ids, labelled, targets, 5, 20, causal), whole)
+        assert torch.equal(_as_mask(seen_items(ids, labelled, targets, 5, 20, causal), len(targets), 20), whole)
         monkeypatch.setattr(bertrec.losses, "_SEEN_ROWS_PER_CHUNK", 4096)
         assert whole.any() and not whole.all()
 

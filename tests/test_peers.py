@@ -151,6 +151,39 @@ def test_quality_turns_a_peer_result_into_our_evaluation_with_misses_and_restart
     assert evaluation["details_plain"]["ndcg@10"][2] == pytest.approx(1 / math.log2(3))
     assert evaluation["valid"]["ndcg@10"] == 0.3 and evaluation["valid_plain"]["ndcg@10"] == 0.4
     assert evaluation["training"]["restarts"] == 2 and evaluation["training"]["peak_rss_mb"] == 500
+    assert evaluation["training"]["accelerator"] == "cpu"  # a runner result from before --accelerator existed
+
+
+def test_peer_results_made_elsewhere_are_taken_as_they_ended(tmp_path):
+    """--peer_results: a GPU batch's runner result becomes the row (a budget stop stays a budget stop) without
+    the peer installed here and without a run; the table says where its seconds were spent."""
+    import quality
+
+    result = {
+        "args": {"accelerator": "gpu"},
+        "best_valid": {"excluded": {"ndcg@10": 0.3}, "plain": {"ndcg@10": 0.4}},
+        "per_user_rank": {"excluded": {"u1": 3}, "plain": {"u1": 3}},
+        "top10": {setting: {"u1": ["a"]} for setting in ("excluded", "plain")},
+        "train_seconds": 300.0, "seconds_to_best": 300.0, "epochs_run": 12, "best_epoch": 12,
+        "stopped_by": "budget", "flattened": False, "valid_curve": [0.1, 0.3], "restarts": 0,
+    }  # fmt: skip
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "amazon-beauty_rectools-sasrec.json").write_text(json.dumps(result))
+    bench = object.__new__(quality.Benchmark)
+    bench.dataset, bench.protocol, bench.root, bench.peer_results = "amazon-beauty", "loo", tmp_path, tmp_path / "gpu"
+
+    def never(files, run_dir):
+        raise AssertionError("an imported peer row must not train")
+
+    evaluation = bench._peer_evaluation(
+        "rectools-sasrec", tmp_path / "no-venv" / "python", "install_rectools.sh", "peer.json",
+        quality.peer_evaluation, never,
+    )  # fmt: skip
+    assert evaluation["training"]["stopped_by"] == "budget" and evaluation["training"]["accelerator"] == "gpu"
+    assert evaluation["test_excluded"]["ndcg@10"] == pytest.approx(0.5)
+    assert (tmp_path / "rectools-sasrec" / "default-seed2020" / "peer.json").is_file()
+    row = {"training": {"wall_seconds": [300.0, 0.0], "accelerator": "gpu"}}
+    assert quality._on_gpu(row["training"]) == " (GPU)" and quality._on_gpu({}) == ""
 
 
 def test_table_says_how_each_peer_run_ended():

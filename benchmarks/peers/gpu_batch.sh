@@ -9,7 +9,8 @@
 # early stopping (patience 10 on our validation NDCG@10) or, failing that, after the epoch that crosses the budget
 # (then its result says "budget" and quality.py continues it on the next run of the same row). The runners' result
 # files land in OUT as <dataset>_<row>.json (quality.py's peer.json), with each run's log beside it. The python on
-# PATH must import the peers (rectools 0.19.0 with pytorch-lightning 2.5.2, replay-rec 0.22.0 with lightning).
+# PATH must import the peers (rectools 0.19.0 with pandas<3 and pytorch-lightning 2.5.2; replay-rec 0.22.0 with
+# lightning). ONLY=REGEX runs only the <dataset>_<row> names it matches.
 set -uo pipefail
 SPLITS="$(cd "${1:?usage: gpu_batch.sh SPLITS OUT [BUDGET_SECONDS]}" && pwd)"
 OUT="$(mkdir -p "${2:?OUT}" && cd "$2" && pwd)"
@@ -27,6 +28,7 @@ PUBLISHED=(--hidden_size 256 --num_layers 1 --num_heads 1 --dropout 0.2 --loss s
 run() {  # run NAME DATASET RUNNER FLAGS...
     local name="$1" dataset="$2" runner="$3"
     shift 3
+    [[ "${dataset}_$name" =~ ${ONLY:-.} ]] || return 0
     python3 "$HERE/$runner" --split_dir "$SPLITS/$dataset" --max_len 50 "$@" --threads 2 --accelerator gpu \
         --budget_seconds "$BUDGET" --valid_setting excluded --eval_batch_size 1024 \
         --run_dir "$RUNS/${dataset}_$name" --output "$OUT/${dataset}_$name.json" >"$OUT/${dataset}_$name.log" 2>&1
