@@ -40,6 +40,7 @@ from bertrec.args import LEGACY_REPRESENTATION_FLAGS
 from bertrec.integrity import is_complete
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers.peer_io import PUBLISHED_SETTINGS  # noqa: E402
 from quality_protocol import (  # noqa: E402
     DATA_ROOT,
     DATASETS,
@@ -135,19 +136,6 @@ LIGHTNING_PEERS = {
     "replay-sasrec": (REPLAY_PYTHON, "replay_run.py", "install_replay.sh", ["--loss", "CE"]),
     "rectools-sasrec-published": (RECTOOLS_PYTHON, "rectools_run.py", "install_rectools.sh", ["--model", "SASRec"]),
 }
-# a peer at its authors' own settings for a dataset, where they publish them (replacing the equal-size flags):
-# RecTools' SASRec+SS on Amazon Beauty, leave-one-out, from the eSASRec benchmark of RecTools' authors
-# (github.com/blondered/transformer_benchmark, configs/paper/loo/s3_vanilla.yaml: 256 factors, 1 block, 1 head,
-# dropout 0.2, 50 events, sampled softmax over 256 negatives, lr 1e-3, at most 200 epochs); early stopping keeps
-# our patience of 10 on validation NDCG@10, where theirs is 50
-PUBLISHED_PEER_SETTINGS = {
-    "rectools-sasrec-published": {
-        "amazon-beauty": [
-            "--hidden_size", "256", "--num_layers", "1", "--num_heads", "1", "--dropout", "0.2",
-            "--loss", "sampled_softmax", "--n_negatives", "256", "--learning_rate", "0.001", "--epochs", "200",
-        ],
-    },
-}  # fmt: skip
 # recent: the user's own items, latest first; content-knn: items nearest the history by text (see bertrec.baselines)
 BASELINES = ("popular", "markov", "recent", "content-knn")
 MODELS = (*BASELINES, "lstm", *BERTREC_MODELS, *FINETUNED_MODELS, *RECBOLE_MODELS, *LIGHTNING_PEERS)
@@ -397,10 +385,10 @@ class Benchmark:
         by our ranking rules inside its runner; its per-user ranks become our evaluation."""
         python, script, install, flags = LIGHTNING_PEERS[model]
         model_flags = SHARED_MODEL_FLAGS
-        if model in PUBLISHED_PEER_SETTINGS:
-            model_flags = PUBLISHED_PEER_SETTINGS[model].get(self.dataset)
+        if model in PUBLISHED_SETTINGS:
+            model_flags = PUBLISHED_SETTINGS[model].get(self.dataset)
             if model_flags is None:
-                known = ", ".join(PUBLISHED_PEER_SETTINGS[model])
+                known = ", ".join(PUBLISHED_SETTINGS[model])
                 raise SystemExit(f"{model}: no published settings for {self.dataset} (known: {known})")
 
         def command(files: Path, run_dir: Path) -> list[str]:
@@ -420,14 +408,12 @@ class Benchmark:
         run_dir = self.root / model / "default-seed2020"
         result_file = run_dir / result_name
         imported = self.peer_results / f"{self.dataset}_{model}.json" if self.peer_results else None
-        if imported is not None and imported.is_file():  # a run made on another machine: taken as it ended
+        evaluation = read_evaluation(run_dir)
+        if imported is not None and imported.is_file():  # a run made on another machine: converted as it ended
             run_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(imported, result_file)
-            evaluation = convert(json.loads(result_file.read_text()), {})
-            write_evaluation(run_dir, evaluation)
-            return evaluation
-        evaluation = read_evaluation(run_dir)
-        if evaluation is not None and evaluation.get("training", {}).get("stopped_by") == "budget":
+            evaluation = None
+        elif evaluation is not None and evaluation.get("training", {}).get("stopped_by") == "budget":
             evaluation = None  # stopped by a wall-clock budget, not converged: this run continues it
             result_file.unlink(missing_ok=True)
         if evaluation is None and result_file.is_file():  # trained: only the conversion is redone

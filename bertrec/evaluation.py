@@ -21,7 +21,7 @@ from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.parquet_parts import DEFAULT_CHUNK_EVENTS, Frame, frame_chunks
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
 from bertrec.data.splits import check_targets_not_in_history
-from bertrec.metrics import metrics_from_ranks, pessimistic_ranks
+from bertrec.metrics import leave_out, metrics_from_ranks, pessimistic_ranks
 from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective
 from bertrec.stacked import stacked_prompts
 from bertrec.tokenization import EventTokenizer, action_token
@@ -221,7 +221,7 @@ def evaluate_scorer(
                 seen = batch.seen_rows.to(scores.device)
                 targets_of_seen = batch.targets[seen[0].cpu()].to(scores.device)
                 counts[1] += int(torch.unique(seen[0][seen[1] == targets_of_seen]).numel())
-                scores = scores.index_put((seen[0], seen[1]), torch.tensor(float("-inf"), device=scores.device))
+                scores = leave_out(scores, seen[0], seen[1])
             counts[0] += int((batch.targets < 0).sum())
             ranks.append(pessimistic_ranks(scores, batch.targets.to(scores.device)).cpu())
             best = scores.topk(top_k, dim=1)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from bertrec import repeats, transitions
+from bertrec.metrics import leave_out
 from bertrec.modeling import backbone_hidden, head_features, item_logits, model_objective, output_weight_and_bias
 
 
@@ -33,7 +34,7 @@ def full_softmax_loss(
     if repeat_scores is not None:
         logits = repeat_scores.combine(logits)
     if excluded is not None:
-        logits = _leave_out(logits, *excluded, in_place=repeat_scores is None)
+        logits = leave_out(logits, *excluded, in_place=repeat_scores is None)  # a gated mixture's backward reads it
     return F.cross_entropy(logits, targets)
 
 
@@ -78,13 +79,6 @@ def seen_items(
     return torch.cat([empty, *seen_rows]), torch.cat([empty, *seen_cols])
 
 
-def _leave_out(logits: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, in_place: bool) -> torch.Tensor:
-    """``logits`` with -inf at (rows, columns). ``in_place`` when the logits came from an operation whose
-    backward does not read its own output (a matrix product, a sum); a repeat mixture's log-softmax does."""
-    minus_inf = torch.tensor(float("-inf"), device=logits.device)
-    return logits.index_put_((rows, columns), minus_inf) if in_place else logits.index_put((rows, columns), minus_inf)
-
-
 def sampled_softmax_loss(
     model: PreTrainedModel,
     features: torch.Tensor,
@@ -114,7 +108,7 @@ def sampled_softmax_loss(
         rows, items = excluded
         columns = torch.searchsorted(candidates, items).clamp(max=len(candidates) - 1)
         present = candidates[columns] == items
-        logits = _leave_out(logits, rows[present], columns[present], in_place=True)
+        logits = leave_out(logits, rows[present], columns[present], in_place=True)
     return F.cross_entropy(logits, labels)
 
 

@@ -16,6 +16,14 @@ import torch
 METRIC_NAMES = ("hr", "ndcg", "mrr", "recall")
 
 
+def leave_out(scores: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """``scores`` with -inf at the (rows, columns) pairs (seen items, in ranking and in the training softmax).
+    ``in_place`` only where nothing else reads the scores: for training logits, when the operation that made them
+    does not read its own output in backward (a matrix product or a sum does not; a log-softmax does)."""
+    minus_inf = torch.tensor(float("-inf"), device=scores.device)
+    return scores.index_put_((rows, columns), minus_inf) if in_place else scores.index_put((rows, columns), minus_inf)
+
+
 def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1-based rank of each row's target among ``scores [batch, items]``; ``inf`` where it cannot be ranked.
 

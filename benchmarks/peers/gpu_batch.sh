@@ -20,10 +20,10 @@ RUNS="${RUNS_DIR:-$(mktemp -d)}"
 
 for f in "$SPLITS"/*/*.inter.gz; do [ -e "$f" ] && gunzip -kf "$f"; done
 
-EQUAL=(--hidden_size 64 --num_layers 2 --num_heads 2)
-# RecTools' authors' Beauty settings (quality.py PUBLISHED_PEER_SETTINGS["rectools-sasrec-published"])
-PUBLISHED=(--hidden_size 256 --num_layers 1 --num_heads 1 --dropout 0.2 --loss sampled_softmax --n_negatives 256
-    --learning_rate 0.001 --epochs 200)
+# the runners' default preset is our equal size (64 hidden, 2 layers, 2 heads); RecTools' authors' Beauty settings
+# come from peer_io.PUBLISHED_SETTINGS, as quality.py's rectools-sasrec-published row takes them
+read -ra PUBLISHED <<<"$(python3 -c "import sys; sys.path.insert(0, '$HERE'); import peer_io
+print(*peer_io.PUBLISHED_SETTINGS['rectools-sasrec-published']['amazon-beauty'])")"
 
 run() {  # run NAME DATASET RUNNER FLAGS...
     local name="$1" dataset="$2" runner="$3"
@@ -35,10 +35,10 @@ run() {  # run NAME DATASET RUNNER FLAGS...
     echo "[gpu_batch] ${dataset}_$name exit $? after ${SECONDS}s"
 }
 
-run rectools-sasrec amazon-beauty rectools_run.py --model SASRec "${EQUAL[@]}" &
-run rectools-bert4rec amazon-beauty rectools_run.py --model BERT4Rec "${EQUAL[@]}" &
+run rectools-sasrec amazon-beauty rectools_run.py --model SASRec &
+run rectools-bert4rec amazon-beauty rectools_run.py --model BERT4Rec &
 run rectools-sasrec-published amazon-beauty rectools_run.py --model SASRec "${PUBLISHED[@]}" &
-run replay-sasrec amazon-beauty replay_run.py --loss CE "${EQUAL[@]}" &
-run rectools-bert4rec yoochoose-100k rectools_run.py --model BERT4Rec "${EQUAL[@]}" &
+run replay-sasrec amazon-beauty replay_run.py --loss CE &
+run rectools-bert4rec yoochoose-100k rectools_run.py --model BERT4Rec &
 wait
 for log in "$OUT"/*.log; do echo "== $log"; grep -E "^epoch|Error|error" "$log" | tail -4; done

@@ -404,6 +404,21 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(temp, path)
 
 
+# a peer at its authors' own settings for a dataset, where they publish them (replacing the equal-size flags;
+# quality.py's rows and gpu_batch.sh read them here): RecTools' SASRec+SS on Amazon Beauty, leave-one-out, from the
+# eSASRec benchmark of RecTools' authors (github.com/blondered/transformer_benchmark,
+# configs/paper/loo/s3_vanilla.yaml: 256 factors, 1 block, 1 head, dropout 0.2, 50 events, sampled softmax over
+# 256 negatives, lr 1e-3, at most 200 epochs); early stopping keeps our patience of 10, where theirs is 50
+PUBLISHED_SETTINGS = {
+    "rectools-sasrec-published": {
+        "amazon-beauty": [
+            "--hidden_size", "256", "--num_layers", "1", "--num_heads", "1", "--dropout", "0.2",
+            "--loss", "sampled_softmax", "--n_negatives", "256", "--learning_rate", "0.001", "--epochs", "200",
+        ],
+    },
+}  # fmt: skip
+
+
 def add_run_arguments(parser) -> None:
     """Where and how long a Lightning runner trains: a GPU run trains, scores and ranks on the GPU; a budget stops
     training after the epoch that crosses it (the run is then "budget", not converged, and a rerun continues it)."""
