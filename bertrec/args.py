@@ -166,7 +166,11 @@ class TokenizerArguments:
 @dataclass
 class ModelArguments:
     model_type: str = field(
-        default="gpt2", metadata={"help": "gpt2, llama or gpt_neox (next event); bert (masked events)."}
+        default="gpt2",
+        metadata={
+            "help": "gpt2, llama, gpt_neox or bert_causal (next event; bert_causal: BERT's post-norm block, "
+            "causal, as SASRec's); bert (masked events)."
+        },
     )
     hidden_size: int = field(default=64, metadata={"help": "Hidden size."})
     num_layers: int = field(default=2, metadata={"help": "Transformer layers."})

@@ -23,7 +23,7 @@ import torch
 from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.schema import DEFAULT_ACTION
 from bertrec.evaluation import encode_prompts, prompt_features, prompt_scores
-from bertrec.modeling import load_model, objective_for
+from bertrec.modeling import load_model, model_objective
 from bertrec.tokenization import LAYOUTS, EventTokenizer
 
 Event = tuple[str, str, float | None] | dict
@@ -66,7 +66,7 @@ class Recommender:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = torch.device(device)
-        self.objective = objective_for(model.config.model_type)
+        self.objective = model_objective(model)
         self._items = np.asarray(tokenizer.spec.items, dtype=object)
         self._index = {item: i for i, item in enumerate(tokenizer.spec.items)}
         # the vocabulary is frequency-ordered, so item index order is popularity order
