@@ -51,7 +51,7 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
 # GPT-2 and Llama (its defaults, 25% rotary and parallel residuals, come from 6B+ language models)
 FIXED_SETTINGS: dict[str, dict] = {
     "gpt_neox": {"rotary_pct": 1.0, "use_parallel_residual": False},
-    "bert_causal": {"is_decoder": True, "hidden_act": "relu"},
+    "bert_causal": {"is_decoder": True, "hidden_act": "relu", "layer_norm_eps": 1e-8},  # SASRec's
 }
 # architectures that are a stock model_type with fixed settings: the saved config names the stock type
 STOCK_MODEL_TYPES = {"bert_causal": "bert"}
