@@ -73,7 +73,7 @@ TEXT_ENCODER = "--item_text_encoder"  # followed by $BERTREC_TEXT_ENCODER
 BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich layout, extra flags)
     "sasrec": ("gpt2", "item", []),
     "sasrec-rope": ("gpt_neox", "item", []),  # the same with rotary (relative) instead of learned absolute positions
-    "sasrec-postnorm": ("bert_causal", "item", []),  # ... with BERT's post-norm block (SASRec's block shape)
+    "sasrec-postnorm": ("bert-generation", "item", []),  # ... with BERT's post-norm block (SASRec's block shape)
     "bert4rec": ("bert", "item", ["--mask_prob", "0.2"]),
     "bertrec-next": ("gpt2", None, []),
     "bertrec-next-rope": ("gpt_neox", None, []),  # rotary: an offset like "the item two tokens back" is easy to learn

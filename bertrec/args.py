@@ -168,8 +168,8 @@ class ModelArguments:
     model_type: str = field(
         default="gpt2",
         metadata={
-            "help": "gpt2, llama, gpt_neox or bert_causal (next event; bert_causal: BERT's post-norm block, "
-            "causal, as SASRec's); bert (masked events)."
+            "help": "gpt2, llama, gpt_neox or bert-generation (next event; bert-generation: BERT's post-norm "
+            "block, causal, as SASRec's); bert (masked events)."
         },
     )
     hidden_size: int = field(default=64, metadata={"help": "Hidden size."})

@@ -35,6 +35,10 @@ LORA_DEFAULTS = {
     "bert": LoraDefaults(
         ("query", "key", "value", "attention.output.dense"), ("cls.predictions.transform",), "word_embeddings"
     ),
+    # post-norm blocks have no final norm: every layer norm trains in full (a few hundred parameters each)
+    "bert-generation": LoraDefaults(
+        ("query", "key", "value", "attention.output.dense"), ("LayerNorm",), "word_embeddings"
+    ),
     "gpt2": LoraDefaults(("c_attn", "attn.c_proj"), ("ln_f",), "wte"),
     "llama": LoraDefaults(("q_proj", "k_proj", "v_proj", "o_proj"), ("model.norm",), "embed_tokens"),
     "gpt_neox": LoraDefaults(("query_key_value", "attention.dense"), ("final_layer_norm",), "embed_in"),

@@ -1,8 +1,8 @@
 """Build stock ``transformers`` models and score item tokens with their own output head.
 
 Nothing is registered with the Auto classes and nothing needs remote code: a bertrec model *is* a
-``BertForMaskedLM`` or a ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` / ``GPTNeoXForCausalLM`` / ``BertLMHeadModel``
-(``bert_causal``: a BERT config with ``is_decoder``). Scoring calls the
+``BertForMaskedLM`` or a ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` / ``GPTNeoXForCausalLM`` /
+``BertGenerationDecoder``. Scoring calls the
 backbone and the head separately so logits are computed only at the positions that need them (``BertForMaskedLM`` has no
 ``logits_to_keep``), and only the item rows of the output matrix are used.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
 
 from bertrec import repeats, transitions
 from bertrec.integrity import verify_manifest
@@ -24,9 +24,9 @@ BERT_SIZES = {
 # objective, and how each architecture names the generic sizes that its config does not map itself
 ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
     "bert": ("masked", BERT_SIZES),
-    # BERT's block as a causal decoder (BertLMHeadModel): each sub-layer's residual sum is layer-normed, as in
-    # SASRec's block (GPT-2 and Llama normalise only each sub-layer's input), with SASRec's ReLU
-    "bert_causal": ("next", BERT_SIZES),
+    # BERT's block as a causal decoder with a plain linear output layer (BertGenerationDecoder): each sub-layer's
+    # residual sum is layer-normed, as in SASRec's block (GPT-2 and Llama normalise only each sub-layer's input)
+    "bert-generation": ("next", BERT_SIZES),
     "gpt2": (
         "next",
         {
@@ -51,10 +51,8 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
 # GPT-2 and Llama (its defaults, 25% rotary and parallel residuals, come from 6B+ language models)
 FIXED_SETTINGS: dict[str, dict] = {
     "gpt_neox": {"rotary_pct": 1.0, "use_parallel_residual": False},
-    "bert_causal": {"is_decoder": True, "hidden_act": "relu", "layer_norm_eps": 1e-8},  # SASRec's
+    "bert-generation": {"is_decoder": True, "hidden_act": "relu", "layer_norm_eps": 1e-8},  # causal; SASRec's
 }
-# architectures that are a stock model_type with fixed settings: the saved config names the stock type
-STOCK_MODEL_TYPES = {"bert_causal": "bert"}
 OBJECTIVES = ("masked", "next")
 
 
@@ -96,7 +94,7 @@ def build_model(
     }
     extra = {names[key]: value for key, value in sizes.items() if key in names}
     config = AutoConfig.for_model(
-        STOCK_MODEL_TYPES.get(model_type, model_type),
+        model_type,
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
@@ -125,22 +123,15 @@ def load_model(model_dir: str) -> PreTrainedModel:
     against its manifest, so a damaged or half-written folder is refused by name instead of loaded."""
     verify_manifest(model_dir, what="model folder")
     config = AutoConfig.from_pretrained(model_dir)
-    auto = AutoModelForMaskedLM if objective_for(architecture_of(config)) == "masked" else AutoModelForCausalLM
+    auto = AutoModelForMaskedLM if objective_for(config.model_type) == "masked" else AutoModelForCausalLM
     model = auto.from_pretrained(model_dir)
     repeats.load_from_config(model)
     transitions.load(model, model_dir)
     return model
 
 
-def architecture_of(config: PretrainedConfig) -> str:
-    """The ``ARCHITECTURES`` name of a stock config: a BERT config with ``is_decoder`` is ``bert_causal``."""
-    if config.model_type == "bert" and getattr(config, "is_decoder", False):
-        return "bert_causal"
-    return config.model_type
-
-
 def model_objective(model: PreTrainedModel) -> str:
-    return objective_for(architecture_of(model.config))
+    return objective_for(model.config.model_type)
 
 
 def backbone_hidden(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -155,9 +146,8 @@ def backbone_hidden(model: PreTrainedModel, input_ids: torch.Tensor, attention_m
 
 
 def head_features(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
-    """What the output layer multiplies: BERT's prediction transform (masked or causal: part of its stock head),
-    or the hidden state for the other causal models."""
-    if model.config.model_type == "bert":
+    """What the output layer multiplies: BERT's prediction transform, or the hidden state for causal models."""
+    if model_objective(model) == "masked":
         return model.cls.predictions.transform(hidden)
     return hidden
 

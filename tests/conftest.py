@@ -92,12 +92,12 @@ TINY_PRETRAIN = [
 
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory) -> dict:
-    """One tiny trained model per objective (and BERT's block as a causal decoder), shared by every test that
+    """One tiny trained model per objective (and BERT's post-norm block as a causal decoder), shared by every test that
     needs a trained model."""
     from bertrec.recipes.pretrain import main
 
     runs = {}
-    for model_type in ("bert", "gpt2", "bert_causal"):
+    for model_type in ("bert", "gpt2", "bert-generation"):
         output = tmp_path_factory.mktemp(f"pretrained-{model_type}")
         metrics = main([*TINY_PRETRAIN, "--model_type", model_type, "--output_dir", str(output)])
         runs[model_type] = {"dir": output, "metrics": metrics}

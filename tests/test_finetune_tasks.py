@@ -288,7 +288,7 @@ def test_resumed_finetune_replays_the_uninterrupted_run(finetuned, tmp_path):
     assert state["epoch"] == 2
 
 
-@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama", "gpt_neox", "bert_causal"])
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama", "gpt_neox", "bert-generation"])
 def test_lora_defaults_per_architecture_merge_into_the_stock_class(model_type):
     from bertrec.lora import LORA_DEFAULTS, apply_lora, merge, parameter_counts
 
@@ -298,7 +298,7 @@ def test_lora_defaults_per_architecture_merge_into_the_stock_class(model_type):
     peft = apply_lora(model)
     trainable = {n for n, p in peft.named_parameters() if p.requires_grad}
     assert any("lora_A" in n for n in trainable)
-    head = LORA_DEFAULTS[model.config.model_type].head_modules[0]  # bert_causal: BERT's
+    head = LORA_DEFAULTS[model.config.model_type].head_modules[0]
     assert all("lora_" in n or f"{head}.modules_to_save" in n for n in trainable), sorted(trainable)[:5]
     assert 0 < parameter_counts(peft)["trainable_fraction"] < 0.5
     with torch.no_grad():  # pretend training moved every trainable tensor

@@ -6,7 +6,7 @@ from bertrec.modeling import backbone_hidden, build_model, head_features, item_l
 
 @pytest.mark.parametrize(
     ("model_type", "objective"),
-    [("bert", "masked"), ("gpt2", "next"), ("llama", "next"), ("gpt_neox", "next"), ("bert_causal", "next")],
+    [("bert", "masked"), ("gpt2", "next"), ("llama", "next"), ("gpt_neox", "next"), ("bert-generation", "next")],
 )
 def test_item_scores_equal_the_stock_logits(model_type, objective):
     model = build_model(model_type=model_type, vocab_size=40, max_positions=16, hidden_size=16, num_heads=2).eval()
@@ -40,17 +40,15 @@ def test_sizes_reach_the_config():
         build_model(model_type="t5", vocab_size=30, max_positions=12)
 
 
-def test_bert_causal_is_a_stock_bert_decoder(tmp_path):
-    """SASRec's post-norm block as stock BERT: saved as a plain BERT config with is_decoder, loaded back by the
-    causal Auto class as the same architecture, and causal (a later event never changes an earlier state)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, BertLMHeadModel
+def test_bert_generation_is_a_causal_post_norm_decoder(tmp_path):
+    """SASRec's post-norm block as stock BERT layers: a BertGenerationDecoder with is_decoder (causal: a later
+    event never changes an earlier state) and SASRec's ReLU, loaded back by the causal Auto class."""
+    from transformers import AutoModelForCausalLM, BertGenerationDecoder
 
-    from bertrec.modeling import architecture_of
-
-    model = build_model(model_type="bert_causal", vocab_size=40, max_positions=16, hidden_size=16, num_heads=2)
+    model = build_model(model_type="bert-generation", vocab_size=40, max_positions=16, hidden_size=16, num_heads=2)
     model.eval()
-    assert isinstance(model, BertLMHeadModel)
-    assert (model.config.model_type, model.config.is_decoder, model.config.hidden_act) == ("bert", True, "relu")
+    assert isinstance(model, BertGenerationDecoder)
+    assert (model.config.is_decoder, model.config.hidden_act, model_objective(model)) == (True, "relu", "next")
     ids = torch.randint(6, 40, (2, 8))
     mask = torch.ones_like(ids)
     changed = ids.clone()
@@ -60,10 +58,7 @@ def test_bert_causal_is_a_stock_bert_decoder(tmp_path):
     assert torch.allclose(hidden[:, :5], other[:, :5], atol=1e-6)
     assert not torch.allclose(hidden[:, 5:], other[:, 5:])
     model.save_pretrained(tmp_path)
-    assert architecture_of(AutoConfig.from_pretrained(tmp_path)) == "bert_causal"
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    assert type(loaded) is BertLMHeadModel and model_objective(loaded) == "next"
+    assert type(loaded) is BertGenerationDecoder and model_objective(loaded) == "next"
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-6)
-    masked = build_model(model_type="bert", vocab_size=40, max_positions=16, hidden_size=16, num_heads=2)
-    assert architecture_of(masked.config) == "bert" and model_objective(masked) == "masked"

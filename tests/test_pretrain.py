@@ -17,7 +17,7 @@ from bertrec.training import TrainingArguments
 from tests.conftest import TINY_PRETRAIN, run_without_bertrec
 
 
-@pytest.mark.parametrize("model_type", ["bert", "gpt2", "bert_causal"])
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "bert-generation"])
 def test_output_folder_and_metrics(pretrained, model_type):
     run = pretrained[model_type]
     folder = run["dir"]
@@ -53,7 +53,7 @@ def test_saved_config_reproduces_the_arguments(pretrained):
     assert parsed[0].synthetic_users == 400 and parsed[1].max_events == 20
 
 
-@pytest.mark.parametrize("model_type", ["bert", "gpt2", "bert_causal"])
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "bert-generation"])
 def test_plain_transformers_reproduce_bertrec_scores(pretrained, model_type, tmp_path):
     """AutoTokenizer + AutoModelFor*LM, without bertrec importable, give bertrec's own item logits exactly: each
     event's tokens looked up and summed as ``inputs_embeds`` (the default stacked layout). The repeat bonus on
