@@ -251,78 +251,96 @@ def semantic_section(args) -> dict:
     return result
 
 
-def previous_row(section: str, dataset: str) -> dict | None:
-    """A dataset's row from the results file, dated, for a rerun that cannot remeasure it (its peer run is gone)."""
-    if not RESULTS.is_file():
-        return None
-    earlier = json.loads(RESULTS.read_text()).get(section, {})
-    row = next((r for r in earlier.get("runs", []) if r["dataset"] == dataset), None)
-    return row and {**row, "measured": row.get("measured", earlier.get("date"))}
-
-
-def chosen_configuration(dataset: str) -> tuple[str, str, str]:
-    """(row name, model type, dropout) of the best item-layout bertrec row of ``quality.py`` by validation."""
-    from quality import BERTREC_MODELS, RESULTS
-
-    from bertrec.args import ModelArguments
+def chosen_configuration(dataset: str) -> tuple[str, dict[str, str]]:
+    """The best id-only, item-layout bertrec row of ``quality.py`` by validation: its name and configuration
+    (content rows read the dataset's item features, which the peers do not get, so they are left out)."""
+    from quality import BERTREC_MODELS, ITEM_FEATURES, RESULTS
 
     rows = json.loads((RESULTS / f"quality_{dataset}_loo.json").read_text())["rows"]
-    ours = [r for r in rows if r["model"] in BERTREC_MODELS and BERTREC_MODELS[r["model"]][1] == "item"]
+    ours = [
+        r
+        for r in rows
+        if r["model"] in BERTREC_MODELS
+        and BERTREC_MODELS[r["model"]][1] == "item"
+        and ITEM_FEATURES not in BERTREC_MODELS[r["model"]][2]
+    ]
     best = max(ours, key=lambda r: r["valid_ndcg@10"][0])
-    return best["model"], BERTREC_MODELS[best["model"]][0], best["config"].get("dropout", str(ModelArguments.dropout))
+    return best["model"], best["config"]
+
+
+def converged_cpu_peers(dataset: str) -> list[dict]:
+    """The peer rows of ``quality.py``'s leave-one-out table that their own early stopping ended on the CPU
+    (RecBole validates with seen items kept, its own setting; the Lightning runners in the table's headline)."""
+    from quality import LIGHTNING_PEERS, RECBOLE_MODELS, RESULTS
+
+    result = json.loads((RESULTS / f"quality_{dataset}_loo.json").read_text())
+    peers = []
+    for row in result["rows"]:
+        training = row["training"]
+        if row["model"] not in (*RECBOLE_MODELS, *LIGHTNING_PEERS):
+            continue
+        if training.get("stopped_by") != "early_stopping" or training.get("accelerator", "cpu") != "cpu":
+            continue
+        setting = "plain" if row["model"] in RECBOLE_MODELS else result.get("headline", "excluded")
+        peers.append({"row": row, "setting": setting})
+    return peers
 
 
 def time_to_quality_section(args) -> dict:
-    """The item-layout bertrec configuration ``quality.py`` chose on validation, validated with seen items kept
-    (RecBole's own validation setting), against the RecBole SASRec run of ``quality.py``: wall seconds until
-    our validation NDCG@10 first reaches RecBole's best. Both train with 1 thread on the same split, hidden size
-    and maximum length."""
-    from quality import SHARED_MODEL_FLAGS, Benchmark, run_child
+    """Wall seconds until bertrec's validation NDCG@10 first reaches each converged peer's best, both trained
+    with 1 thread on the same split, sizes and maximum length. Ours is the configuration ``quality.py`` chose
+    on validation (its full recipe), trained here once per validation setting the peers use; a peer's seconds
+    and best come from its ``quality.py`` row."""
+    from quality import BERTREC_MODELS, PLAIN_FLAGS, SHARED_MODEL_FLAGS, Benchmark, run_child
     from quality_protocol import data_flags
 
-    rows = []
-    for dataset, epochs in (("yoochoose-100k", "100"), ("ml-100k", "200")):
+    earlier = json.loads(RESULTS.read_text()).get("time_to_quality", {}) if RESULTS.is_file() else {}
+    rows = [  # rows of datasets this call does not measure stay as they were, dated
+        {**row, "measured": row.get("measured", earlier["date"])}
+        for row in earlier.get("runs", [])
+        if row["dataset"] not in args.ttq_datasets and "peer" in row
+    ]
+    for dataset in args.ttq_datasets:
         bench = Benchmark(dataset, "loo", ROOT / "outputs" / "bench_quality", threads=1, budget=3600)
-        recbole_file = bench.root / "recbole-sasrec" / "default-seed2020" / "recbole.json"
-        if not recbole_file.is_file():
-            kept = previous_row("time_to_quality", dataset)
-            print(
-                f"{dataset}: no RecBole SASRec run in the work folder; {'kept the earlier row' if kept else 'skipped'}"
+        name, config = chosen_configuration(dataset)
+        model_type, layout, flags = BERTREC_MODELS[name]
+        for peer in converged_cpu_peers(dataset):
+            exclude_seen = "true" if peer["setting"] == "excluded" else "false"
+            run_dir = Path(args.work_dir) / "time_to_quality" / f"{dataset}-{name}-exclude_seen{exclude_seen}"
+            if not is_complete(run_dir):
+                command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(bench.data_args)]
+                command += ["--model_type", model_type, "--layout", layout, "--max_events", str(bench.spec.max_events)]
+                command += [*SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags, "--exclude_seen", exclude_seen]
+                command += ["--cpu_threads", "1", "--output_dir", str(run_dir), "--resume_from_checkpoint", "latest"]
+                for flag, value in config.items():
+                    command += [f"--{flag}", value]
+                run_child(command, run_dir.parent / f"{run_dir.name}.log")
+            history = json.loads((run_dir / "metrics.json").read_text())["training"]["history"]
+            theirs = peer["row"]["training"]
+            bar = peer["row"]["valid_ndcg@10"][0]
+            reached = next((h for h in history if h["ndcg@10"] >= bar), None)
+            near = next((h for h in history if h["ndcg@10"] >= 0.98 * bar), None)
+            best = max(history, key=lambda h: h["ndcg@10"])  # the first of equals, as early stopping keeps it
+            peer_seconds = theirs["seconds_to_best"][0]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "ours": f"{name} ({', '.join(f'{k} {v}' for k, v in config.items())})",
+                    "peer": peer["row"]["model"],
+                    "setting": peer["setting"],
+                    "peer_best_valid_ndcg@10": bar,
+                    "peer_seconds_to_best": round(peer_seconds, 1),
+                    "peer_epochs_run": int(theirs["epochs_run"][0]),
+                    "peer_date": peer["row"].get("date"),
+                    "ours_best_valid_ndcg@10": best["ndcg@10"],
+                    "ours_seconds_to_reach": reached and reached["elapsed_seconds"],
+                    "ours_epoch_reached": reached and reached["epoch"],
+                    "speedup": reached and round(peer_seconds / reached["elapsed_seconds"], 1),
+                    "ours_seconds_to_98_percent": near and near["elapsed_seconds"],
+                    "ours_seconds_to_own_best": best["elapsed_seconds"],
+                }
             )
-            rows += [kept] if kept else []
-            continue
-        theirs = json.loads(recbole_file.read_text())
-        row, model_type, dropout = chosen_configuration(dataset)
-        run_dir = Path(args.work_dir) / "time_to_quality" / f"{dataset}-{row}-dropout{dropout}"
-        if not is_complete(run_dir):
-            command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(bench.data_args)]
-            command += ["--model_type", model_type, "--layout", "item", "--max_events", str(bench.spec.max_events)]
-            command += [*SHARED_MODEL_FLAGS, "--dropout", dropout, "--exclude_seen", "false", "--cpu_threads", "1"]
-            command += ["--num_epochs", epochs, "--early_stopping_patience", "10", "--output_dir", str(run_dir)]
-            command += ["--resume_from_checkpoint", "latest"]
-            run_child(command, run_dir.parent / f"{run_dir.name}.log")
-        history = json.loads((run_dir / "metrics.json").read_text())["training"]["history"]
-        bar = theirs["best_valid_ndcg@10"]
-        reached = next((h for h in history if h["ndcg@10"] >= bar), None)
-        near = next((h for h in history if h["ndcg@10"] >= 0.98 * bar), None)
-        best = max(history, key=lambda h: h["ndcg@10"])  # the first of equals, as early stopping keeps it
-        rows.append(
-            {
-                "dataset": dataset,
-                "ours": f"{row} (dropout {dropout})",
-                "recbole_best_valid_ndcg@10": bar,
-                "recbole_seconds_to_best": round(theirs["seconds_to_best"], 1),
-                "recbole_epochs_run": theirs["epochs_run"],
-                "recbole_stopped_by": theirs["stopped_by"],
-                "ours_best_valid_ndcg@10": best["ndcg@10"],
-                "ours_seconds_to_reach": reached and reached["elapsed_seconds"],
-                "ours_epoch_reached": reached and reached["epoch"],
-                "speedup": reached and round(theirs["seconds_to_best"] / reached["elapsed_seconds"], 1),
-                "ours_seconds_to_98_percent": near and near["elapsed_seconds"],
-                "ours_seconds_to_own_best": best["elapsed_seconds"],
-            }
-        )
-        print(f"{dataset}: {rows[-1]}", flush=True)
+            print(f"{dataset}: {rows[-1]}", flush=True)
     return {"threads": 1, "runs": rows}
 
 
@@ -360,6 +378,9 @@ def main() -> None:
     parser.add_argument("--from_folder", default="spark", choices=("spark", "bucketed"), help=argparse.SUPPRESS)
     parser.add_argument("--layout", default="time action item", help=argparse.SUPPRESS)  # a child's tokenizer
     parser.add_argument("--max_events", type=int, default=200, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ttq_datasets", nargs="+", default=["yoochoose-100k", "ml-100k"], help="time_to_quality's datasets"
+    )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--work_dir", default=str(ROOT / "outputs" / "bench_throughput"))
     parser.add_argument("--report", action="store_true")
