@@ -212,11 +212,20 @@ class Benchmark:
 
     # bertrec ---------------------------------------------------------------------------------------------
     def bertrec_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
-        model_type, layout, flags = BERTREC_MODELS[model]
         run_dir = self.run_dir(model, config, seed)
         evaluation = read_evaluation(run_dir)
         if evaluation is not None:
             return evaluation
+        evaluation = self._train_and_evaluate(self.pretrain_command(model, config, seed, run_dir) + extra, run_dir)
+        write_evaluation(run_dir, evaluation)
+        return evaluation
+
+    def pretrain_command(
+        self, model: str, config: dict[str, str], seed: int, run_dir: Path, exclude_seen: str | None = None
+    ) -> list[str]:
+        """The pretraining command of a bertrec row's configuration on this split (validated with seen items
+        excluded or kept as the headline is, unless ``exclude_seen`` says otherwise)."""
+        model_type, layout, flags = BERTREC_MODELS[model]
         command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(self.data_args)]
         layout = self.spec.rich_layout.replace(" ", "+") if layout == STACKED else layout or self.spec.rich_layout
         command += ["--model_type", model_type, "--layout", layout]
@@ -232,7 +241,7 @@ class Benchmark:
             at = flags.index(TEXT_ENCODER) + 1
             flags = [*flags[:at], encoder, *flags[at:]]
         command += ["--max_events", str(self.spec.max_events), *SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags]
-        command += ["--exclude_seen", self.excluded]  # early stopping in the headline setting
+        command += ["--exclude_seen", exclude_seen or self.excluded]  # early stopping in the headline setting
         stacked = "+" in layout  # its pretraining asks the next event's action at half the positions anyway
         if self.protocol == "target" and model_type != "bert" and layout != "item" and not stacked:
             command += ["--supervise_conditioned", "true"]  # so "what will they buy next" can be asked
@@ -240,9 +249,7 @@ class Benchmark:
         command += ["--resume_from_checkpoint", "latest"]  # a run killed midway continues from its checkpoint
         for name, value in config.items():
             command += [f"--{name}", value]
-        evaluation = self._train_and_evaluate(command + extra, run_dir)
-        write_evaluation(run_dir, evaluation)
-        return evaluation
+        return command
 
     def finetuned_run(self, model: str, config: dict[str, str], seed: int, extra: list[str]) -> dict:
         """The base model's pretraining run for the config's other flags (cached like any), then its fine-tune

@@ -251,15 +251,15 @@ def semantic_section(args) -> dict:
     return result
 
 
-def chosen_configuration(dataset: str) -> tuple[str, dict[str, str]]:
-    """The best id-only, item-layout bertrec row of ``quality.py`` by validation: its name and configuration
-    (content rows read the dataset's item features, which the peers do not get, so they are left out)."""
-    from quality import BERTREC_MODELS, ITEM_FEATURES, RESULTS
+def chosen_configuration(result: dict) -> tuple[str, dict[str, str]]:
+    """The best id-only, item-layout bertrec row of a ``quality.py`` result by validation: its name and
+    configuration (content rows read the dataset's item features, which the peers do not get, so they are left
+    out)."""
+    from quality import BERTREC_MODELS, ITEM_FEATURES
 
-    rows = json.loads((RESULTS / f"quality_{dataset}_loo.json").read_text())["rows"]
     ours = [
         r
-        for r in rows
+        for r in result["rows"]
         if r["model"] in BERTREC_MODELS
         and BERTREC_MODELS[r["model"]][1] == "item"
         and ITEM_FEATURES not in BERTREC_MODELS[r["model"]][2]
@@ -268,12 +268,11 @@ def chosen_configuration(dataset: str) -> tuple[str, dict[str, str]]:
     return best["model"], best["config"]
 
 
-def converged_cpu_peers(dataset: str) -> list[dict]:
-    """The peer rows of ``quality.py``'s leave-one-out table that their own early stopping ended on the CPU
+def converged_cpu_peers(result: dict) -> list[dict]:
+    """The peer rows of a ``quality.py`` leave-one-out result that their own early stopping ended on the CPU
     (RecBole validates with seen items kept, its own setting; the Lightning runners in the table's headline)."""
-    from quality import LIGHTNING_PEERS, RECBOLE_MODELS, RESULTS
+    from quality import LIGHTNING_PEERS, RECBOLE_MODELS
 
-    result = json.loads((RESULTS / f"quality_{dataset}_loo.json").read_text())
     peers = []
     for row in result["rows"]:
         training = row["training"]
@@ -291,8 +290,10 @@ def time_to_quality_section(args) -> dict:
     with 1 thread on the same split, sizes and maximum length. Ours is the configuration ``quality.py`` chose
     on validation (its full recipe), trained here once per validation setting the peers use; a peer's seconds
     and best come from its ``quality.py`` row."""
-    from quality import BERTREC_MODELS, PLAIN_FLAGS, SHARED_MODEL_FLAGS, Benchmark, run_child
-    from quality_protocol import data_flags
+    from quality import RESULTS as QUALITY_RESULTS
+    from quality import Benchmark, run_child
+
+    from bertrec.training import TrainingArguments
 
     earlier = json.loads(RESULTS.read_text()).get("time_to_quality", {}) if RESULTS.is_file() else {}
     rows = [  # rows of datasets this call does not measure stay as they were, dated
@@ -302,18 +303,13 @@ def time_to_quality_section(args) -> dict:
     ]
     for dataset in args.ttq_datasets:
         bench = Benchmark(dataset, "loo", ROOT / "outputs" / "bench_quality", threads=1, budget=3600)
-        name, config = chosen_configuration(dataset)
-        model_type, layout, flags = BERTREC_MODELS[name]
-        for peer in converged_cpu_peers(dataset):
+        result = json.loads((QUALITY_RESULTS / f"quality_{dataset}_loo.json").read_text())
+        name, config = chosen_configuration(result)
+        for peer in converged_cpu_peers(result):
             exclude_seen = "true" if peer["setting"] == "excluded" else "false"
             run_dir = Path(args.work_dir) / "time_to_quality" / f"{dataset}-{name}-exclude_seen{exclude_seen}"
-            if not is_complete(run_dir):
-                command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), *data_flags(bench.data_args)]
-                command += ["--model_type", model_type, "--layout", layout, "--max_events", str(bench.spec.max_events)]
-                command += [*SHARED_MODEL_FLAGS, *PLAIN_FLAGS, *flags, "--exclude_seen", exclude_seen]
-                command += ["--cpu_threads", "1", "--output_dir", str(run_dir), "--resume_from_checkpoint", "latest"]
-                for flag, value in config.items():
-                    command += [f"--{flag}", value]
+            if not is_complete(run_dir):  # the recipe's default seed, as the measured rows were trained
+                command = bench.pretrain_command(name, config, TrainingArguments.seed, run_dir, exclude_seen)
                 run_child(command, run_dir.parent / f"{run_dir.name}.log")
             history = json.loads((run_dir / "metrics.json").read_text())["training"]["history"]
             theirs = peer["row"]["training"]
