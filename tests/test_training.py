@@ -8,17 +8,22 @@ from bertrec.modeling import build_model
 from bertrec.training import STATE_FILE, _load_best, complete_checkpoints, epoch_batches, latest_checkpoint
 
 
-def test_epoch_batches_are_seeded_grouped_by_length_and_split_across_processes():
+def test_epoch_batches_are_seeded_mixed_or_grouped_by_length_and_split_across_processes():
     lengths = np.random.default_rng(0).integers(1, 100, size=1000)
-    one = epoch_batches(lengths, 16, seed=1, epoch=0, rank=0, world=1)
-    assert [b.tolist() for b in one] == [b.tolist() for b in epoch_batches(lengths, 16, 1, 0, 0, 1)]
-    assert [b.tolist() for b in one] != [b.tolist() for b in epoch_batches(lengths, 16, 1, 1, 0, 1)]
-    assert sorted(np.concatenate(one).tolist()) == list(range(1000))  # every sequence once per epoch
-    spread = np.mean([np.ptp(lengths[b]) for b in one])
-    assert spread < 10  # batches hold sequences of similar length, so little padding
-    ranks = [epoch_batches(lengths, 8, 1, 0, rank, 2) for rank in (0, 1)]
-    assert len(ranks[0]) == len(ranks[1])  # same number of steps on every process
-    assert not set(np.concatenate(ranks[0]).tolist()) & set(np.concatenate(ranks[1]).tolist())
+    for grouped in (False, True):
+        one = epoch_batches(lengths, 16, seed=1, epoch=0, rank=0, world=1, group_by_length=grouped)
+        again = epoch_batches(lengths, 16, 1, 0, 0, 1, group_by_length=grouped)
+        assert [b.tolist() for b in one] == [b.tolist() for b in again]
+        next_epoch = epoch_batches(lengths, 16, 1, 1, 0, 1, group_by_length=grouped)
+        assert [b.tolist() for b in one] != [b.tolist() for b in next_epoch]
+        assert sorted(np.concatenate(one).tolist()) == list(range(1000))  # every sequence once per epoch
+        spread = np.mean([np.ptp(lengths[b]) for b in one])
+        # grouped: similar lengths, little padding; mixed: each batch spans about the whole range of lengths,
+        # so every batch weighs short and long windows alike
+        assert spread < 10 if grouped else spread > 70
+        ranks = [epoch_batches(lengths, 8, 1, 0, rank, 2, group_by_length=grouped) for rank in (0, 1)]
+        assert len(ranks[0]) == len(ranks[1])  # same number of steps on every process
+        assert not set(np.concatenate(ranks[0]).tolist()) & set(np.concatenate(ranks[1]).tolist())
 
 
 def test_best_weights_must_belong_to_the_model(tmp_path):
