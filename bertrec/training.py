@@ -52,13 +52,6 @@ class TrainingArguments:
     eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
-    adam_beta2: float = field(
-        default=0.999,
-        metadata={
-            "help": "AdamW's second-moment decay. A rare item's row gets a near-zero gradient on most steps and a "
-            "large one when it is a target; the shorter the second-moment memory, the smaller that one step."
-        },
-    )
     warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps of linear warmup."})
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name after warmup."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 disables."})
@@ -288,9 +281,7 @@ def train(
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
     optimizer = torch.optim.AdamW(
-        _decay_groups(loss_module, args.weight_decay, args.learning_rate),
-        lr=args.learning_rate,
-        betas=(0.9, args.adam_beta2),
+        _decay_groups(loss_module, args.weight_decay, args.learning_rate), lr=args.learning_rate
     )
     scheduler = get_scheduler(
         args.lr_scheduler,
