@@ -178,6 +178,8 @@ def headline(summary: dict) -> str:
                 cells.append("not run")
                 continue
             value = f"**{entry['ndcg@10'][0]:.4f}**" if entry["ndcg@10"][0] == top else f"{entry['ndcg@10'][0]:.4f}"
+            if not number and entry["seeds"] < 3:  # the README's note promises 3 seeds; say where a row has fewer
+                value += f" ({entry['seeds']} seed{'s' if entry['seeds'] > 1 else ''})"
             if number:  # peers and baselines are named; bertrec's row names are in BENCHMARKS.md
                 budget = ", budget-stopped" if number == 1 and not d["peer_converged"] else ""
                 value += f" ({NAMES.get(entry['model'], entry['model'])}{budget})"
