@@ -174,21 +174,11 @@ def grid_configs(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     return configs
 
 
-# booleans whose default was on when earlier runs were made: their "false" stays in folder names, or a run made
-# under the old default (length-grouped batches until 2026-12-05) would be taken for one under the new
-WERE_ON_BY_DEFAULT = {"group_by_length"}
-
-
 def config_id(config: dict[str, str]) -> str:
     """Run folder name of a configuration; a boolean set to "false" where the recipe's default is off is left
-    out, so adding it to a grid reuses the runs made before it existed. One whose default is on (or was, see
-    ``WERE_ON_BY_DEFAULT``) stays in the name ("tie_embeddingsfalse"), or that run would be mistaken for the
-    default's."""
-
-    def implied(flag: str, value: str) -> bool:
-        return value == "false" and _off_by_default(flag) and flag not in WERE_ON_BY_DEFAULT
-
-    return "-".join(f"{k}{v}" for k, v in config.items() if not implied(k, v)) or "default"
+    out, so adding it to a grid reuses the runs made before it existed. One whose default is on stays in the
+    name ("tie_embeddingsfalse"), or that run would be mistaken for the default's."""
+    return "-".join(f"{k}{v}" for k, v in config.items() if not (v == "false" and _off_by_default(k))) or "default"
 
 
 def _off_by_default(flag: str) -> bool:

@@ -57,10 +57,11 @@ class TrainingArguments:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 disables."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     group_by_length: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "Batch windows of similar length together: less padding and faster steps, but a short "
-            "window's positions then weigh more than a long one's, which cost accuracy (epoch_batches)."
+            "window's positions then weigh more than a long one's, which costs accuracy (epoch_batches); "
+            "false: batches of mixed lengths."
         },
     )
     mixed_precision: str | None = field(
@@ -175,7 +176,7 @@ def configure_cpu_threads(accelerator, cpu_threads: int) -> None:
 
 
 def epoch_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int, group_by_length: bool = False
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int, group_by_length: bool = True
 ) -> list[np.ndarray]:
     """This process's batches for one epoch, in a seeded order: a seeded permutation cut into pools of 64
     global batches, each pool cut into batches, the batches shuffled. Each global batch is split across

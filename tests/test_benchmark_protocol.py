@@ -172,12 +172,12 @@ def test_the_final_fit_refits_the_chosen_row_for_its_best_epoch_on_training_plus
         bench.row("recbole-sasrec", [0], {}, extra=[])
 
 
-def test_run_folders_tell_a_flag_off_by_default_from_one_that_was_on_when_older_runs_were_made():
+def test_run_folders_name_a_flag_turned_off_only_where_its_default_is_on():
     import quality
 
     # off by default and always was: "false" is implied, so adding it to a grid reuses the runs made before
     assert quality.config_id({"dropout": "0.5", "k_core": "false"}) == "dropout0.5"
     # on by default: "false" must stay in the name, or the run would be taken for the default's
     assert quality.config_id({"dropout": "0.5", "repeat_gate": "false"}) == "dropout0.5-repeat_gatefalse"
-    # off by default now, on when older runs were made (batches grouped by length): still named
+    # batches of mixed lengths: not the recipe's default, so their runs never take the grouped runs' folders
     assert quality.config_id({"group_by_length": "false"}) == "group_by_lengthfalse"
