@@ -28,7 +28,7 @@ from bertrec.collators import pad_sequences  # noqa: E402
 from bertrec.evaluation import EvalBatch, evaluate_scorer  # noqa: E402
 from bertrec.recipes.prepare import load_split  # noqa: E402
 from bertrec.tokenization import EventTokenizer  # noqa: E402
-from bertrec.training import epoch_batches  # noqa: E402
+from bertrec.training import TrainingArguments, epoch_batches  # noqa: E402
 
 
 class LSTMNextItem(nn.Module):
@@ -103,7 +103,8 @@ def main() -> None:
     best, best_state, bad, history, started = -1.0, None, 0, [], time.perf_counter()
     for epoch in range(args.num_epochs):
         model.train()
-        for indices in epoch_batches(lengths, args.batch_size, args.seed, epoch, 0, 1):
+        grouped = TrainingArguments.group_by_length  # batched as bertrec's recipe batches by default
+        for indices in epoch_batches(lengths, args.batch_size, args.seed, epoch, 0, 1, group_by_length=grouped):
             train_step(model, optimizer, pad_sequences([windows[i] for i in indices], tokenizer.pad_id), tokenizer)
         model.eval()
         valid = evaluate_scorer(

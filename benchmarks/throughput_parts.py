@@ -34,7 +34,7 @@ from bertrec.evaluation import evaluate_model
 from bertrec.losses import ItemLoss
 from bertrec.modeling import build_model, objective_for
 from bertrec.tokenization import DEFAULT_TIME_BOUNDARIES, EventTokenizer, EventTokenizerSpec
-from bertrec.training import Objective, epoch_batches
+from bertrec.training import Objective, TrainingArguments, epoch_batches
 
 ACTIONS = np.array(["view", "cart", "fav", "buy"])
 CLEANING = {"min_user_events": 5, "min_item_events": 5}  # the "default cleaning" of the data path figure
@@ -196,7 +196,11 @@ def training_step(
     loss_module = ItemLoss(model, item_offset=tokenizer.item_offset, num_items=tokenizer.num_items)
     optimizer = torch.optim.AdamW(loss_module.parameters(), lr=1e-3)
     objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
-    batches = epoch_batches(np.array([len(w) for w in windows]), TRAINING_BATCH, seed=0, epoch=0, rank=0, world=1)
+    lengths = np.array([len(w) for w in windows])
+    # batched as the recipe's default batches them
+    batches = epoch_batches(
+        lengths, TRAINING_BATCH, seed=0, epoch=0, rank=0, world=1, group_by_length=TrainingArguments.group_by_length
+    )
     generator = torch.Generator().manual_seed(0)
 
     def step(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -176,7 +176,7 @@ def configure_cpu_threads(accelerator, cpu_threads: int) -> None:
 
 
 def epoch_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int, group_by_length: bool = True
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int, *, group_by_length: bool
 ) -> list[np.ndarray]:
     """This process's batches for one epoch, in a seeded order: a seeded permutation cut into pools of 64
     global batches, each pool cut into batches, the batches shuffled. Each global batch is split across
@@ -276,8 +276,12 @@ def train(
     checkpoint_root = Path(args.output_dir) / CHECKPOINT_DIR
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.fromiter((len(s) for s in train_sequences), dtype=np.int64, count=len(train_sequences))
-    first_epoch = epoch_batches(lengths, args.batch_size, args.seed, 0, rank, world, args.group_by_length)
-    steps_per_epoch = math.ceil(len(first_epoch) / args.gradient_accumulation_steps)
+
+    def batches_of(epoch: int) -> list[np.ndarray]:  # this process's batches, the same on every call for an epoch
+        grouped = args.group_by_length
+        return epoch_batches(lengths, args.batch_size, args.seed, epoch, rank, world, group_by_length=grouped)
+
+    steps_per_epoch = math.ceil(len(batches_of(0)) / args.gradient_accumulation_steps)
     total_steps = steps_per_epoch * args.num_epochs
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
@@ -326,7 +330,7 @@ def train(
     stop = False
     clock = _Clock(state.get("elapsed_seconds", 0.0))
     while state["epoch"] < args.num_epochs and state["global_step"] < total_steps and not stop:
-        batches = epoch_batches(lengths, args.batch_size, args.seed, state["epoch"], rank, world, args.group_by_length)
+        batches = batches_of(state["epoch"])
         for micro, indices in enumerate(batches):
             if micro < state["micro_step_in_epoch"]:
                 continue
