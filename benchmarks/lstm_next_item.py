@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cpu_threads", type=int, default=1)
     parser.add_argument("--exclude_seen", default="true", choices=("true", "false"), help="validation setting")
+    default_grouping = str(TrainingArguments.group_by_length).lower()  # batched as bertrec's recipe batches
+    parser.add_argument("--group_by_length", default=default_grouping, choices=("true", "false"))
     args = parser.parse_args()
     torch.set_num_threads(args.cpu_threads)
     torch.manual_seed(args.seed)
@@ -103,7 +105,7 @@ def main() -> None:
     best, best_state, bad, history, started = -1.0, None, 0, [], time.perf_counter()
     for epoch in range(args.num_epochs):
         model.train()
-        grouped = TrainingArguments.group_by_length  # batched as bertrec's recipe batches by default
+        grouped = args.group_by_length == "true"
         for indices in epoch_batches(lengths, args.batch_size, args.seed, epoch, 0, 1, group_by_length=grouped):
             train_step(model, optimizer, pad_sequences([windows[i] for i in indices], tokenizer.pad_id), tokenizer)
         model.eval()

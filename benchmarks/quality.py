@@ -174,20 +174,42 @@ def grid_configs(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     return configs
 
 
+# flags whose recipe default changed, with the default before: runs made before the change name no such flag,
+# so the old default stays unnamed and the new one is named (the batches became mixed on 2026-12-05)
+DEFAULTS_BEFORE = {"group_by_length": "true"}
+
+
 def config_id(config: dict[str, str]) -> str:
     """Run folder name of a configuration; a boolean set to "false" where the recipe's default is off is left
     out, so adding it to a grid reuses the runs made before it existed. One whose default is on stays in the
-    name ("tie_embeddingsfalse"), or that run would be mistaken for the default's."""
-    return "-".join(f"{k}{v}" for k, v in config.items() if not (v == "false" and _off_by_default(k))) or "default"
+    name ("tie_embeddingsfalse"), or that run would be mistaken for the default's. A flag of
+    ``DEFAULTS_BEFORE`` is named unless it has its old default, which the folders made before the change hold."""
+    config = {**config, **{flag: _default(flag) for flag in DEFAULTS_BEFORE if flag not in config}}
+    return "-".join(f"{k}{v}" for k, v in config.items() if _named(k, v)) or "default"
 
 
-def _off_by_default(flag: str) -> bool:
+def _named(flag: str, value: str) -> bool:
+    if flag in DEFAULTS_BEFORE:
+        return value != DEFAULTS_BEFORE[flag]
+    return not (value == "false" and _off_by_default(flag))
+
+
+def _default(flag: str) -> str:
+    value = _recipe_defaults()[flag]
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _recipe_defaults() -> dict:
     import dataclasses
 
     from bertrec.recipes.pretrain import ARGUMENTS
 
-    defaults = {f.name: f.default for arguments in ARGUMENTS for f in dataclasses.fields(arguments)}
-    return defaults.get(flag) is False or defaults.get(flag) is None  # None: decided by other flags, e.g. repeats'
+    return {f.name: f.default for arguments in ARGUMENTS for f in dataclasses.fields(arguments)}
+
+
+def _off_by_default(flag: str) -> bool:
+    default = _recipe_defaults().get(flag)
+    return default is False or default is None  # None: decided by other flags, e.g. repeats'
 
 
 class Benchmark:

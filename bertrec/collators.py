@@ -73,6 +73,10 @@ class TokenLayout:
         )
 
     @property
+    def positions_per_event(self) -> int:
+        return 1 if self.stacked else self.tokens_per_event
+
+    @property
     def item_field(self) -> int:
         return self.fields.index("item") if self.stacked else 0
 
@@ -148,9 +152,10 @@ def mask_events(
     *,
     mask_prob: float,
     mask_action_prob: float,
-    generator: torch.Generator,
+    noise: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked-event corruption: returns ``(masked_input_ids, labels)``.
+    """Masked-event corruption: returns ``(masked_input_ids, labels)``; ``noise [batch, events, 2]`` holds the
+    uniform draws (``window_noise``).
 
     Each real event is chosen with ``mask_prob`` (at least one per sequence); its item becomes ``[MASK]`` and is
     the label, and its action is masked too with ``mask_action_prob`` so the model also learns to predict an
@@ -160,7 +165,7 @@ def mask_events(
     per_event = layout.tokens_per_event
     item_positions = torch.arange(per_event - 1, input_ids.shape[1], per_event)
     real = attention_mask[:, item_positions].bool()
-    chosen = choose_events(real, mask_prob, generator)
+    chosen = choose_events(real, mask_prob, noise[..., 0])
     targets = layout.item_index(input_ids[:, item_positions])
     masked_ids = input_ids.clone()
     labels = torch.full_like(input_ids, IGNORE)
@@ -168,22 +173,37 @@ def mask_events(
     masked_ids[:, item_positions] = torch.where(chosen, layout.mask_id, input_ids[:, item_positions])
     if layout.has_action:
         action_positions = item_positions - 1
-        hide_action = chosen & (torch.rand(real.shape, generator=generator) < mask_action_prob)
+        hide_action = chosen & (noise[..., 1] < mask_action_prob)
         masked_ids[:, action_positions] = torch.where(hide_action, layout.mask_id, input_ids[:, action_positions])
     assert_targets_hidden(masked_ids, labels, layout)
     return masked_ids, labels
 
 
-def choose_events(real: torch.Tensor, mask_prob: float, generator: torch.Generator) -> torch.Tensor:
-    """Events to mask: each real event (``real [batch, events]``) with ``mask_prob``, and at least one per
-    sequence (a random real event where none was chosen)."""
-    chosen = (torch.rand(real.shape, generator=generator) < mask_prob) & real
+def choose_events(real: torch.Tensor, mask_prob: float, uniform: torch.Tensor) -> torch.Tensor:
+    """Events to mask: each real event (``real [batch, events]``) whose draw in ``uniform`` is below
+    ``mask_prob``, and at least one per sequence: where none was chosen, the real event with the lowest draw
+    (uniform over the row's real events, as every draw is)."""
+    chosen = (uniform < mask_prob) & real
     none = ~chosen.any(dim=1) & real.any(dim=1)
     if none.any():
-        lengths = real.sum(dim=1)
-        pick = (torch.rand(len(lengths), generator=generator) * lengths).long().clamp(max=lengths - 1)
+        pick = torch.where(real, uniform, torch.full_like(uniform, 2.0)).argmin(dim=1)
         chosen[none, pick[none]] = True
     return chosen
+
+
+def window_noise(seeds: Sequence[int], events: Sequence[int], width: int) -> torch.Tensor:
+    """Uniform draws ``[windows, width, 2]`` for a batch's random choices (which events are masked; whose
+    action, or whose next action, is hidden): each window's ``events`` rows from its own seed, padding at 1.0
+    (never chosen).
+
+    A window's draws depend on its seed (the run's seed, the epoch and the window) alone, not on the batch it
+    falls in, the batch's padding or how many processes split it: one process and two train on the same
+    inputs, and a change of batch size or batching order leaves every window's masks as they were.
+    """
+    noise = torch.ones(len(seeds), width, 2)
+    for row, (seed, count) in enumerate(zip(seeds, events, strict=True)):
+        noise[row, :count] = torch.rand(count, 2, generator=torch.Generator().manual_seed(seed))
+    return noise
 
 
 def assert_targets_hidden(masked_ids: torch.Tensor, labels: torch.Tensor, layout: TokenLayout) -> None:

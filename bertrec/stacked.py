@@ -86,11 +86,12 @@ def assert_stacked_labels(ids: torch.Tensor, labels: torch.Tensor, layout) -> No
 
 
 def next_event_batch(
-    ids: torch.Tensor, attention_mask: torch.Tensor, layout, *, hide_action_prob: float, generator: torch.Generator
+    ids: torch.Tensor, attention_mask: torch.Tensor, layout, *, hide_action_prob: float, noise: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Causal pretraining: every event after the first is predicted from the one before it."""
+    """Causal pretraining: every event after the first is predicted from the one before it; ``noise [batch,
+    events, 2]`` (``collators.window_noise``) decides where the next event's action is hidden."""
     labels = next_labels(ids, attention_mask, layout)
-    hide = torch.rand(ids.shape[:2], generator=generator) < hide_action_prob
+    hide = noise[..., 1] < hide_action_prob
     assert_stacked_labels(ids, labels, layout)
     return with_next_fields(ids, layout, hide_action=hide), labels
 
@@ -102,13 +103,13 @@ def masked_event_batch(
     *,
     mask_prob: float,
     mask_action_prob: float,
-    generator: torch.Generator,
+    noise: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked events: chosen events' items become ``[MASK]`` (their actions too, with ``mask_action_prob``);
     their times stay, as the gap to the predicted event is known when it is asked for."""
     real = attention_mask.bool()
-    chosen = choose_events(real, mask_prob, generator)
-    hide_action = chosen & (torch.rand(real.shape, generator=generator) < mask_action_prob)
+    chosen = choose_events(real, mask_prob, noise[..., 0])
+    hide_action = chosen & (noise[..., 1] < mask_action_prob)
     return _mask(ids, layout, chosen, hide_action)
 
 

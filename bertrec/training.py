@@ -31,7 +31,14 @@ from transformers import get_scheduler
 
 from bertrec import repeats, stacked, transitions
 from bertrec.atomic import atomic_directory, atomic_write_text
-from bertrec.collators import TokenLayout, last_event_labels, mask_events, next_event_labels, pad_sequences
+from bertrec.collators import (
+    TokenLayout,
+    last_event_labels,
+    mask_events,
+    next_event_labels,
+    pad_sequences,
+    window_noise,
+)
 from bertrec.integrity import CorruptedFileError, verify_manifest, write_manifest
 from bertrec.sharding import full_state_dict, gathered_parameters, load_full_state_dict, save_weights
 
@@ -57,11 +64,11 @@ class TrainingArguments:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 disables."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     group_by_length: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "Batch windows of similar length together: less padding and faster steps, but a short "
-            "window's positions then weigh more than a long one's, which costs accuracy (epoch_batches); "
-            "false: batches of mixed lengths."
+            "window's positions then weigh more than a long one's, which costs accuracy (epoch_batches). "
+            "The default until 2026-12-05."
         },
     )
     mixed_precision: str | None = field(
@@ -121,9 +128,30 @@ class Objective:
     conditioned: bool = False
     last_event_only: bool = False  # fine-tuning prompts: each sequence ends with its target event
 
-    def inputs_and_labels(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def is_random(self) -> bool:
+        """Whether batches take random draws (masked events; a stacked causal layout's hidden next actions)."""
+        if self.last_event_only:
+            return False
+        return self.name == "masked" or (self.layout.stacked and self.layout.has_action)
+
+    def noise(self, windows: np.ndarray, sequences: Sequence, seed: int, epoch: int, width: int) -> torch.Tensor | None:
+        """The draws of a batch of ``windows`` (indices into ``sequences``) padded to ``width`` positions, each
+        window's from the run's seed, the epoch and the window alone (``collators.window_noise``)."""
+        if not self.is_random:
+            return None
+        per_event = self.layout.positions_per_event
+        epoch_seed = _seed_for(seed, epoch)
+        return window_noise(
+            [epoch_seed + int(w) for w in windows],
+            [len(sequences[w]) // per_event for w in windows],
+            width // per_event,
+        )
+
+    def inputs_and_labels(self, batch: dict, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``noise`` from ``noise`` (None where the objective draws nothing)."""
         if self.layout.stacked:
-            return self._stacked(batch, generator)
+            return self._stacked(batch, noise)
         if self.last_event_only:
             return last_event_labels(
                 batch["input_ids"],
@@ -139,12 +167,12 @@ class Objective:
                 self.layout,
                 mask_prob=self.mask_prob,
                 mask_action_prob=self.mask_action_prob,
-                generator=generator,
+                noise=noise,
             )
         labels = next_event_labels(batch["input_ids"], batch["attention_mask"], self.layout, self.conditioned)
         return batch["input_ids"], labels
 
-    def _stacked(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stacked(self, batch: dict, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One position per event (``bertrec.stacked``); the next event's action is hidden as often as a
         masked event's action is, so a causal model learns the open and the conditioned question alike."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -157,11 +185,9 @@ class Objective:
                 self.layout,
                 mask_prob=self.mask_prob,
                 mask_action_prob=self.mask_action_prob,
-                generator=generator,
+                noise=noise,
             )
-        return stacked.next_event_batch(
-            ids, mask, self.layout, hide_action_prob=self.mask_action_prob, generator=generator
-        )
+        return stacked.next_event_batch(ids, mask, self.layout, hide_action_prob=self.mask_action_prob, noise=noise)
 
 
 def configure_cpu_threads(accelerator, cpu_threads: int) -> None:
@@ -338,7 +364,9 @@ def train(
             torch.manual_seed(_seed_for(args.seed, step, micro, rank))  # dropout
             generator = torch.Generator().manual_seed(_seed_for(args.seed, step, micro, rank, 1))
             batch = pad_sequences([train_sequences[i] for i in indices], objective.layout.pad_id)
-            input_ids, labels = objective.inputs_and_labels(batch, generator)
+            width = batch["attention_mask"].shape[1]
+            noise = objective.noise(indices, train_sequences, args.seed, state["epoch"], width)
+            input_ids, labels = objective.inputs_and_labels(batch, noise)
             sync = (micro + 1) % args.gradient_accumulation_steps == 0 or micro == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_module):
                 input_ids, attention_mask, labels = _to_device(

@@ -127,8 +127,8 @@ def test_a_fine_tuned_row_pretrains_once_then_fine_tunes_on_the_target_action(tm
     row = bench.row("sasrec-ft", [0], grid, extra=[])
 
     runs = tmp_path / "work" / "tiny-shop" / "target"
-    base_dir = runs / "sasrec" / "num_epochs2-seed0"
-    tuned_dir = runs / "sasrec-ft" / "num_epochs2-ft_methodfull-ft_num_epochs1-seed0"
+    base_dir = runs / "sasrec" / "num_epochs2-group_by_lengthfalse-seed0"
+    tuned_dir = runs / "sasrec-ft" / "num_epochs2-ft_methodfull-ft_num_epochs1-group_by_lengthfalse-seed0"
     tuned_config = yaml.safe_load((tuned_dir / "bertrec_config.yaml").read_text())
     base_config = yaml.safe_load((base_dir / "bertrec_config.yaml").read_text())
     assert tuned_config["base_model"] == str(base_dir) and tuned_config["method"] == "full"
@@ -160,7 +160,14 @@ def test_the_final_fit_refits_the_chosen_row_for_its_best_epoch_on_training_plus
     assert bench.split.valid.height == 0 and bench.split.stats["validation_targets_trained"] == 40
     row = bench.row("sasrec", [0], {}, extra=[])
 
-    run = tmp_path / "work" / "tiny-shop" / "final" / "sasrec" / "num_epochs2-dropout0.2-early_stopping_patience0-seed0"
+    run = (
+        tmp_path
+        / "work"
+        / "tiny-shop"
+        / "final"
+        / "sasrec"
+        / "num_epochs2-dropout0.2-early_stopping_patience0-group_by_lengthfalse-seed0"
+    )
     config = yaml.safe_load((run / "bertrec_config.yaml").read_text())
     assert config["train_on_validation"] and config["num_epochs"] == 2 and config["dropout"] == 0.2
     assert row["valid_ndcg@10"] == [0.3, 0.0] and row["training"]["epochs_run"] == (2.0, 0.0)
@@ -172,12 +179,20 @@ def test_the_final_fit_refits_the_chosen_row_for_its_best_epoch_on_training_plus
         bench.row("recbole-sasrec", [0], {}, extra=[])
 
 
-def test_run_folders_name_a_flag_turned_off_only_where_its_default_is_on():
+def test_run_folders_name_a_flag_turned_off_where_its_default_is_on_and_a_changed_default_by_its_new_value():
     import quality
 
     # off by default and always was: "false" is implied, so adding it to a grid reuses the runs made before
-    assert quality.config_id({"dropout": "0.5", "k_core": "false"}) == "dropout0.5"
+    assert quality.config_id({"dropout": "0.5", "k_core": "false"}) == "dropout0.5-group_by_lengthfalse"
     # on by default: "false" must stay in the name, or the run would be taken for the default's
-    assert quality.config_id({"dropout": "0.5", "repeat_gate": "false"}) == "dropout0.5-repeat_gatefalse"
-    # batches of mixed lengths: not the recipe's default, so their runs never take the grouped runs' folders
+    assert (
+        quality.config_id({"dropout": "0.5", "repeat_gate": "false"})
+        == "dropout0.5-repeat_gatefalse-group_by_lengthfalse"
+    )
+    # a default that changed: the new one (mixed batches) is named, in any configuration, and the old one
+    # (grouped batches) keeps the unnamed folders of the runs made under it
     assert quality.config_id({"group_by_length": "false"}) == "group_by_lengthfalse"
+    assert quality.config_id({"dropout": "0.5"}) == "dropout0.5-group_by_lengthfalse"
+    assert quality.config_id({}) == "group_by_lengthfalse"
+    assert quality.config_id({"dropout": "0.5", "group_by_length": "true"}) == "dropout0.5"
+    assert quality.config_id({"group_by_length": "true"}) == "default"

@@ -11,6 +11,7 @@ from bertrec.collators import (
     mask_events,
     next_event_labels,
     pad_sequences,
+    window_noise,
 )
 
 # ids: pad 0, mask 4, actions 10-11, times 20-21, items from 100 (5 items)
@@ -61,14 +62,13 @@ def test_next_event_labels_predict_items_from_positions_that_have_not_seen_them(
 def test_masked_events_hide_targets_and_keep_time():
     spec = LAYOUTS["time action item"]
     batch = pad_sequences([events([0, 1, 2, 3], "time action item"), events([4], "time action item")], pad_id=0)
-    generator = torch.Generator().manual_seed(0)
     masked, labels = mask_events(
         batch["input_ids"],
         batch["attention_mask"],
         spec,
         mask_prob=0.5,
         mask_action_prob=1.0,
-        generator=generator,
+        noise=window_noise([0, 1], [4, 1], width=4),
     )
     labelled = labels != IGNORE
     assert labelled.any(dim=1).all()  # at least one masked event per sequence, even the one-event sequence
@@ -79,21 +79,32 @@ def test_masked_events_hide_targets_and_keep_time():
     assert not labelled[1, 3:].any()  # nothing labelled in padding
 
 
-def test_masking_is_reproducible_from_the_generator():
+def test_a_windows_draws_do_not_depend_on_its_batch_its_padding_or_its_row():
+    """What makes one process and two (or any batch size or order) mask the same events of a window."""
+    alone = window_noise([7], [5], width=5)
+    batched = window_noise([3, 7, 9], [2, 5, 8], width=8)
+    assert torch.equal(batched[1, :5], alone[0]) and (batched[1, 5:] == 1.0).all()  # padding is never chosen
+    assert not torch.equal(batched[0, :2], batched[1, :2])  # another seed, other draws
+    assert ((batched >= 0) & (batched < 1))[2].all()
+
+
+def test_masking_follows_the_draws_and_picks_one_real_event_where_none_was_drawn():
     spec = LAYOUTS["item"]
-    batch = pad_sequences([events(list(range(5)) * 4, "item")] * 8, pad_id=0)
-    draws = [
-        mask_events(
-            batch["input_ids"],
-            batch["attention_mask"],
-            spec,
-            mask_prob=0.3,
-            mask_action_prob=0.0,
-            generator=torch.Generator().manual_seed(seed),
-        )[1]
-        for seed in (1, 1, 2)
-    ]
-    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    batch = pad_sequences([events(list(range(5)) * 4, "item")] * 8 + [events([1, 2, 3], "item")], pad_id=0)
+    noise = window_noise(range(9), [20] * 8 + [3], width=20)
+
+    def labelled(noise: torch.Tensor, mask_prob: float) -> torch.Tensor:
+        ids, attention = batch["input_ids"], batch["attention_mask"]
+        return mask_events(ids, attention, spec, mask_prob=mask_prob, mask_action_prob=0.0, noise=noise)[1] != IGNORE
+
+    chosen = labelled(noise, 0.3)
+    assert torch.equal(chosen[:8], noise[:8, :, 0] < 0.3)
+    assert torch.equal(labelled(noise, 0.3), chosen) and not torch.equal(labelled(torch.rand_like(noise), 0.3), chosen)
+    fallback = labelled(noise, 0.0)  # nothing drawn: each row's real event with the lowest draw, never padding
+    assert (fallback.sum(dim=1) == 1).all() and not fallback[8, 3:].any()
+    assert torch.equal(
+        fallback.float().argmax(dim=1), torch.where(batch["attention_mask"].bool(), noise[..., 0], 2.0).argmin(dim=1)
+    )
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -130,7 +141,7 @@ def test_masked_guard_fires_when_a_labelled_position_shows_its_target():
         spec,
         mask_prob=0.5,
         mask_action_prob=0.0,
-        generator=torch.Generator().manual_seed(3),
+        noise=window_noise([3], [4], width=4),
     )
     assert_targets_hidden(masked, labels, spec)  # what the collator returns is clean
     leaky = masked.clone()

@@ -5,9 +5,12 @@ prepared folder (``recipes/prepare.py --events_per_bucket``), as a log too large
 machine without a GPU starts two gloo processes (the
 recipe passes ``cpu=True`` to the Accelerator when no accelerator device exists; without it accelerate 1.15
 leaves each process undistributed, and both would train alone and write the same folder). Each process takes
-half of every global batch and its loss is weighted by its share of the batch's labelled positions, so with
-dropout off the two runs compute the same updates up to floating-point reduction order (measured: identical
-metrics to the last digit on this machine; the tolerance allows two of 400 users to move across the cut-off).
+half of every global batch (of mixed window lengths, the default) and its loss is weighted by its share of the
+batch's labelled positions, and each window's random draws (here: whose next action is hidden) come from the
+window and the epoch alone (``collators.window_noise``), so with dropout off the two runs compute the same
+updates up to floating-point reduction order (measured: identical metrics to the last digit on this machine;
+the tolerance allows two of 400 users to move across the cut-off). When the draws were seeded per process,
+the first step already moved weights apart by twice the learning rate, and the runs ended 4 users apart.
 
 The runs leave out the score tables (``--repeat_scores``, ``--transition_scores``): their cells indexed by gap
 are sparse, and AdamW turns a float-order difference in a rarely hit cell's gradient into a full step, so even

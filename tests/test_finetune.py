@@ -38,7 +38,7 @@ def purchase_prompt_loss(model, tokenizer, split) -> float:
     objective = Objective(
         model_objective(model), TokenLayout.from_tokenizer(tokenizer), conditioned=True, last_event_only=True
     )
-    input_ids, labels = objective.inputs_and_labels(batch, torch.Generator())
+    input_ids, labels = objective.inputs_and_labels(batch, noise=None)  # prompts draw nothing
     loss = ItemLoss(model.eval(), item_offset=tokenizer.item_offset, num_items=tokenizer.num_items)
     with torch.no_grad():
         return loss(input_ids, batch["attention_mask"], labels).item()

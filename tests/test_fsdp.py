@@ -22,6 +22,7 @@ WORKER = textwrap.dedent(
     import copy, json, sys
     import torch, torch.distributed as dist
     from safetensors.torch import load_file
+    import numpy as np
     from torch.distributed.fsdp import fully_shard
 
     from bertrec.collators import TokenLayout, pad_sequences
@@ -57,9 +58,9 @@ WORKER = textwrap.dedent(
     windows = tokenizer.encode_training_windows(split.train, min_events=2)[:96]
     batch = pad_sequences(windows, tokenizer.pad_id)
     objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
-    inputs, labels = objective.inputs_and_labels(
-        batch, torch.Generator().manual_seed(0)
-    )
+    width = batch["attention_mask"].shape[1]
+    noise = objective.noise(np.arange(len(windows)), windows, seed=0, epoch=0, width=width)
+    inputs, labels = objective.inputs_and_labels(batch, noise)
     for module in (loss, reference):  # the same batch in both processes: FSDP's mean gradient is the batch's
         optimizer = torch.optim.AdamW(module.parameters(), lr=0.01)
         for _ in range(3):

@@ -42,8 +42,8 @@ def test_next_event_batch_labels_the_next_item_and_shows_only_its_gap_and_action
     windows = tok.encode_training_windows(small_sequences, min_events=2)
     batch = pad_sequences(windows, tok.pad_id)
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    generator = torch.Generator().manual_seed(0)
-    inputs, labels = stacked.next_event_batch(ids, mask, layout, hide_action_prob=0.0, generator=generator)
+    noise = torch.rand(*ids.shape[:2], 2, generator=torch.Generator().manual_seed(0))
+    inputs, labels = stacked.next_event_batch(ids, mask, layout, hide_action_prob=0.0, noise=noise)
     assert inputs.shape == (*ids.shape[:2], 5)
     assert torch.equal(inputs[..., :3], ids)  # the event's own fields are untouched
     for row, length in enumerate(mask.sum(dim=1).tolist()):
@@ -52,7 +52,7 @@ def test_next_event_batch_labels_the_next_item_and_shows_only_its_gap_and_action
             assert inputs[row, i, 3] == stacked.as_next_time(layout, ids[row, i + 1, 0])
             assert inputs[row, i, 4] == stacked.as_next_action(layout, ids[row, i + 1, 1])
         assert labels[row, length - 1] == IGNORE and inputs[row, length - 1, 3] == tok.pad_id
-    hidden, _ = stacked.next_event_batch(ids, mask, layout, hide_action_prob=1.0, generator=generator)
+    hidden, _ = stacked.next_event_batch(ids, mask, layout, hide_action_prob=1.0, noise=noise)
     assert bool((hidden[..., 4][mask[:, 1:].bool().nonzero(as_tuple=True)] == tok.mask_id).all())
     tampered = labels.clone()
     tampered[0, 0] = labels[0, 2]
@@ -64,10 +64,8 @@ def test_masked_event_batch_hides_items_keeps_times(tok, small_sequences):
     layout = TokenLayout.from_tokenizer(tok)
     batch = pad_sequences(tok.encode_training_windows(small_sequences), tok.pad_id)
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    generator = torch.Generator().manual_seed(1)
-    masked, labels = stacked.masked_event_batch(
-        ids, mask, layout, mask_prob=0.5, mask_action_prob=1.0, generator=generator
-    )
+    noise = torch.rand(*ids.shape[:2], 2, generator=torch.Generator().manual_seed(1))
+    masked, labels = stacked.masked_event_batch(ids, mask, layout, mask_prob=0.5, mask_action_prob=1.0, noise=noise)
     chosen = labels != IGNORE
     assert chosen.any(dim=1).all()
     assert bool((masked[..., 2][chosen] == tok.mask_id).all()) and bool((masked[..., 1][chosen] == tok.mask_id).all())
@@ -162,7 +160,7 @@ def test_repeat_table_trains_and_is_refused_where_it_cannot_apply(tok, small_seq
         batch["attention_mask"],
         layout,
         hide_action_prob=0.0,
-        generator=torch.Generator().manual_seed(0),
+        noise=torch.rand(*batch["attention_mask"].shape, 2),
     )
     loss_module(inputs, batch["attention_mask"], labels).backward()
     assert table.grad is not None and table.grad.abs().sum() > 0  # u1 repeats "a" and "b": the table learns

@@ -82,7 +82,11 @@ def test_weights_train_with_the_softmax_and_a_folder_missing_half_is_refused(tok
     loss_module = ItemLoss(model, item_offset=tok.item_offset, num_items=tok.num_items, layout=layout)
     batch = pad_sequences(windows, tok.pad_id)
     inputs, labels = stacked.next_event_batch(
-        batch["input_ids"], batch["attention_mask"], layout, hide_action_prob=0.0, generator=torch.Generator()
+        batch["input_ids"],
+        batch["attention_mask"],
+        layout,
+        hide_action_prob=0.0,
+        noise=torch.rand(*batch["attention_mask"].shape, 2),
     )
     loss_module(inputs, batch["attention_mask"], labels).backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
