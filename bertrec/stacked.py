@@ -86,12 +86,13 @@ def assert_stacked_labels(ids: torch.Tensor, labels: torch.Tensor, layout) -> No
 
 
 def next_event_batch(
-    ids: torch.Tensor, attention_mask: torch.Tensor, layout, *, hide_action_prob: float, noise: torch.Tensor
+    ids: torch.Tensor, attention_mask: torch.Tensor, layout, *, hide_action_prob: float, noise: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal pretraining: every event after the first is predicted from the one before it; ``noise [batch,
-    events, 2]`` (``collators.window_noise``) decides where the next event's action is hidden."""
+    events, 2]`` (``collators.window_noise``) decides where the next event's action is hidden (None: a layout
+    without actions, nothing to hide)."""
     labels = next_labels(ids, attention_mask, layout)
-    hide = noise[..., 1] < hide_action_prob
+    hide = None if noise is None else noise[..., 1] < hide_action_prob
     assert_stacked_labels(ids, labels, layout)
     return with_next_fields(ids, layout, hide_action=hide), labels
 

@@ -60,6 +60,21 @@ def test_next_event_batch_labels_the_next_item_and_shows_only_its_gap_and_action
         stacked.assert_stacked_labels(ids, tampered, layout)
 
 
+@pytest.mark.parametrize("layout", ["time+item", "time+action+item", "action+item"])
+@pytest.mark.parametrize("objective", ["next", "masked"])
+def test_training_batches_of_every_stacked_layout_draw_only_what_they_use(small_sequences, layout, objective):
+    from bertrec.training import Objective
+
+    tokenizer = EventTokenizer.build(small_sequences, layout=layout, max_events=10)
+    windows = tokenizer.encode_training_windows(small_sequences, min_events=2)
+    batch = pad_sequences(windows, tokenizer.pad_id)
+    task = Objective(objective, TokenLayout.from_tokenizer(tokenizer), mask_prob=0.5)
+    noise = task.noise(np.arange(len(windows)), windows, seed=0, epoch=0, width=batch["attention_mask"].shape[1])
+    assert (noise is None) == (objective == "next" and layout == "time+item")  # no action to hide, nothing drawn
+    inputs, labels = task.inputs_and_labels(batch, noise)
+    assert (labels != IGNORE).any() and inputs.shape[:2] == batch["input_ids"].shape[:2]
+
+
 def test_masked_event_batch_hides_items_keeps_times(tok, small_sequences):
     layout = TokenLayout.from_tokenizer(tok)
     batch = pad_sequences(tok.encode_training_windows(small_sequences), tok.pad_id)
