@@ -15,7 +15,8 @@ Protocol (on top of ``quality.py``'s leave-one-out split, unchanged, so rows com
 - Testing is the leave-one-out test, untouched: histories may hold cold items (bought after the model was
   trained), targets are cold or warm, every catalogue item is ranked, seen items excluded. Before it, the
   trained model gets every catalogue item it lacks through ``Recommender.add_items``'s path
-  (``item_content.add_items_from_content``): a row composed from the item's content, no training.
+  (``item_content.add_items_from_content``): a row composed from the item's content, no training, ranked
+  against the trained rows as the pool of added items (``item_content.pooled_scores``).
 - Rows report NDCG@10 over all test users and over those whose target is cold and warm. Baselines are fit on the
   same warm training data: popularity, Markov (neither can rank a cold item) and content-knn (nearest neighbours
   of the history by TF-IDF + SVD text vector; it needs no interaction with an item). Each bertrec row also gets

@@ -49,6 +49,7 @@ class TokenLayout:
     num_time_buckets: int = 0
     next_action_offset: int = 0
     next_time_offset: int = 0
+    items_from_content: int = 0  # the last items, added after training from content alone
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> TokenLayout:
@@ -70,6 +71,7 @@ class TokenLayout:
             num_time_buckets=len(spec.time_boundaries) + 1,
             next_action_offset=tokenizer.next_action_offset,
             next_time_offset=tokenizer.next_time_offset,
+            items_from_content=spec.items_from_content,
         )
 
     @property

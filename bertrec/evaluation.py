@@ -16,7 +16,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from bertrec import repeats, transitions
+from bertrec import item_content, repeats, transitions
 from bertrec.collators import TokenLayout, pad_sequences
 from bertrec.data.parquet_parts import DEFAULT_CHUNK_EVENTS, Frame, frame_chunks
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS
@@ -138,7 +138,7 @@ def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention
             gate=None if gate is None else gate.float(),
         )
         scores = repeat.combine(scores)
-    return scores
+    return item_content.pooled_scores(scores, layout.items_from_content)
 
 
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:

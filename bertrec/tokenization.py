@@ -123,6 +123,9 @@ class EventTokenizerSpec:
     attributes: dict[str, list[str]] = field(default_factory=dict)
     item_attributes: list[list[int]] = field(default_factory=list)
     item_id_rows: bool = True  # False: an item is its attributes alone (semantic IDs without id rows)
+    # cold start: how many of the last ``items`` were added from content after training, never trained on
+    # (``item_content.add_items_from_content``); their scores are calibrated against the trained ones'
+    items_from_content: int = 0
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -197,6 +197,7 @@ def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
     brand1 = tokenizer.attribute_offset + tokenizer.spec.attributes["brand"].index("brand1")
     new = pl.DataFrame({"item_id": ["fresh", "i3", "odd"], "brand": ["brand1", "brand3", "unheard-of"]})
     assert recommender.add_items(new) == ["fresh", "odd"]  # i3 is known: left as it is
+    assert recommender.tokenizer.spec.items_from_content == 2  # scored in their own pool (pooled_scores)
     rows = recommender.item_embeddings()
     assert rows.shape[0] == n + 2
     assert torch.allclose(torch.as_tensor(rows[n]), weight[brand1] + id_part, atol=1e-5)
@@ -204,9 +205,25 @@ def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
     assert torch.allclose(torch.as_tensor(rows[n + 1]), none_row + id_part, atol=1e-5)
     ranked = recommender.recommend([("i1", "interact", 0.0), ("fresh", "interact", 1.0)], k=n + 2)
     assert "odd" in ranked.items and "fresh" not in ranked.items  # new items rank; seen ones stay excluded
+    everything = recommender.recommend([("i1", "interact", 0.0)], k=n + 2, exclude_seen=False)
+    assert torch.tensor(everything.scores).exp().sum() == pytest.approx(1.0, abs=1e-4)  # one distribution, both pools
     assert ranked.unknown_items_skipped == 0  # "fresh" is a known item now
     with pytest.raises(ValueError, match="layout 'item' has no action tokens.*'time\\+action\\+item'"):
         recommender.recommend([("i1", "interact", 0.0)], action="purchase")  # refused, not silently ignored
+
+
+def test_items_added_from_content_rank_by_their_pools_share_not_by_their_raw_scale():
+    scores = torch.tensor([[5.0, 4.0, 3.0, 0.1, -0.5], [1.0, 1.0, 1.0, -3.0, -9.0]])  # 3 trained, 2 added
+    pooled = item_content.pooled_scores(scores, items_from_content=2)
+    # one distribution over the catalogue, whose added pool holds its share of the items
+    assert torch.allclose(pooled.exp().sum(dim=1), torch.ones(2))
+    assert torch.allclose(pooled[:, 3:].exp().sum(dim=1), torch.full((2,), 2 / 5))
+    for pool in (slice(0, 3), slice(3, 5)):  # each pool keeps its own order
+        assert torch.equal(pooled[:, pool].argsort(dim=1, stable=True), scores[:, pool].argsort(dim=1, stable=True))
+    # raw, both added items rank last for both users; pooled, the second user (no trained item stands out)
+    # gets the best added item first, the first user (a clear trained favourite) does not
+    assert pooled[1, 3] > pooled[1, :3].max() and pooled[0, 0] > pooled[0, 3]
+    assert torch.equal(item_content.pooled_scores(scores, 0), scores)  # nothing added: the scores as they are
 
 
 def test_an_id_only_model_cannot_take_items_by_content(pretrained):
