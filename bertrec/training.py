@@ -149,7 +149,7 @@ class Objective:
         )
 
     def inputs_and_labels(self, batch: dict, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``noise`` from ``noise`` (None where the objective draws nothing)."""
+        """``noise``: the batch's draws, from :meth:`noise` (None where the objective draws nothing)."""
         if self.layout.stacked:
             return self._stacked(batch, noise)
         if self.last_event_only:
