@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import gzip
 import json
 import math
@@ -199,6 +200,7 @@ def _default(flag: str) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+@functools.cache
 def _recipe_defaults() -> dict:
     import dataclasses
 

@@ -205,7 +205,7 @@ def training_step(
 
     def step(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = pad_sequences([windows[i] for i in rows], tokenizer.pad_id)
-        noise = objective.noise(rows, windows, seed=0, epoch=0, width=batch["attention_mask"].shape[1])
+        noise = objective.noise(rows, lengths, seed=0, epoch=0)
         input_ids, labels = objective.inputs_and_labels(batch, noise)
         loss_module(input_ids, batch["attention_mask"], labels, generator).backward()
         torch.nn.utils.clip_grad_norm_(loss_module.parameters(), 1.0)

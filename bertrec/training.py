@@ -135,18 +135,16 @@ class Objective:
             return False
         return self.name == "masked" or (self.layout.stacked and self.layout.has_action)
 
-    def noise(self, windows: np.ndarray, sequences: Sequence, seed: int, epoch: int, width: int) -> torch.Tensor | None:
-        """The draws of a batch of ``windows`` (indices into ``sequences``) padded to ``width`` positions, each
-        window's from the run's seed, the epoch and the window alone (``collators.window_noise``)."""
+    def noise(self, windows: np.ndarray, lengths: np.ndarray, seed: int, epoch: int) -> torch.Tensor | None:
+        """The draws of the batch of ``windows`` (indices into ``lengths``, every training window's length in
+        positions), padded as ``pad_sequences`` pads it, to its longest window; each window's from the run's seed,
+        the epoch and the window alone (``collators.window_noise``)."""
         if not self.is_random:
             return None
         per_event = self.layout.positions_per_event
+        events = lengths[windows] // per_event
         epoch_seed = _seed_for(seed, epoch)
-        return window_noise(
-            [epoch_seed + int(w) for w in windows],
-            [len(sequences[w]) // per_event for w in windows],
-            width // per_event,
-        )
+        return window_noise([epoch_seed + int(w) for w in windows], events.tolist(), int(events.max()))
 
     def inputs_and_labels(self, batch: dict, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``noise``: the batch's draws, from :meth:`noise` (None where the objective draws nothing)."""
@@ -364,8 +362,7 @@ def train(
             torch.manual_seed(_seed_for(args.seed, step, micro, rank))  # dropout
             generator = torch.Generator().manual_seed(_seed_for(args.seed, step, micro, rank, 1))
             batch = pad_sequences([train_sequences[i] for i in indices], objective.layout.pad_id)
-            width = batch["attention_mask"].shape[1]
-            noise = objective.noise(indices, train_sequences, args.seed, state["epoch"], width)
+            noise = objective.noise(indices, lengths, args.seed, state["epoch"])
             input_ids, labels = objective.inputs_and_labels(batch, noise)
             sync = (micro + 1) % args.gradient_accumulation_steps == 0 or micro == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_module):

@@ -58,8 +58,8 @@ WORKER = textwrap.dedent(
     windows = tokenizer.encode_training_windows(split.train, min_events=2)[:96]
     batch = pad_sequences(windows, tokenizer.pad_id)
     objective = Objective(objective_for(model_type), TokenLayout.from_tokenizer(tokenizer))
-    width = batch["attention_mask"].shape[1]
-    noise = objective.noise(np.arange(len(windows)), windows, seed=0, epoch=0, width=width)
+    lengths = np.array([len(w) for w in windows])
+    noise = objective.noise(np.arange(len(windows)), lengths, seed=0, epoch=0)
     inputs, labels = objective.inputs_and_labels(batch, noise)
     for module in (loss, reference):  # the same batch in both processes: FSDP's mean gradient is the batch's
         optimizer = torch.optim.AdamW(module.parameters(), lr=0.01)

@@ -69,7 +69,7 @@ def test_training_batches_of_every_stacked_layout_draw_only_what_they_use(small_
     windows = tokenizer.encode_training_windows(small_sequences, min_events=2)
     batch = pad_sequences(windows, tokenizer.pad_id)
     task = Objective(objective, TokenLayout.from_tokenizer(tokenizer), mask_prob=0.5)
-    noise = task.noise(np.arange(len(windows)), windows, seed=0, epoch=0, width=batch["attention_mask"].shape[1])
+    noise = task.noise(np.arange(len(windows)), np.array([len(w) for w in windows]), seed=0, epoch=0)
     assert (noise is None) == (objective == "next" and layout == "time+item")  # no action to hide, nothing drawn
     inputs, labels = task.inputs_and_labels(batch, noise)
     assert (labels != IGNORE).any() and inputs.shape[:2] == batch["input_ids"].shape[:2]
