@@ -112,6 +112,9 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "sasrec-semantic": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "semantic"]),
     # ... with codes from a sentence-transformers model ($BERTREC_TEXT_ENCODER: a model folder, benchmark-only)
     "sasrec-id-semantic-st": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "id+semantic", TEXT_ENCODER]),
+    # id + attributes + the item's text vector through a learned map (--item_text_vectors), TF-IDF or MiniLM
+    "sasrec-content-text": ("gpt2", "item", [ITEM_FEATURES, "--item_text_vectors", "true"]),
+    "sasrec-content-text-st": ("gpt2", "item", [ITEM_FEATURES, "--item_text_vectors", "true", TEXT_ENCODER]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy
 # (recipes/finetune.py), from its pretraining run; grid flags named ft_<flag> go to the fine-tune

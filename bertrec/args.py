@@ -155,8 +155,16 @@ class TokenizerArguments:
     item_text_encoder: str = field(
         default="tfidf",
         metadata={
-            "help": "Semantic IDs: item vectors from text by 'tfidf' (built in, no download) or a "
+            "help": "Semantic IDs and text vectors: item vectors from text by 'tfidf' (built in, no download) or a "
             "sentence-transformers model's name or path (needs the sentence-transformers package)."
+        },
+    )
+    item_text_vectors: bool = field(
+        default=False,
+        metadata={
+            "help": "With --item_features: add each item's text vector (--item_text_encoder over "
+            "--item_text_columns), through a learned linear map, to its embedding, so items with similar text "
+            "start close and an item added from its content alone is placed by its text."
         },
     )
     semantic_id_levels: int = field(default=3, metadata={"help": "Semantic IDs: residual k-means levels."})

@@ -238,6 +238,19 @@ def _item_tokens(attributes: dict | None) -> list[str]:
         "here are already composed, so the model scores items as it was trained; the attribute rows stay in the "
         "vocabulary, and the item-to-attribute table is in `event_tokenizer.json`.", "",
         *_semantic_ids(attributes.get("semantic_ids")),
+        *_text_vectors(attributes.get("text_vectors")),
+    ]  # fmt: skip
+
+
+def _text_vectors(text: dict | None) -> list[str]:
+    if not text:
+        return []
+    columns = ", ".join(f"`{c}`" for c in text["text_columns"])
+    return [
+        f"Text vectors: each item row also holds the item's vector from {columns} "
+        f"by {text['encoder']}, through a learned linear map; encoder and map are saved as `semantic_ids.json` / "
+        "`semantic_ids.safetensors` (`text_projection`), so `Recommender.add_items` places a new item by its text.",
+        "",
     ]  # fmt: skip
 
 

@@ -37,15 +37,31 @@ NONE_VALUE = "[NONE]"  # brackets are escaped in real values, so no value can sp
 class ComposedItems(torch.nn.Module):
     """The parametrization: ``weight [vocab, hidden]`` -> the same rows with each item row plus the mean of its
     attribute rows. ``attribute_ids [items, k]`` holds vocabulary ids (padded with -1), ``weights [items, k]``
-    the 1/count of each item's attributes (0 on padding)."""
+    the 1/count of each item's attributes (0 on padding).
 
-    def __init__(self, item_offset: int, attribute_ids: torch.Tensor, weights: torch.Tensor, id_rows: bool = True):
+    With ``text_vectors [items, dim]`` (the item encoder's unit vectors, zero for an item without text), each
+    row also gets ``text_vectors @ text_projection``, a learned ``[dim, hidden]`` map that starts at zero (the
+    model starts as the attribute-only one). Every item's gradient trains the one map, so a rarely seen item
+    still moves towards the items whose text resembles its own, and an item added after training is placed by
+    its text through the map the catalogue taught (``add_items_from_content``)."""
+
+    def __init__(
+        self,
+        item_offset: int,
+        attribute_ids: torch.Tensor,
+        weights: torch.Tensor,
+        id_rows: bool = True,
+        text_vectors: torch.Tensor | None = None,
+        text_projection: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.item_offset, self.id_rows = item_offset, id_rows
         # not persistent: checkpoints and best-weight files hold parameters only; the table is rebuilt from
         # the tokenizer, which is saved beside every model
         self.register_buffer("attribute_ids", attribute_ids, persistent=False)
         self.register_buffer("weights", weights, persistent=False)
+        self.register_buffer("text_vectors", text_vectors, persistent=False)
+        self.text_projection = None if text_projection is None else torch.nn.Parameter(text_projection)
 
     @property
     def num_items(self) -> int:
@@ -54,7 +70,10 @@ class ComposedItems(torch.nn.Module):
     def content(self, weight: torch.Tensor) -> torch.Tensor:
         """``[items, hidden]``: each item's mean attribute row."""
         attributes = weight[self.attribute_ids.clamp(min=0)]  # [items, k, hidden]
-        return (attributes * self.weights.to(weight.dtype)[..., None]).sum(dim=1)
+        content = (attributes * self.weights.to(weight.dtype)[..., None]).sum(dim=1)
+        if self.text_projection is not None:
+            content = content + self.text_vectors.to(weight.dtype) @ self.text_projection.to(weight.dtype)
+        return content
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         end = self.item_offset + self.num_items
@@ -135,9 +154,11 @@ def with_attributes(
     min_attribute_items: int = 2,
     keep_all: Sequence[str] = (),
     id_rows: bool = True,
+    text_vectors: bool = False,
 ) -> tuple[object, dict]:
     """A copy of ``tokenizer`` whose vocabulary holds the attributes of its items (see ``attribute_table``),
-    and the report of what was mapped to ``[NONE]``. ``id_rows=False``: items are their attributes alone."""
+    and the report of what was mapped to ``[NONE]``. ``id_rows=False``: items are their attributes alone;
+    ``text_vectors``: their rows hold their text vectors too (the caller sets the item encoder)."""
     from dataclasses import replace
 
     from bertrec.tokenization import EventTokenizer
@@ -145,7 +166,13 @@ def with_attributes(
     values, item_attributes, report = attribute_table(
         tokenizer.spec.items, features, columns, min_attribute_items, keep_all
     )
-    spec = replace(tokenizer.spec, attributes=values, item_attributes=item_attributes, item_id_rows=id_rows)
+    spec = replace(
+        tokenizer.spec,
+        attributes=values,
+        item_attributes=item_attributes,
+        item_id_rows=id_rows,
+        item_text_vectors=text_vectors,
+    )
     return EventTokenizer(spec, tokenizer.item_encoder), report
 
 
@@ -160,12 +187,13 @@ def tokenizer_with_features(
     codebook_size: int = 64,
     seed: int = 0,
     text_encoder: str = "tfidf",
+    text_vectors: bool = False,
 ):
     """``tokenizer`` with the attributes of ``path``'s categorical columns (``columns``, or the reader's
     default; ``["none"]`` for none) and, for ``item_tokens`` with "semantic", semantic-ID codes from the
     items' text (``text_columns``, or the reader's default; ``bertrec.semantic_ids`` over
-    ``bertrec.text_vectors``). What was read, mapped to ``[NONE]``
-    and collided is logged and returned in the tokenizer's summary."""
+    ``bertrec.text_vectors``); ``text_vectors``: the items' text vectors join their rows (``ComposedItems``).
+    What was read, mapped to ``[NONE]`` and collided is logged and returned in the tokenizer's summary."""
     from bertrec.data.item_features import read_item_features
 
     if item_tokens not in ITEM_TOKENS:
@@ -174,23 +202,27 @@ def tokenizer_with_features(
     features = read_item_features(path, categorical=chosen, text=list(text_columns) if text_columns else None)
     table, attribute_columns, keep_all = features.table, list(features.categorical), []
     encoder = None
-    if "semantic" in item_tokens:
+    semantic = "semantic" in item_tokens
+    if semantic or text_vectors:
         from bertrec.semantic_ids import SemanticIdEncoder
 
         if not features.text:
             raise ValueError(
-                f"{path}: semantic IDs are made from item text; name its text columns with --item_text_columns"
+                f"{path}: semantic IDs and text vectors are made from item text; name its text columns with "
+                "--item_text_columns"
             )
         # fit on the training catalogue only: an item the model never trains on (one published later, or a
         # benchmark's held-out cold item) gets its codes from the saved encoder, as it would in production
         catalogue = features.for_items(tokenizer.spec.items)
+        levels = semantic_levels if semantic else 0
         encoder, codes, code_report = SemanticIdEncoder.fit(
-            catalogue, features.text, semantic_levels, codebook_size, seed, text_encoder
+            catalogue, features.text, levels, codebook_size, seed, text_encoder
         )
-        table = table.join(codes, on="item_id", how="left")
-        keep_all = encoder.columns
-        attribute_columns += keep_all
-        logger.info("semantic IDs from %s (%s): %s", features.text, text_encoder, code_report)
+        if semantic:
+            table = table.join(codes, on="item_id", how="left")
+            keep_all = encoder.columns
+            attribute_columns += keep_all
+        logger.info("item text from %s (%s): %s", features.text, text_encoder, code_report)
     tokenizer, report = with_attributes(
         tokenizer,
         table,
@@ -198,6 +230,7 @@ def tokenizer_with_features(
         min_attribute_items,
         keep_all,
         id_rows=item_tokens != "semantic",
+        text_vectors=text_vectors,
     )
     tokenizer.item_encoder = encoder
     logger.info("item features %s: %s; attributes: %s", path, features.report, report)
@@ -220,7 +253,9 @@ def summary(tokenizer) -> dict | None:
     scheme = "id + mean of attribute tokens" if spec.item_id_rows else "mean of attribute tokens (no id rows)"
     result = {"scheme": scheme, "items": len(spec.items), "columns": columns}
     encoder = tokenizer.item_encoder
-    if encoder is not None:
+    if spec.item_text_vectors:
+        result["text_vectors"] = {"encoder": encoder.text.description, "text_columns": encoder.text_columns}
+    if encoder is not None and encoder.columns:
         levels, codebook = encoder.centroids.shape[:2]
         result["semantic_ids"] = {
             "encoder": encoder.text.description,
@@ -231,8 +266,9 @@ def summary(tokenizer) -> dict | None:
     return result
 
 
-def composition(tokenizer, device: torch.device | None = None) -> ComposedItems:
-    """The parametrization for ``tokenizer``'s items and attributes."""
+def composition(tokenizer, device: torch.device | None = None, hidden_size: int | None = None) -> ComposedItems:
+    """The parametrization for ``tokenizer``'s items and attributes (and text vectors: the map its item encoder
+    holds, or a new one of ``hidden_size`` columns at zero)."""
     rows = tokenizer.spec.item_attributes
     width = max((len(r) for r in rows), default=1)
     ids = torch.full((len(rows), width), -1, dtype=torch.long)
@@ -241,7 +277,17 @@ def composition(tokenizer, device: torch.device | None = None) -> ComposedItems:
         if row:
             ids[i, : len(row)] = torch.as_tensor(row) + tokenizer.attribute_offset
             weights[i, : len(row)] = 1.0 / len(row)
-    return ComposedItems(tokenizer.item_offset, ids.to(device), weights.to(device), tokenizer.spec.item_id_rows)
+    vectors = projection = None
+    if tokenizer.spec.item_text_vectors:
+        encoder = tokenizer.item_encoder
+        vectors = torch.as_tensor(encoder.item_vectors.astype(np.float32), device=device)
+        if encoder.projection is not None:
+            projection = torch.as_tensor(encoder.projection, device=device)
+        else:
+            projection = torch.zeros((vectors.shape[1], hidden_size), device=device)
+    return ComposedItems(
+        tokenizer.item_offset, ids.to(device), weights.to(device), tokenizer.spec.item_id_rows, vectors, projection
+    )
 
 
 def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -260,7 +306,7 @@ def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
     if attached(model):
         raise ValueError("the model's item rows are already composed from attributes")
     layers = _layers(model)
-    module = composition(tokenizer, device=layers[0].weight.device)
+    module = composition(tokenizer, device=layers[0].weight.device, hidden_size=layers[0].weight.shape[1])
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", module)
     return module
@@ -268,6 +314,14 @@ def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
 
 def attached(model: torch.nn.Module) -> bool:
     return parametrize.is_parametrized(model.get_input_embeddings(), "weight")
+
+
+def keep_text_projection(model: torch.nn.Module, tokenizer) -> None:
+    """Before saving: the trained text map goes to the tokenizer's item encoder (saved beside it), because the
+    folded model's rows already hold each trained item's text term and only a new item needs the map."""
+    if attached(model) and tokenizer.spec.item_text_vectors:
+        module = model.get_input_embeddings().parametrizations.weight[0]
+        tokenizer.item_encoder.projection = module.text_projection.detach().float().cpu().numpy()
 
 
 @contextmanager
@@ -363,14 +417,16 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
         raise ValueError("add items to a saved model (Recommender.from_pretrained), not one being trained")
     known = set(tokenizer.spec.items)
     fresh = features.filter(~pl.col("item_id").is_in(list(known))).unique("item_id", keep="first", maintain_order=True)
-    encoder, neighbours = tokenizer.item_encoder, None
-    if encoder is not None:  # semantic IDs: codes from the new items' text, by the encoder fit in training
+    encoder, neighbours, spec = tokenizer.item_encoder, None, tokenizer.spec
+    if encoder is not None:  # semantic IDs and text vectors from the new items' text, by the encoder of training
         vectors = encoder.vectors(fresh)
-        codes = encoder.codes_for(fresh["item_id"], vectors, known_codes(tokenizer))
-        fresh = fresh.drop(encoder.columns, strict=False).hstack(codes.drop("item_id"))
-        neighbours = encoder.neighbours(vectors)
+        if encoder.columns:
+            codes = encoder.codes_for(fresh["item_id"], vectors, known_codes(tokenizer))
+            fresh = fresh.drop(encoder.columns, strict=False).hstack(codes.drop("item_id"))
+        neighbours = encoder.neighbours(vectors, trained=len(spec.items) - spec.items_from_content)
+        if encoder.item_vectors is not None:  # every item's vector, for the text term of the rows composed now
+            encoder = replace(encoder, item_vectors=np.concatenate([encoder.item_vectors, vectors.astype(np.float16)]))
     new_rows = attribute_rows(tokenizer, fresh)
-    spec = tokenizer.spec
     extended = EventTokenizer(
         replace(
             spec,
@@ -380,7 +436,8 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
         ),
         encoder,
     )
-    composed = composition(extended)  # known and new items alike
+    hidden_size = model.get_input_embeddings().weight.shape[1]
+    composed = composition(extended, hidden_size=hidden_size)  # known and new items alike
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
     written: list[torch.Tensor] = []

@@ -140,6 +140,9 @@ class SemanticIdEncoder:
     # the training catalogue's text vectors, in the tokenizer's item order (float16): a new item's nearest
     # neighbours by text, whose id parts it borrows (``item_content.add_items_from_content``)
     item_vectors: np.ndarray | None = None
+    # ``--item_text_vectors``: the trained ``[dim, hidden]`` map of text vectors into item rows
+    # (``item_content.ComposedItems``), with which an item added later is placed by its text
+    projection: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -156,24 +159,30 @@ class SemanticIdEncoder:
         texts = _texts(table, text_columns)
         text = TfidfSvd.fit(texts, seed=seed) if text_encoder == "tfidf" else SentenceEncoder(text_encoder)
         vectors = text.encode(texts)
+        if levels == 0:  # the text encoder alone (item text vectors, ``--item_text_vectors``), no codes
+            centroids = np.zeros((0, codebook_size, vectors.shape[1]), dtype=np.float32)
+            empty = pl.DataFrame({"item_id": table["item_id"]}, schema_overrides={"item_id": pl.String})
+            return cls(list(text_columns), text, centroids, vectors.astype(np.float16)), empty, {"levels": 0}
         codes, centroids = residual_codebooks(vectors, levels, codebook_size, seed)
         codes_table, report = semantic_id_table(table["item_id"].to_list(), codes, codebook_size)
         return cls(list(text_columns), text, centroids, vectors.astype(np.float16)), codes_table, report
 
     @property
     def columns(self) -> list[str]:
-        return code_columns(self.centroids.shape[0])
+        """The code columns (none for an encoder fit without codes)."""
+        return code_columns(self.centroids.shape[0]) if self.centroids.shape[0] else []
 
     def vectors(self, table: pl.DataFrame) -> np.ndarray:
         """Text vectors of ``table``'s items (its text columns), in the space the codebooks were fit in."""
         return self.text.encode(_texts(table, self.text_columns))
 
-    def neighbours(self, vectors: np.ndarray, k: int = NEIGHBOURS) -> torch.Tensor | None:
-        """``[items, k]``: the training catalogue items nearest to each vector by cosine (-1 for an item
-        without text); ``None`` for an encoder saved without the catalogue's vectors."""
+    def neighbours(self, vectors: np.ndarray, k: int = NEIGHBOURS, trained: int | None = None) -> torch.Tensor | None:
+        """``[items, k]``: the training catalogue items (the first ``trained`` of ``item_vectors``: items added
+        after training come after them) nearest to each vector by cosine (-1 for an item without text);
+        ``None`` for an encoder saved without the catalogue's vectors."""
         if self.item_vectors is None or not len(self.item_vectors):
             return None
-        catalogue = torch.as_tensor(self.item_vectors.astype(np.float32))
+        catalogue = torch.as_tensor(self.item_vectors[:trained].astype(np.float32))
         query = torch.as_tensor(vectors, dtype=torch.float32)
         nearest = (query @ catalogue.T).topk(min(k, catalogue.shape[0]), dim=1).indices
         nearest[query.norm(dim=1) == 0] = -1
@@ -201,6 +210,8 @@ class SemanticIdEncoder:
         else:
             meta["sentence_transformer"] = self.text.model
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        if self.projection is not None:
+            arrays["text_projection"] = np.ascontiguousarray(self.projection, dtype=np.float32)
         if self.item_vectors is not None:
             arrays["item_vectors"] = np.ascontiguousarray(self.item_vectors, dtype=np.float16)
         save_file(arrays, directory / ENCODER_ARRAYS)
@@ -220,7 +231,9 @@ class SemanticIdEncoder:
             text = SentenceEncoder(meta["sentence_transformer"], meta["dim"])
         else:
             text = TfidfSvd(meta["vocabulary"], arrays["idf"], arrays["projection"], meta["dim"])
-        return cls(meta["text_columns"], text, arrays["centroids"], arrays.get("item_vectors"))
+        return cls(
+            meta["text_columns"], text, arrays["centroids"], arrays.get("item_vectors"), arrays.get("text_projection")
+        )
 
 
 def _texts(table: pl.DataFrame, columns: list[str]) -> list[str]:

@@ -123,6 +123,8 @@ class EventTokenizerSpec:
     attributes: dict[str, list[str]] = field(default_factory=dict)
     item_attributes: list[list[int]] = field(default_factory=list)
     item_id_rows: bool = True  # False: an item is its attributes alone (semantic IDs without id rows)
+    # an item's row also holds its text vector (the item encoder's) through a learned linear map
+    item_text_vectors: bool = False
     # cold start: how many of the last ``items`` were added from content after training, never trained on
     # (``item_content.add_items_from_content``); their scores are calibrated against the trained ones'
     items_from_content: int = 0

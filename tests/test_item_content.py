@@ -431,3 +431,54 @@ def test_a_fine_tune_can_add_items_to_a_content_model(small_sequences):
     extended, new_ids = add_new_items(model, tokenizer, sequences, ["new"])
     assert extended.spec.item_attributes[-1] == item_content.none_attributes(tokenizer) == [0, 2]
     assert len(new_ids) == 1 and extended.num_items == tokenizer.num_items + 1
+
+
+def test_text_vectors_join_item_rows_through_a_learned_map_that_places_new_items(small_sequences, tmp_path):
+    """--item_text_vectors: each item row is id + attribute mean + its text vector times a learned map that
+    starts at zero and trains from every item; the map is saved with the tokenizer's item encoder (the folded
+    model's rows already hold the trained items' text terms), and an item added later is placed by its text."""
+    import numpy as np
+
+    from bertrec.integrity import write_manifest
+    from bertrec.recommend import Recommender
+
+    features = tmp_path / "items.jsonl"
+    titles = [("a", "red pen"), ("b", "red pen ink refill"), ("c", "paper ream"), ("d", "paper ream white")]
+    features.write_text("\n".join(json.dumps({"item_id": i, "title": t}) for i, t in titles))
+    tokenizer = item_content.tokenizer_with_features(
+        _tokenizer(small_sequences), str(features), ["none"], text_columns=["title"], text_vectors=True
+    )
+    assert tokenizer.item_encoder.columns == [] and not tokenizer.spec.attributes  # a text encoder, no codes
+    from bertrec.hub import _item_tokens
+
+    card = " ".join(_item_tokens(item_content.summary(tokenizer)))  # the model card names the encoder
+    assert "Text vectors: each item row also holds the item's vector from `title` by TF-IDF + SVD" in card
+    model = _model(tokenizer, "gpt2")
+    raw = model.get_input_embeddings().weight.detach().clone()
+    module = item_content.attach(model, tokenizer)
+    offset, n = tokenizer.item_offset, tokenizer.num_items
+    assert torch.equal(model.get_input_embeddings().weight, raw)  # the map starts at zero
+    vectors = torch.as_tensor(tokenizer.item_encoder.item_vectors.astype(np.float32))
+    with torch.no_grad():
+        module.text_projection.copy_(5.0 * torch.randn(vectors.shape[1], 8))
+    composed = model.get_input_embeddings().weight
+    assert torch.allclose(composed[offset : offset + n], raw[offset : offset + n] + vectors @ module.text_projection)
+    hidden = model.base_model(input_ids=torch.tensor([[offset, offset + 1]])).last_hidden_state
+    item_logits(model, hidden[:, -1], offset, n)[0, 2].backward()
+    assert module.text_projection.grad.abs().sum() > 0  # the map learns from the items' gradients
+
+    item_content.keep_text_projection(model, tokenizer)  # as save_output does
+    with item_content.folded(model):
+        model.save_pretrained(tmp_path / "run")
+    tokenizer.save(tmp_path / "run")
+    write_manifest(tmp_path / "run")
+    recommender = Recommender.from_pretrained(str(tmp_path / "run"))
+    assert np.array_equal(recommender.tokenizer.item_encoder.projection, module.text_projection.detach().numpy())
+    assert recommender.add_items(pl.DataFrame({"item_id": ["twin", "d"], "title": ["red pen", "paper ream white"]}))
+    extended = recommender.tokenizer
+    index = {item: i for i, item in enumerate(extended.spec.items)}
+    assert extended.item_encoder.item_vectors.shape[0] == len(extended.spec.items)  # the new items' vectors kept
+    rows = torch.as_tensor(recommender.item_embeddings())
+    similarity = torch.nn.functional.cosine_similarity(rows[index["twin"]], rows, dim=1)
+    assert similarity[index["a"]] > similarity[index["c"]]  # placed beside the item with its title
+    assert similarity[index["d"]] < similarity[index["a"]]

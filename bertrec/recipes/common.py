@@ -230,6 +230,7 @@ def save_output(
         with item_content.folded(model), repeats.folded_into_config(model, state_dict, folded) as weights:
             model.save_pretrained(temp, state_dict=weights)
         transitions.save_table(model, temp)
+        item_content.keep_text_projection(model, tokenizer)
         tokenizer.save(temp)
         for name in os.listdir(temp):
             shutil.move(os.path.join(temp, name), out / name)

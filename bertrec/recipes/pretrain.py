@@ -90,9 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
             tok_args.semantic_id_codebook,
             train_args.seed,
             tok_args.item_text_encoder,
+            tok_args.item_text_vectors,
         )
-    elif tok_args.item_tokens != "id":
-        raise ConfigError(f"--item_tokens {tok_args.item_tokens} needs --item_features (the items' text)")
+    elif tok_args.item_tokens != "id" or tok_args.item_text_vectors:
+        flag = "--item_text_vectors" if tok_args.item_tokens == "id" else f"--item_tokens {tok_args.item_tokens}"
+        raise ConfigError(f"{flag} needs --item_features (the items' text)")
     if tokenizer.spec.item_attributes and (
         model_args.logit_temperature is not None or accelerator.distributed_type == DistributedType.FSDP
     ):
