@@ -114,12 +114,6 @@ BERTREC_MODELS = {  # name -> (model_type, layout or None for the dataset's rich
     "sasrec-id-semantic-st": ("gpt2", "item", [ITEM_FEATURES, "--item_tokens", "id+semantic", TEXT_ENCODER]),
     # id + attributes + the item's text vector through a learned map (--item_text_vectors), TF-IDF or MiniLM
     "sasrec-content-text": ("gpt2", "item", [ITEM_FEATURES, "--item_text_vectors", "true"]),
-    # ... with the id part of 20% of the item rows dropped at each training step (--item_id_dropout)
-    "sasrec-content-text-iddrop": (
-        "gpt2",
-        "item",
-        [ITEM_FEATURES, "--item_text_vectors", "true", "--item_id_dropout", "0.2"],
-    ),
     "sasrec-content-text-st": ("gpt2", "item", [ITEM_FEATURES, "--item_text_vectors", "true", TEXT_ENCODER]),
 }
 # next purchase: a model above, fine-tuned in full or with LoRA on prompts that end at each training buy

@@ -219,14 +219,6 @@ class ModelArguments:
         default=False,
         metadata={"help": "Tie the output layer to the input embeddings (false: item output rows of their own)."},
     )
-    item_id_dropout: float = field(
-        default=0.0,
-        metadata={
-            "help": "With --item_features: in training, the share of item rows whose id part is dropped at each "
-            "step, leaving their content alone, as an item added after training has; content then carries the "
-            "item, and content-only rows are scored as the model learnt to."
-        },
-    )
     item_init: str = field(
         default="transitions",
         metadata={

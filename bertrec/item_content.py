@@ -43,11 +43,7 @@ class ComposedItems(torch.nn.Module):
     row also gets ``text_vectors @ text_projection``, a learned ``[dim, hidden]`` map that starts at zero (the
     model starts as the attribute-only one). Every item's gradient trains the one map, so a rarely seen item
     still moves towards the items whose text resembles its own, and an item added after training is placed by
-    its text through the map the catalogue taught (``add_items_from_content``).
-
-    ``id_dropout``: in training, each forward drops the id part of that share of the item rows, which then hold
-    their content alone, as an item added after training does (DropoutNet's idea): the content must carry the
-    item, not only nudge its id row, and the model learns to score content-only rows."""
+    its text through the map the catalogue taught (``add_items_from_content``)."""
 
     def __init__(
         self,
@@ -57,10 +53,9 @@ class ComposedItems(torch.nn.Module):
         id_rows: bool = True,
         text_vectors: torch.Tensor | None = None,
         text_projection: torch.Tensor | None = None,
-        id_dropout: float = 0.0,
     ):
         super().__init__()
-        self.item_offset, self.id_rows, self.id_dropout = item_offset, id_rows, id_dropout
+        self.item_offset, self.id_rows = item_offset, id_rows
         # not persistent: checkpoints and best-weight files hold parameters only; the table is rebuilt from
         # the tokenizer, which is saved beside every model
         self.register_buffer("attribute_ids", attribute_ids, persistent=False)
@@ -83,12 +78,8 @@ class ComposedItems(torch.nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         end = self.item_offset + self.num_items
         content = self.content(weight)
-        if not self.id_rows:
-            return torch.cat([weight[: self.item_offset], content, weight[end:]])
-        ids = weight[self.item_offset : end]
-        if self.training and self.id_dropout > 0:
-            ids = ids * (torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout).to(ids.dtype)
-        return torch.cat([weight[: self.item_offset], ids + content, weight[end:]])
+        items = weight[self.item_offset : end] + content if self.id_rows else content
+        return torch.cat([weight[: self.item_offset], items, weight[end:]])
 
 
 def column_offsets(attributes: dict[str, list[str]]) -> list[int]:
@@ -275,9 +266,7 @@ def summary(tokenizer) -> dict | None:
     return result
 
 
-def composition(
-    tokenizer, device: torch.device | None = None, hidden_size: int | None = None, id_dropout: float = 0.0
-) -> ComposedItems:
+def composition(tokenizer, device: torch.device | None = None, hidden_size: int | None = None) -> ComposedItems:
     """The parametrization for ``tokenizer``'s items and attributes (and text vectors: the map its item encoder
     holds, or a new one of ``hidden_size`` columns at zero)."""
     rows = tokenizer.spec.item_attributes
@@ -297,13 +286,7 @@ def composition(
         else:
             projection = torch.zeros((vectors.shape[1], hidden_size), device=device)
     return ComposedItems(
-        tokenizer.item_offset,
-        ids.to(device),
-        weights.to(device),
-        tokenizer.spec.item_id_rows,
-        vectors,
-        projection,
-        id_dropout,
+        tokenizer.item_offset, ids.to(device), weights.to(device), tokenizer.spec.item_id_rows, vectors, projection
     )
 
 
@@ -315,17 +298,15 @@ def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-def attach(model: torch.nn.Module, tokenizer, id_dropout: float = 0.0) -> ComposedItems:
+def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
     """Compose ``model``'s item rows from their attributes from now on (input and output layers; a tied
-    weight stays one parameter; ``id_dropout``: see ``ComposedItems``). Call after any direct write to the
-    embedding (``item_init``)."""
+    weight stays one parameter). Call after any direct write to the embedding (``item_init``)."""
     if not tokenizer.spec.item_attributes:
         raise ValueError("this tokenizer has no item attributes (build it with item features)")
     if attached(model):
         raise ValueError("the model's item rows are already composed from attributes")
     layers = _layers(model)
-    device, hidden_size = layers[0].weight.device, layers[0].weight.shape[1]
-    module = composition(tokenizer, device, hidden_size, id_dropout)
+    module = composition(tokenizer, device=layers[0].weight.device, hidden_size=layers[0].weight.shape[1])
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", module)
     return module

@@ -482,28 +482,3 @@ def test_text_vectors_join_item_rows_through_a_learned_map_that_places_new_items
     similarity = torch.nn.functional.cosine_similarity(rows[index["twin"]], rows, dim=1)
     assert similarity[index["a"]] > similarity[index["c"]]  # placed beside the item with its title
     assert similarity[index["d"]] < similarity[index["a"]]
-
-
-def test_id_dropout_leaves_a_share_of_training_rows_with_their_content_alone(small_sequences):
-    """--item_id_dropout: in training, about that share of item rows lose their id part at each forward (so the
-    model learns to score content-only rows, as items added later are); in evaluation every row is whole."""
-    tokenizer, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand", "categories"])
-    model = _model(tokenizer, "gpt2")
-    with torch.no_grad():  # a catalogue large enough to count shares: every row distinct
-        model.get_input_embeddings().weight.normal_()
-    raw = model.get_input_embeddings().weight.detach().clone()
-    module = item_content.attach(model, tokenizer, id_dropout=0.5)
-    offset, n = tokenizer.item_offset, tokenizer.num_items
-    content = module.content(raw)
-    whole = raw[offset : offset + n] + content
-    model.train()
-    dropped = []
-    for _ in range(40):
-        rows = model.get_input_embeddings().weight[offset : offset + n].detach()
-        alone = torch.isclose(rows, content, atol=1e-6).all(dim=1)
-        assert torch.all(alone | torch.isclose(rows, whole, atol=1e-6).all(dim=1))  # each row content or whole
-        dropped.append(alone.float().mean())
-    assert 0.3 < torch.stack(dropped).mean() < 0.7
-    assert torch.equal(model.get_input_embeddings().weight[:offset], raw[:offset])  # only item rows drop
-    model.eval()
-    assert torch.allclose(model.get_input_embeddings().weight[offset : offset + n], whole, atol=1e-6)

@@ -95,11 +95,6 @@ def main(argv: list[str] | None = None) -> dict:
     elif tok_args.item_tokens != "id" or tok_args.item_text_vectors:
         flag = "--item_text_vectors" if tok_args.item_tokens == "id" else f"--item_tokens {tok_args.item_tokens}"
         raise ConfigError(f"{flag} needs --item_features (the items' text)")
-    if model_args.item_id_dropout and not (0 < model_args.item_id_dropout < 1 and tokenizer.spec.item_attributes):
-        raise ConfigError(
-            f"--item_id_dropout {model_args.item_id_dropout}: a share in [0, 1) of item rows, for a model whose "
-            "items have content (--item_features)"
-        )
     if tokenizer.spec.item_attributes and (
         model_args.logit_temperature is not None or accelerator.distributed_type == DistributedType.FSDP
     ):
@@ -135,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.item_init == "transitions":
         init_from_transitions(model, windows, layout, seed=train_args.seed)
     if tokenizer.spec.item_attributes:
-        item_content.attach(model, tokenizer, id_dropout=model_args.item_id_dropout)
+        item_content.attach(model, tokenizer)
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows, gated=model_args.repeat_gate)
     if model_args.transition_scores:
