@@ -65,3 +65,11 @@ def test_the_delimiter_the_error_suggests_works_on_the_command_line(tmp_path, ca
         ["--dataset", str(log), "--delimiter", ";", "--layout", "item", *QUICK, "--output_dir", str(tmp_path / "out")],
     )
     assert json.loads((tmp_path / "out" / "cleaning_report.json").read_text())["output_rows"] == 180
+
+
+def test_text_vectors_without_item_features_are_refused(tmp_path, capsys):
+    rows = ["user_id,item_id,timestamp"] + [f"u{u},i{(u + k) % 7},{k}" for u in range(30) for k in range(6)]
+    log = tmp_path / "log.csv"
+    log.write_text("\n".join(rows) + "\n")
+    message = run(capsys, tmp_path, "--dataset", str(log), "--layout", "item", "--item_text_vectors", "true")
+    assert "--item_text_vectors needs --item_features" in message
