@@ -316,12 +316,17 @@ def attached(model: torch.nn.Module) -> bool:
     return parametrize.is_parametrized(model.get_input_embeddings(), "weight")
 
 
+def _composition_of(model: torch.nn.Module) -> ComposedItems:
+    """The ``ComposedItems`` an attached model's layers share."""
+    return model.get_input_embeddings().parametrizations.weight[0]
+
+
 def keep_text_projection(model: torch.nn.Module, tokenizer) -> None:
     """Before saving: the trained text map goes to the tokenizer's item encoder (saved beside it), because the
     folded model's rows already hold each trained item's text term and only a new item needs the map."""
     if attached(model) and tokenizer.spec.item_text_vectors:
-        module = model.get_input_embeddings().parametrizations.weight[0]
-        tokenizer.item_encoder.projection = module.text_projection.detach().float().cpu().numpy()
+        projection = _composition_of(model).text_projection
+        tokenizer.item_encoder.projection = projection.detach().float().cpu().numpy()
 
 
 @contextmanager
@@ -332,7 +337,7 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
         yield
         return
     layers = _layers(model)
-    module = layers[0].parametrizations.weight[0]
+    module = _composition_of(model)
     originals, composed = [], []
     with torch.no_grad():
         for layer in layers:

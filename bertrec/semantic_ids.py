@@ -159,12 +159,13 @@ class SemanticIdEncoder:
         texts = _texts(table, text_columns)
         text = TfidfSvd.fit(texts, seed=seed) if text_encoder == "tfidf" else SentenceEncoder(text_encoder)
         vectors = text.encode(texts)
-        if levels == 0:  # the text encoder alone (item text vectors, ``--item_text_vectors``), no codes
+        if levels:
+            codes, centroids = residual_codebooks(vectors, levels, codebook_size, seed)
+            codes_table, report = semantic_id_table(table["item_id"].to_list(), codes, codebook_size)
+        else:  # the text encoder alone (item text vectors, ``--item_text_vectors``), no codes
             centroids = np.zeros((0, codebook_size, vectors.shape[1]), dtype=np.float32)
-            empty = pl.DataFrame({"item_id": table["item_id"]}, schema_overrides={"item_id": pl.String})
-            return cls(list(text_columns), text, centroids, vectors.astype(np.float16)), empty, {"levels": 0}
-        codes, centroids = residual_codebooks(vectors, levels, codebook_size, seed)
-        codes_table, report = semantic_id_table(table["item_id"].to_list(), codes, codebook_size)
+            codes_table = pl.DataFrame({"item_id": table["item_id"]}, schema_overrides={"item_id": pl.String})
+            report = {"levels": 0}
         return cls(list(text_columns), text, centroids, vectors.astype(np.float16)), codes_table, report
 
     @property
