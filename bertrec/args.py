@@ -29,6 +29,8 @@ LEGACY_REPRESENTATION_FLAGS = [
     "true",
     "--item_init",
     "random",
+    "--loss_excludes_seen",
+    "false",
 ]
 
 
@@ -201,11 +203,12 @@ class ModelArguments:
     )
     loss: str = field(default="full", metadata={"help": "full (softmax over all items) or sampled."})
     num_negatives: int = field(default=1024, metadata={"help": "Sampled loss: uniform negatives per batch."})
-    loss_excludes_seen: bool = field(
-        default=False,
+    loss_excludes_seen: bool | None = field(
+        default=None,
         metadata={
             "help": "Leave items already in the input (for next event: up to each position) out of the softmax, "
-            "except the target: trains as --exclude_seen ranks. For logs where users rarely repeat an item."
+            "except the target: trains as --exclude_seen ranks. Default: on with --exclude_seen (unless "
+            "--repeat_scores), off otherwise."
         },
     )
     logit_temperature: float | None = field(

@@ -282,15 +282,21 @@ def test_cosine_temperature_trains_unit_item_embeddings_that_are_saved(pretraine
     assert torch.allclose(rows.norm(dim=1), torch.ones(tokenizer.num_items), atol=1e-5)
 
 
-def test_repeat_scores_default_off_when_rankings_exclude_seen_items(pretrained, tmp_path):
+def test_defaults_follow_whether_rankings_exclude_seen_items(pretrained, tmp_path):
     """Repeat scores rank only the user's own items: with --exclude_seen the default leaves them out (saved as
-    such), while the shared run (seen items kept) has them in its stock config.json."""
-    assert parse_args(ARGUMENTS, [])[2].repeat_scores is None  # resolved by the recipe, not the parser
+    such), while the shared run (seen items kept) has them in its stock config.json. The loss leaves the seen
+    items out exactly when the ranking does and no repeat scores are asked for."""
+    defaults = parse_args(ARGUMENTS, [])[2]
+    assert defaults.repeat_scores is None and defaults.loss_excludes_seen is None  # resolved by the recipe
     assert "repeat_bias" in json.loads((pretrained["gpt2"]["dir"] / "config.json").read_text())
+    assert yaml.safe_load((pretrained["gpt2"]["dir"] / CONFIG_FILE).read_text())["loss_excludes_seen"] is False
     folder = tmp_path / "excluding"
     _first_epoch(["--exclude_seen", "true"], folder)
     assert "repeat_bias" not in json.loads((folder / "config.json").read_text())
-    assert yaml.safe_load((folder / CONFIG_FILE).read_text())["repeat_scores"] is False
+    saved = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    assert saved["repeat_scores"] is False and saved["loss_excludes_seen"] is True
+    _first_epoch(["--exclude_seen", "true", "--repeat_scores", "true"], tmp_path / "repeats")
+    assert yaml.safe_load((tmp_path / "repeats" / CONFIG_FILE).read_text())["loss_excludes_seen"] is False
 
 
 def test_an_output_dir_that_is_a_file_is_a_clear_error(tmp_path):

@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
         # repeat scores rank only the user's own items, which an --exclude_seen ranking removes; there they
         # would only take the repeat targets' signal away from the item model (yoochoose-100k, BENCHMARKS.md)
         model_args.repeat_scores = not eval_args.exclude_seen
+    if model_args.loss_excludes_seen is None:
+        # a ranking without the user's items should not be trained to push them down: chosen on validation for
+        # every id model where it was offered (ml-100k, amazon-beauty, -office, -scientific; BENCHMARKS.md)
+        model_args.loss_excludes_seen = eval_args.exclude_seen and not model_args.repeat_scores
     config = resolved_config(data_args, tok_args, model_args, train_args, eval_args, hub_args)
     accelerator = start_run(train_args, config, project="bertrec")
     started = time.perf_counter()
