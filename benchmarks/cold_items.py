@@ -4,14 +4,14 @@ python benchmarks/cold_items.py --dataset amazon-office --models popular markov 
     --seeds 0 1 2
 python benchmarks/cold_items.py --report        # every result file -> benchmarks/results/cold.md
 
-Protocol (on top of ``quality.py``'s leave-one-out split, unchanged, so rows compare with its table):
+Protocol (on top of ``quality.py``'s leave-one-out split, so rows compare with its table):
 
 - ``--cold_share`` (10%) of the training catalogue, drawn with a fixed seed, are the cold items: every event on
-  them is removed from what the models train on. Each user's test target is removed too, and validation
-  targets are trained on (the final-fit protocol): the models see every event of the leave-one-out training
-  data except those on cold items, and nothing to select on. Each bertrec row therefore takes its
-  configuration and epoch count from ``quality.py``'s leave-one-out row of the same model (its first seed's
-  best validation epoch), and nothing is chosen on this protocol at all.
+  them is removed from training and validation histories, and validation users whose target is cold are left
+  out of validation (counted in the split's stats). Everything else is the leave-one-out split unchanged, so
+  each bertrec row trains exactly as its leave-one-out row does (the configuration chosen there, the same early
+  stopping on validation NDCG@10), on the same events less those on cold items. The model it is compared with,
+  the leave-one-out run, differs from it in the cold items alone.
 - Testing is the leave-one-out test, untouched: histories may hold cold items (bought after the model was
   trained), targets are cold or warm, every catalogue item is ranked, seen items excluded. Before it, the
   trained model gets every catalogue item it lacks through ``Recommender.add_items``'s path
@@ -22,6 +22,10 @@ Protocol (on top of ``quality.py``'s leave-one-out split, unchanged, so rows com
   of the history by TF-IDF + SVD text vector; it needs no interaction with an item). Each bertrec row also gets
   the same figures from its leave-one-out run (``quality.py``'s per-user file), the model trained on all items,
   so warm targets show what holding out the cold items cost.
+
+Until 2026-12-05 the protocol trained on validation targets too, for the leave-one-out row's best epoch count
+(a final fit); that made the warm comparison differ in more than the cold items, and the transferred epoch count
+was fragile (BENCHMARKS.md keeps those figures).
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +60,12 @@ from quality_protocol import (  # noqa: E402
     write_evaluation,
 )
 
+from bertrec.args import DataArguments  # noqa: E402
 from bertrec.atomic import atomic_write_text  # noqa: E402
 from bertrec.data.sequences import SEQUENCE_LIST_COLUMNS  # noqa: E402
 from bertrec.data.splits import Split  # noqa: E402
+from bertrec.recipes.common import REPORT_FILE  # noqa: E402
+from bertrec.recipes.prepare import save_split  # noqa: E402
 
 BASELINES = ("popular", "markov", "content-knn")
 COLD_SEED = 0  # the cold items are one fixed draw: every row and seed is tested on the same ones
@@ -80,18 +87,27 @@ def without_items(sequences: pl.DataFrame, items: set[str]) -> pl.DataFrame:
     return kept.group_by("__row", maintain_order=True).agg(pl.col("user_id").first(), *lists).drop("__row")
 
 
-def warm_training_log(split: Split, cold: set[str]) -> pl.DataFrame:
-    """The events the cold protocol trains on, as an events table: every event of the split but the test
-    targets (evaluated users: validation history + validation target; training-only users: their sequence),
-    without the cold items, in their original order."""
+def without_cold_items(split: Split, cold: set[str]) -> Split:
+    """The split the cold protocol trains and validates on: no event on a cold item in any history, training
+    sequence or validation target (validation and test users whose target is cold are dropped; the test part is
+    the recipe's own figure only, the protocol tests on the untouched split). Users left without history are
+    dropped too; ``stats`` counts both."""
     lists = [c for c in SEQUENCE_LIST_COLUMNS if c in split.train.columns]
-    evaluated = split.valid.select(
-        "user_id", *(pl.concat_list(pl.col(c), pl.col(f"target_{c}")).alias(c) for c in lists)
-    )
-    only_train = split.train.join(split.valid.select("user_id"), on="user_id", how="anti").select("user_id", *lists)
-    sequences = without_items(pl.concat([evaluated, only_train]), cold)
-    events = sequences.explode(lists)
-    return events.drop([c for c in ("event_index", "session_id") if c in events.columns])
+
+    def examples(frame: pl.DataFrame) -> pl.DataFrame:
+        warm_target = frame.filter(~pl.col("target_item_id").is_in(list(cold)))
+        targets = warm_target.drop(lists)
+        return without_items(warm_target, cold).join(targets, on="user_id", how="inner", maintain_order="left")
+
+    valid, test = examples(split.valid), examples(split.test)
+    stats = {
+        **split.stats,
+        "evaluated_users": valid.height,
+        "cold_items": len(cold),
+        "validation_users_dropped": split.valid.height - valid.height,
+        "test_users_dropped": split.test.height - test.height,
+    }
+    return Split(without_items(split.train, cold).select(split.train.columns), valid, test, stats=stats)
 
 
 class ColdBenchmark(Benchmark):
@@ -106,12 +122,11 @@ class ColdBenchmark(Benchmark):
         self.cold = set(draw_cold_items(catalogue, share))
         self.root = work / dataset / f"cold{round(share * 100)}"
         self.root.mkdir(parents=True, exist_ok=True)
-        events_file = self.root / "events.parquet"
-        if not events_file.is_file():
-            temp = events_file.with_suffix(".tmp")
-            warm_training_log(self.split, self.cold).write_parquet(temp)
-            temp.replace(events_file)
-        self.data_args = replace(self.data_args, dataset=str(events_file), train_on_validation=True)
+        prepared = self.root / "warm_split"
+        if not (prepared / "split_stats.json").is_file():
+            save_split(without_cold_items(self.split, self.cold), prepared)
+            shutil.copyfile(self.split_dir.parent / REPORT_FILE, prepared / REPORT_FILE)
+        self.data_args = DataArguments(prepared_dir=str(prepared))
         self.protocol = f"cold{round(share * 100)}"
         self.warm_train = without_items(self.split.train, self.cold)
         self.test_only = Split(self.split.train, self.split.valid.clear(), self.split.test)
@@ -165,15 +180,13 @@ class ColdBenchmark(Benchmark):
         return evaluation
 
     def loo_choice(self, model: str) -> dict:
-        """The configuration and epoch count of ``quality.py``'s leave-one-out row of ``model``."""
+        """The configuration of ``quality.py``'s leave-one-out row of ``model``."""
         loo = RESULTS / f"quality_{self.dataset}_loo.json"
         rows = json.loads(loo.read_text())["rows"] if loo.is_file() else []
         chosen = next((r for r in rows if r["model"] == model), None)
         if chosen is None:
             raise SystemExit(f"no leave-one-out row for {model} in {loo}: run quality.py on {self.dataset} first")
-        curve = chosen["training"]["valid_curve"]
-        epochs = curve.index(max(curve)) + 1
-        return {**chosen["config"], "num_epochs": str(epochs), "early_stopping_patience": "0"}
+        return chosen["config"]
 
     def group_figures(self, details: list[dict]) -> dict:
         """NDCG@10 and HR@10 (mean ± std over runs) of all, cold-target and warm-target test users."""

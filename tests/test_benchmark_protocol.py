@@ -196,3 +196,31 @@ def test_run_folders_name_a_flag_turned_off_where_its_default_is_on_and_a_change
     assert quality.config_id({}) == "group_by_lengthfalse"
     assert quality.config_id({"dropout": "0.5", "group_by_length": "true"}) == "dropout0.5"
     assert quality.config_id({"group_by_length": "true"}) == "default"
+
+
+def test_the_cold_protocol_split_holds_no_cold_event_and_keeps_everything_else():
+    """Cold items leave every training sequence, history and validation target; a user whose target is cold
+    leaves that part (counted); every other event and target is the leave-one-out split's own."""
+    import cold_items
+
+    rows = [("u1", item, "v", float(t)) for t, item in enumerate(["a", "c", "b", "a", "d"])]
+    rows += [("u2", item, "v", float(t)) for t, item in enumerate(["b", "d", "c", "e"])]
+    rows += [("u3", item, "v", float(t)) for t, item in enumerate(["a", "b", "c"])]
+    split = leave_one_out(build_sequences(make_events(rows)))
+    warm = cold_items.without_cold_items(split, {"c"})
+    assert dict(zip(*warm.train.select("user_id", "item_id").sort("user_id").to_dict(as_series=False).values())) == {
+        "u1": ["a", "b"],
+        "u2": ["b", "d"],
+        "u3": ["a"],
+    }
+    # u2's validation target is cold: dropped; u1 keeps its target with the cold item out of its history
+    assert warm.valid.select("user_id", "item_id", "target_item_id").sort("user_id").rows() == [
+        ("u1", ["a", "b"], "a"),
+        ("u3", ["a"], "b"),
+    ]
+    assert warm.test.select("user_id", "item_id").sort("user_id").rows() == [
+        ("u1", ["a", "b", "a"]),
+        ("u2", ["b", "d"]),
+    ]
+    assert warm.stats["validation_users_dropped"] == 1 and warm.stats["test_users_dropped"] == 1
+    assert warm.stats["evaluated_users"] == 2 and warm.train.columns == split.train.columns
