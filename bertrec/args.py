@@ -208,7 +208,7 @@ class ModelArguments:
         metadata={
             "help": "Leave items already in the input (for next event: up to each position) out of the softmax, "
             "except the target: trains as --exclude_seen ranks. Default: on with --exclude_seen (unless "
-            "--repeat_scores), off otherwise."
+            "--repeat_scores), off otherwise; turn it off for logs full of repeat clicks (yoochoose: BENCHMARKS.md)."
         },
     )
     logit_temperature: float | None = field(
