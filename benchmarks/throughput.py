@@ -307,9 +307,15 @@ def time_to_quality_section(args) -> dict:
         name, config = chosen_configuration(result)
         for peer in converged_cpu_peers(result):
             exclude_seen = "true" if peer["setting"] == "excluded" else "false"
-            run_dir = Path(args.work_dir) / "time_to_quality" / f"{dataset}-{name}-exclude_seen{exclude_seen}"
+            setting_config = config
+            if exclude_seen == "false":  # seen-item exclusion in the loss trains for the other ranking
+                setting_config = {k: v for k, v in config.items() if k != "loss_excludes_seen"}
+            folder = f"{dataset}-{name}-exclude_seen{exclude_seen}"
+            if setting_config != config:
+                folder += "-loss_keeps_seen"
+            run_dir = Path(args.work_dir) / "time_to_quality" / folder
             if not is_complete(run_dir):  # the recipe's default seed, as the measured rows were trained
-                command = bench.pretrain_command(name, config, TrainingArguments.seed, run_dir, exclude_seen)
+                command = bench.pretrain_command(name, setting_config, TrainingArguments.seed, run_dir, exclude_seen)
                 run_child(command, run_dir.parent / f"{run_dir.name}.log")
             history = json.loads((run_dir / "metrics.json").read_text())["training"]["history"]
             theirs = peer["row"]["training"]
@@ -321,7 +327,7 @@ def time_to_quality_section(args) -> dict:
             rows.append(
                 {
                     "dataset": dataset,
-                    "ours": f"{name} ({', '.join(f'{k} {v}' for k, v in config.items())})",
+                    "ours": f"{name} ({', '.join(f'{k} {v}' for k, v in setting_config.items())})",
                     "peer": peer["row"]["model"],
                     "setting": peer["setting"],
                     "peer_best_valid_ndcg@10": bar,
