@@ -122,16 +122,19 @@ class ColdBenchmark(Benchmark):
         self.cold = set(draw_cold_items(catalogue, share))
         self.root = work / dataset / f"cold{round(share * 100)}"
         self.root.mkdir(parents=True, exist_ok=True)
+        warm = without_cold_items(self.split, self.cold)
         prepared = self.root / "warm_split"
         if not (prepared / "split_stats.json").is_file():
-            save_split(without_cold_items(self.split, self.cold), prepared)
+            save_split(warm, prepared)
             shutil.copyfile(self.split_dir.parent / REPORT_FILE, prepared / REPORT_FILE)
         self.data_args = DataArguments(prepared_dir=str(prepared))
         self.protocol = f"cold{round(share * 100)}"
-        self.warm_train = without_items(self.split.train, self.cold)
+        self.warm_train = warm.train  # what the baselines count, as the bertrec rows train on it
         self.test_only = Split(self.split.train, self.split.valid.clear(), self.split.test)
-        targets = self.split.test.select("user_id", "target_item_id")
-        self.cold_users = set(targets.filter(pl.col("target_item_id").is_in(list(self.cold)))["user_id"].to_list())
+        self.cold_users = self.users_with_cold_target(self.split.test)
+
+    def users_with_cold_target(self, examples: pl.DataFrame) -> set[str]:
+        return set(examples.filter(pl.col("target_item_id").is_in(list(self.cold)))["user_id"].to_list())
 
     def features(self):
         from bertrec.data.item_features import read_item_features

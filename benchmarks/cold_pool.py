@@ -52,6 +52,7 @@ def raw_scorer(model, tokenizer: EventTokenizer):
 
 
 def pooled(scores: torch.Tensor, added: int, share_factor: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
+    """``item_content.pooled_scores`` with the new pool's share scaled and its scores divided by a temperature."""
     trained = scores.shape[1] - added
     share = share_factor * added / scores.shape[1]
     known = torch.log_softmax(scores[:, :trained], dim=1) + math.log1p(-share)
@@ -90,7 +91,7 @@ def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[
     torch.set_num_threads(bench.threads)
     model, tokenizer, objective, action = load_saved_run(run_dir)
     examples = bench.split.valid if part == "valid" else bench.split.test
-    cold_users = set(examples.filter(examples["target_item_id"].is_in(list(bench.cold)))["user_id"].to_list())
+    cold_users = bench.users_with_cold_target(examples)
     rows = {"not added": rank(model_scorer(model, tokenizer), tokenizer, examples, objective, action, cold_users)}
     catalogue = bench.split.train["item_id"].explode().unique().sort()
     missing = catalogue.filter(~catalogue.is_in(tokenizer.spec.items))
@@ -99,23 +100,25 @@ def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[
     raw = raw_scorer(model, tokenizer)
     gaps: list[torch.Tensor] = []
 
-    def collecting(batch):
-        scores = raw(batch)
+    def library_rule(scores: torch.Tensor) -> torch.Tensor:  # its pass also gathers what the offset is fit on
         gaps.append(log_partition_gap(scores, added))
-        return scores
+        return item_content.pooled_scores(scores, added)
 
-    rank(collecting, tokenizer, examples, objective, action, cold_users)  # the unlabelled pass that fits b
-    offset = offset_for_share(torch.cat(gaps), added / len(tokenizer.spec.items))
     rules = {
-        "pooled": lambda s: pooled(s, added),
+        "pooled": library_rule,
         "pooled share x0.5": lambda s: pooled(s, added, share_factor=0.5),
         "pooled share x0.25": lambda s: pooled(s, added, share_factor=0.25),
         "pooled temperature 2": lambda s: pooled(s, added, temperature=2.0),
-        "offset": lambda s: torch.cat([s[:, :-added], s[:, -added:] + offset], dim=1),
     }
     for name, rule in rules.items():
         rows[name] = rank(lambda batch, rule=rule: rule(raw(batch)), tokenizer, examples, objective, action, cold_users)
-    rows["offset"]["offset"] = offset
+    offset = offset_for_share(torch.cat(gaps), added / len(tokenizer.spec.items))
+
+    def offset_rule(batch) -> torch.Tensor:
+        scores = raw(batch)
+        return torch.cat([scores[:, :-added], scores[:, -added:] + offset], dim=1)
+
+    rows["offset"] = {**rank(offset_rule, tokenizer, examples, objective, action, cold_users), "offset": offset}
     return rows
 
 
@@ -124,7 +127,7 @@ def references(bench: ColdBenchmark, work: Path, model: str, part: str) -> dict[
     from bertrec.baselines import content_similarity_scorer
 
     examples = bench.split.valid if part == "valid" else bench.split.test
-    cold_users = set(examples.filter(examples["target_item_id"].is_in(list(bench.cold)))["user_id"].to_list())
+    cold_users = bench.users_with_cold_target(examples)
     loo = Benchmark(bench.dataset, "loo", work, bench.threads, budget=0)
     config = bench.loo_choice(model)
     trained, tokenizer, objective, action = load_saved_run(loo.run_dir(model, config, 0))

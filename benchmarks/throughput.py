@@ -310,10 +310,7 @@ def time_to_quality_section(args) -> dict:
             setting_config = config
             if exclude_seen == "false":  # seen-item exclusion in the loss trains for the other ranking
                 setting_config = {k: v for k, v in config.items() if k != "loss_excludes_seen"}
-            folder = f"{dataset}-{name}-exclude_seen{exclude_seen}"
-            if setting_config != config:
-                folder += "-loss_keeps_seen"
-            run_dir = Path(args.work_dir) / "time_to_quality" / folder
+            run_dir = Path(args.work_dir) / "time_to_quality" / f"{dataset}-{name}-exclude_seen{exclude_seen}"
             if not is_complete(run_dir):  # the recipe's default seed, as the measured rows were trained
                 command = bench.pretrain_command(name, setting_config, TrainingArguments.seed, run_dir, exclude_seen)
                 run_child(command, run_dir.parent / f"{run_dir.name}.log")
