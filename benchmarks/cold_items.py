@@ -17,6 +17,10 @@ Protocol (on top of ``quality.py``'s leave-one-out split, so rows compare with i
   trained model gets every catalogue item it lacks through ``Recommender.add_items``'s path
   (``item_content.add_items_from_content``): a row composed from the item's content, no training, ranked
   against the trained rows as the pool of added items (``item_content.pooled_scores``).
+- ``--weighing validated``: the added items are weighed against the trained ones by the rule
+  ``Recommender.calibrate_added_items`` chooses on the validation users (those with a cold target included,
+  which training never validated on), instead of by their share of the catalogue
+  (``bertrec.added_item_weighing``). The trained runs are the same; only the ranking differs.
 - Rows report NDCG@10 over all test users and over those whose target is cold and warm. Baselines are fit on the
   same warm training data: popularity, Markov (neither can rank a cold item) and content-knn (nearest neighbours
   of the history by TF-IDF + SVD text vector; it needs no interaction with an item). Each bertrec row also gets
@@ -70,6 +74,8 @@ from bertrec.recipes.prepare import save_split  # noqa: E402
 BASELINES = ("popular", "markov", "content-knn")
 COLD_SEED = 0  # the cold items are one fixed draw: every row and seed is tested on the same ones
 GROUPS = ("all", "cold", "warm")
+WEIGHED_EVALUATION = "evaluation_weighing_validated.json"
+WEIGHING_NAMES = {"share": [], "validated": ["weighing=validated"]}
 
 
 def draw_cold_items(catalogue: list[str], share: float, seed: int = COLD_SEED) -> list[str]:
@@ -143,20 +149,50 @@ class ColdBenchmark(Benchmark):
 
     def _evaluate_saved(self, run_dir: Path) -> dict:
         """The trained model, given every catalogue item it lacks from content alone, on the test split."""
+        from bertrec.evaluation import model_scorer
+
+        model, tokenizer, objective, action, added = self._with_added_items(run_dir)
+        evaluation = evaluate_both(model_scorer(model, tokenizer), tokenizer, self.test_only, objective, action=action)
+        return {**evaluation, **added}
+
+    def _with_added_items(self, run_dir: Path) -> tuple:
+        """A saved run with every catalogue item it lacks added from content, and the counts of what was added."""
         import torch
 
         from bertrec import item_content
-        from bertrec.evaluation import model_scorer
 
         torch.set_num_threads(self.threads)
         model, tokenizer, objective, action = load_saved_run(run_dir)
         catalogue = self.split.train["item_id"].explode().unique().sort()
         missing = catalogue.filter(~catalogue.is_in(tokenizer.spec.items))
-        features = self.features().for_items(missing)
-        tokenizer, added = item_content.add_items_from_content(model, tokenizer, features)
-        evaluation = evaluate_both(model_scorer(model, tokenizer), tokenizer, self.test_only, objective, action=action)
-        evaluation["items_added_from_content"] = len(added)
-        evaluation["cold_items_added"] = len(set(missing.to_list()) & self.cold)
+        tokenizer, added = item_content.add_items_from_content(model, tokenizer, self.features().for_items(missing))
+        counts = {"items_added_from_content": len(added), "cold_items_added": len(set(missing.to_list()) & self.cold)}
+        return model, tokenizer, objective, action, counts
+
+    def weighed_run(self, model: str, config: dict[str, str], seed: int) -> dict:
+        """``bertrec_run``'s trained model, its added items weighed by the rule ``Recommender.calibrate_added_items``
+        chooses on the validation users, those with a cold target included (training never validated on them:
+        ``without_cold_items``). Cached beside the run's own evaluation."""
+        from bertrec.added_item_weighing import fit_weighing, with_weighing
+        from bertrec.evaluation import model_scorer
+
+        trained = self.bertrec_run(model, config, seed, [])
+        run_dir = self.run_dir(model, config, seed)
+        path = run_dir / WEIGHED_EVALUATION
+        if path.is_file() and json.loads(path.read_text()).get("version") == trained.get("version"):
+            return json.loads(path.read_text())
+        model_, tokenizer, objective, action, added = self._with_added_items(run_dir)
+        choice = fit_weighing(model_, tokenizer, self.split.valid, objective=objective, action=action)
+        tokenizer = with_weighing(tokenizer, choice.weighing)
+        evaluation = evaluate_both(model_scorer(model_, tokenizer), tokenizer, self.test_only, objective, action=action)
+        evaluation.update(added, training=trained.get("training", {}))
+        evaluation["weighing"] = {
+            "slope_intercept": list(choice.weighing),
+            "valid_ndcg@10": choice.ndcg_at_10,
+            "valid_added_targets": choice.added_targets,
+            "candidates": choice.candidates,
+        }
+        atomic_write_text(path, json.dumps(evaluation) + "\n")
         return evaluation
 
     def baseline_run(self, model: str) -> dict:
@@ -206,22 +242,29 @@ class ColdBenchmark(Benchmark):
     def _in_group(self, user: str, group: str) -> bool:
         return group == "all" or (user in self.cold_users) == (group == "cold")
 
-    def row(self, model: str, seeds: list[int], overrides: dict[str, str]) -> tuple[dict, dict]:
+    def row(
+        self, model: str, seeds: list[int], overrides: dict[str, str], weighing: str = "share"
+    ) -> tuple[dict, dict]:
         """``overrides``: flags set on top of the leave-one-out choice (e.g. ``dropout``), so a
-        cold-start mechanism is measured on the configuration chosen without it."""
+        cold-start mechanism is measured on the configuration chosen without it. ``weighing``: ``share``
+        ranks added items by their catalogue share, ``validated`` by the rule chosen on validation."""
         if model in BASELINES:
             runs, config = [self.baseline_run(model)], {}
             encoded = model == "content-knn" and self.text_encoder  # named by its encoder; others take no flags
             overrides = {"text_encoder": Path(self.text_encoder).name} if encoded else {}
         elif model in BERTREC_MODELS:
             config = {**self.loo_choice(model), **overrides}
-            runs = [self.bertrec_run(model, config, seed, []) for seed in seeds]
+            if weighing == "validated":
+                runs = [self.weighed_run(model, config, seed) for seed in seeds]
+            else:
+                runs = [self.bertrec_run(model, config, seed, []) for seed in seeds]
         else:
             raise SystemExit(f"{model}: the cold protocol runs {list(BASELINES)} and bertrec's rows")
         details = [r["details_excluded"] for r in runs]
+        weighing_name = WEIGHING_NAMES[weighing] if model in BERTREC_MODELS else []
         row = {
             "model": model,
-            "name": " ".join([model, *(f"{k}={v}" for k, v in overrides.items())]),
+            "name": " ".join([model, *(f"{k}={v}" for k, v in overrides.items()), *weighing_name]),
             "seeds": len(runs),
             "config": config,
             "groups": self.group_figures(details),
@@ -232,6 +275,8 @@ class ColdBenchmark(Benchmark):
             },
             "items_added_from_content": runs[0].get("items_added_from_content"),
         }
+        if weighing == "validated":
+            row["weighing"] = [run["weighing"]["slope_intercept"] for run in runs]
         per_user = {}
         for detail in details:
             for user, value in zip(detail["user_id"], detail["ndcg@10"]):
@@ -358,6 +403,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[*BASELINES, "sasrec-content"])
     parser.add_argument("--cold_share", type=float, default=0.1)
     parser.add_argument("--set", nargs="*", default=[], help="name=value pretrain flags over the leave-one-out choice")
+    parser.add_argument(
+        "--weighing",
+        choices=sorted(WEIGHING_NAMES),
+        default="share",
+        help="how added items are weighed against trained ones: their catalogue share, or the rule "
+        "Recommender.calibrate_added_items chooses on validation (bertrec rows only)",
+    )
     parser.add_argument("--text_encoder", help="content-knn: a sentence-transformers model folder (benchmark-only)")
     shared_arguments(parser)
     args = parser.parse_args()
@@ -368,7 +420,7 @@ def main() -> None:
         command = " ".join(["python", "benchmarks/cold_items.py", *sys.argv[1:]])
         overrides = dict(pair.split("=", 1) for pair in args.set)
         for model in args.models:
-            save(bench, *bench.row(model, args.seeds, overrides), command)
+            save(bench, *bench.row(model, args.seeds, overrides, args.weighing), command)
     print(write_report())
 
 

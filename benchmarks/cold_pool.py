@@ -11,7 +11,9 @@ several rules for weighing the new items against the trained ones (``item_conten
 - ``pooled share xF``: the same with the new pool's share times F; ``pooled temperature T``: its scores divided
   by T first (a flatter new pool);
 - ``offset``: the raw scores, the new items' raised by one offset chosen so that the new items' probability,
-  averaged over the ranked users, equals their catalogue share (a per-user share, fit without labels);
+  averaged over the ranked users, equals their catalogue share (a per-user share, fit without labels; the
+  slope-1 rule of ``bertrec.added_item_weighing``, whose other slopes and shares ``cold_items.py --weighing
+  validated`` chooses from);
 - ``not added``: the cold items left out of the ranking (cold targets cannot be hit): what training without
   them costs warm targets on its own.
 
@@ -40,6 +42,7 @@ from quality import RESULTS, Benchmark, shared_arguments  # noqa: E402
 from quality_protocol import KS, _ndcg_at_10, load_saved_run  # noqa: E402
 
 from bertrec import item_content  # noqa: E402
+from bertrec.added_item_weighing import intercept_for_share  # noqa: E402
 from bertrec.atomic import atomic_write_text  # noqa: E402
 from bertrec.evaluation import evaluate_scorer, model_scorer  # noqa: E402
 from bertrec.tokenization import EventTokenizer  # noqa: E402
@@ -58,20 +61,6 @@ def pooled(scores: torch.Tensor, added: int, share_factor: float = 1.0, temperat
     known = torch.log_softmax(scores[:, :trained], dim=1) + math.log1p(-share)
     new = torch.log_softmax(scores[:, trained:] / temperature, dim=1) + math.log(share)
     return torch.cat([known, new], dim=1)
-
-
-def log_partition_gap(scores: torch.Tensor, added: int) -> torch.Tensor:
-    trained = scores.shape[1] - added
-    return torch.logsumexp(scores[:, trained:], dim=1) - torch.logsumexp(scores[:, :trained], dim=1)
-
-
-def offset_for_share(gaps: torch.Tensor, share: float) -> float:
-    """The offset ``b`` with mean(sigmoid(gap + b)) = share (bisection; the mean rises with ``b``)."""
-    low, high = -50.0, 50.0
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (low, middle) if torch.sigmoid(gaps + middle).mean() > share else (middle, high)
-    return (low + high) / 2
 
 
 def group_ndcg(users: list[str], ndcg: np.ndarray, cold_users: set[str]) -> dict[str, float]:
@@ -101,7 +90,7 @@ def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[
     gaps: list[torch.Tensor] = []
 
     def library_rule(scores: torch.Tensor) -> torch.Tensor:  # its pass also gathers what the offset is fit on
-        gaps.append(log_partition_gap(scores, added))
+        gaps.append(item_content.new_pool_gap(scores, added))
         return item_content.pooled_scores(scores, added)
 
     rules = {
@@ -112,11 +101,12 @@ def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[
     }
     for name, rule in rules.items():
         rows[name] = rank(lambda batch, rule=rule: rule(raw(batch)), tokenizer, examples, objective, action, cold_users)
-    offset = offset_for_share(torch.cat(gaps), added / len(tokenizer.spec.items))
+    # a slope of 1 gives each prompt what a softmax over the raw scores with the new items' raised by ``offset``
+    # would give the new pool
+    offset = intercept_for_share(torch.cat(gaps), 1.0, added / len(tokenizer.spec.items))
 
     def offset_rule(batch) -> torch.Tensor:
-        scores = raw(batch)
-        return torch.cat([scores[:, :-added], scores[:, -added:] + offset], dim=1)
+        return item_content.pooled_scores(raw(batch), added, (1.0, offset))
 
     rows["offset"] = {**rank(offset_rule, tokenizer, examples, objective, action, cold_users), "offset": offset}
     return rows

@@ -50,6 +50,7 @@ class TokenLayout:
     next_action_offset: int = 0
     next_time_offset: int = 0
     items_from_content: int = 0  # the last items, added after training from content alone
+    added_items_weighing: tuple[float, ...] = ()  # (slope, intercept) of ``item_content.pooled_scores``
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> TokenLayout:
@@ -72,6 +73,7 @@ class TokenLayout:
             next_action_offset=tokenizer.next_action_offset,
             next_time_offset=tokenizer.next_time_offset,
             items_from_content=spec.items_from_content,
+            added_items_weighing=tuple(spec.added_items_weighing),
         )
 
     @property

@@ -138,7 +138,7 @@ def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention
             gate=None if gate is None else gate.float(),
         )
         scores = repeat.combine(scores)
-    return item_content.pooled_scores(scores, layout.items_from_content)
+    return item_content.pooled_scores(scores, layout.items_from_content, layout.added_items_weighing)
 
 
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:

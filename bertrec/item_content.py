@@ -438,6 +438,7 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
             items=[*spec.items, *fresh["item_id"].to_list()],
             item_attributes=[*spec.item_attributes, *new_rows],
             items_from_content=spec.items_from_content + fresh.height,
+            added_items_weighing=[],  # a weighing fit for the pool before these items no longer holds
         ),
         encoder,
     )
@@ -461,26 +462,45 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
     return extended, list(range(first, first + fresh.height))
 
 
-def pooled_scores(scores: torch.Tensor, items_from_content: int) -> torch.Tensor:
+def pooled_scores(
+    scores: torch.Tensor, items_from_content: int, weighing: Sequence[float] | None = None
+) -> torch.Tensor:
     """``scores [prompts, items]`` of trained items and of the last ``items_from_content`` items, added from
     content after training, as one ranking: each pool's scores become log-probabilities within the pool, plus
-    the log of the pool's share of the catalogue.
+    the log of the probability the prompt gives the pool.
 
     The two pools' raw scores are not on one scale: a trained row's length and direction were fit to the log,
     an added row's were composed, so a raw comparison keeps new items out of every top 10 (or, scaled up, puts
     them everywhere). Within a pool the scores order items well (amazon-office: a cold target is in the top 10
-    of the 241 cold items for 24% of its users). The calibration asks each pool for a distribution and weighs
-    the pools by how many items each holds, the prior that a new item is as likely as a trained one until its
-    interactions say otherwise. The order inside each pool is unchanged, and a model without added items
-    ranks exactly as before.
+    of the 241 cold items for 24% of its users). So the pools are ranked as distributions, and only how much
+    each prompt gives the new pool is a choice: ``sigmoid(slope * gap + intercept)``, ``gap`` being the log
+    of the new pool's summed exponentiated scores over the trained pool's (how strongly the prompt points at
+    new items). ``weighing`` is ``(slope, intercept)``, fit on held-out examples by
+    ``added_item_weighing.fit_weighing``; without it every prompt gives the new pool its share of the
+    catalogue (slope 0), the prior that a new item is as likely as a trained one. The order inside each pool
+    is unchanged, and a model without added items ranks exactly as before.
     """
     if items_from_content <= 0 or items_from_content >= scores.shape[1]:
         return scores
     trained = scores.shape[1] - items_from_content
-    share = items_from_content / scores.shape[1]
-    known = torch.log_softmax(scores[:, :trained], dim=1) + math.log1p(-share)
-    new = torch.log_softmax(scores[:, trained:], dim=1) + math.log(share)
+    known, new = scores[:, :trained], scores[:, trained:]
+    if weighing:
+        slope, intercept = weighing
+    else:
+        share = items_from_content / scores.shape[1]
+        slope, intercept = 0.0, math.log(share) - math.log1p(-share)
+    to_new = intercept + (slope * new_pool_gap(scores, items_from_content) if slope else 0.0)
+    to_new = torch.as_tensor(to_new, dtype=scores.dtype, device=scores.device).reshape(-1, 1)
+    known = torch.log_softmax(known, dim=1) + torch.nn.functional.logsigmoid(-to_new)
+    new = torch.log_softmax(new, dim=1) + torch.nn.functional.logsigmoid(to_new)
     return torch.cat([known, new], dim=1)
+
+
+def new_pool_gap(scores: torch.Tensor, items_from_content: int) -> torch.Tensor:
+    """Per prompt, the log-sum-exp of the last ``items_from_content`` items' raw scores minus the trained
+    items': the log-odds a plain softmax over all items would give the new pool."""
+    trained = scores.shape[1] - items_from_content
+    return torch.logsumexp(scores[:, trained:], dim=1) - torch.logsumexp(scores[:, :trained], dim=1)
 
 
 def _new_item_rows(

@@ -94,6 +94,20 @@ class Recommender:
         self._popularity = -torch.arange(self.tokenizer.num_items, dtype=torch.float32)
         return list(added)
 
+    def calibrate_added_items(self, examples: pl.DataFrame, **options):
+        """Choose how much each history gives the items added by ``add_items`` against the trained ones, on
+        held-out ``examples`` (a split's examples frame, e.g. interactions logged since the items were added,
+        some of whose targets are added items), ranked with seen items excluded; ``options`` go to
+        ``added_item_weighing.fit_weighing``. Without it the added items get their share of the catalogue.
+        Returns the choice (every candidate's NDCG@10 included); adding items later resets it."""
+        from bertrec import added_item_weighing
+
+        choice = added_item_weighing.fit_weighing(
+            self.model, self.tokenizer, examples, objective=self.objective, device=self.device, **options
+        )
+        self.tokenizer = added_item_weighing.with_weighing(self.tokenizer, choice.weighing)
+        return choice
+
     def recommend(self, history: Sequence[Event], k: int = 10, **options) -> Recommendations:
         return self.recommend_batch([history], k=k, **options)[0]
 

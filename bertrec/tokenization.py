@@ -128,6 +128,9 @@ class EventTokenizerSpec:
     # cold start: how many of the last ``items`` were added from content after training, never trained on
     # (``item_content.add_items_from_content``); their scores are calibrated against the trained ones'
     items_from_content: int = 0
+    # how much each prompt gives those items against the trained ones: (slope, intercept) of
+    # ``item_content.pooled_scores``, fit on held-out examples; empty: their share of the catalogue
+    added_items_weighing: list[float] = field(default_factory=list)
 
     @property
     def fields(self) -> tuple[str, ...]:

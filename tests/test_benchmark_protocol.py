@@ -226,17 +226,20 @@ def test_the_cold_protocol_split_holds_no_cold_event_and_keeps_everything_else()
     assert warm.stats["evaluated_users"] == 2 and warm.train.columns == split.train.columns
 
 
-def test_the_pooling_diagnostic_starts_from_the_library_rule_and_fits_its_offset_to_the_share():
-    """cold_pool.py's "pooled" row must be what Recommender ranks by, and its offset must give the new items
-    their catalogue share of probability on average."""
+def test_the_pooling_diagnostic_starts_from_the_library_rule_and_its_offset_is_the_slope_one_rule():
+    """cold_pool.py's "pooled" row must be what Recommender ranks by by default, and its "offset" row (raw
+    scores, the new items' raised by one offset giving them their catalogue share on average) the library's
+    weighing of slope 1."""
     import cold_pool
     import torch
 
     from bertrec import item_content
+    from bertrec.added_item_weighing import intercept_for_share
 
     scores = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 3
     assert torch.allclose(cold_pool.pooled(scores, 5), item_content.pooled_scores(scores, 5))
-    gaps = cold_pool.log_partition_gap(scores, 5)
-    offset = cold_pool.offset_for_share(gaps, 0.1)
+    offset = intercept_for_share(item_content.new_pool_gap(scores, 5), 1.0, 0.1)
     raised = torch.cat([scores[:, :-5], scores[:, -5:] + offset], dim=1)
     assert torch.softmax(raised, dim=1)[:, -5:].sum(dim=1).mean().item() == pytest.approx(0.1, abs=1e-4)
+    weighed = item_content.pooled_scores(scores, 5, (1.0, offset))
+    assert torch.allclose(weighed, torch.log_softmax(raised, dim=1), atol=1e-5)

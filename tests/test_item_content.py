@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 
 import polars as pl
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from bertrec import item_content
+from bertrec import added_item_weighing, item_content
+from bertrec.added_item_weighing import SHARE_FACTORS, SLOPES, intercept_for_share, with_weighing
 from bertrec.modeling import build_model, item_logits
 from bertrec.tokenization import EventTokenizer
 
@@ -224,6 +226,66 @@ def test_items_added_from_content_rank_by_their_pools_share_not_by_their_raw_sca
     # gets the best added item first, the first user (a clear trained favourite) does not
     assert pooled[1, 3] > pooled[1, :3].max() and pooled[0, 0] > pooled[0, 3]
     assert torch.equal(item_content.pooled_scores(scores, 0), scores)  # nothing added: the scores as they are
+
+
+def test_a_fit_weighing_spans_the_flat_share_and_the_plain_softmax():
+    scores = torch.tensor([[5.0, 4.0, 3.0, 0.1, -0.5], [1.0, 1.0, 1.0, -3.0, -9.0]])  # 3 trained, 2 added
+    flat = item_content.pooled_scores(scores, 2, (0.0, math.log(2 / 3)))  # slope 0, intercept logit(2/5)
+    assert torch.allclose(flat, item_content.pooled_scores(scores, 2), atol=1e-6)
+    # slope 1, intercept 0: each prompt gives the new pool what a softmax over the raw scores gives it
+    assert torch.allclose(item_content.pooled_scores(scores, 2, (1.0, 0.0)), torch.log_softmax(scores, 1), atol=1e-6)
+    gaps = item_content.new_pool_gap(scores, 2)
+    for slope in (0.0, 0.5, 1.0):
+        intercept = intercept_for_share(gaps, slope, 0.3)  # fit without labels: the share on average
+        weighed = item_content.pooled_scores(scores, 2, (slope, intercept))
+        assert weighed[:, 3:].exp().sum(dim=1).mean() == pytest.approx(0.3, abs=1e-5)
+        assert torch.allclose(weighed.exp().sum(dim=1), torch.ones(2))
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        intercept_for_share(gaps, 0.0, 1.0)
+
+
+def test_recommender_chooses_the_added_items_weighing_on_held_out_examples(content_run, tmp_path):
+    """Examples whose targets are added items reward a larger share for them and examples whose targets are
+    trained items a smaller one, for every slope; the best candidate is kept, saved with the tokenizer and
+    used by ``recommend``; adding items again drops it (it was fit for the old pool)."""
+    from bertrec.args import DataArguments
+    from bertrec.recipes.common import prepare_data
+    from bertrec.recommend import Recommender
+
+    recommender = Recommender.from_pretrained(str(content_run["dir"]))
+    examples = prepare_data(DataArguments(dataset=str(content_run["events"]))).split.test
+    with pytest.raises(ValueError, match="no items added from content"):
+        recommender.calibrate_added_items(examples)
+    fresh = [f"new{i}" for i in range(6)]
+    recommender.add_items(pl.DataFrame({"item_id": fresh, "brand": [f"brand{i % 4}" for i in range(6)]}))
+    with pytest.raises(ValueError, match="none of the examples' targets is an item added"):
+        recommender.calibrate_added_items(examples)
+    # all targets added items; then all trained items but one (so that the fit may run)
+    for targets, direction in ((fresh, 1), ([fresh[0]] + ["i1", "i2"] * examples.height, -1)):
+        relabelled = examples.with_columns(target_item_id=pl.Series(targets * examples.height)[: examples.height])
+        choice = added_item_weighing.fit_weighing(
+            recommender.model, recommender.tokenizer, relabelled, objective=recommender.objective
+        )
+        assert len(choice.candidates) == len(SLOPES) * len(SHARE_FACTORS)
+        assert choice.ndcg_at_10 == max(c["ndcg@10"] for c in choice.candidates)
+        for slope in SLOPES:
+            by_share = sorted((c for c in choice.candidates if c["slope"] == slope), key=lambda c: c["share_factor"])
+            ndcg = [c["ndcg@10"] * direction for c in by_share]
+            assert ndcg == sorted(ndcg)  # a larger share only lifts added items past trained ones
+    choice = recommender.calibrate_added_items(
+        examples.with_columns(target_item_id=pl.Series([fresh[row % 6] for row in range(examples.height)]))
+    )
+    assert choice.added_targets == examples.height
+    assert recommender.tokenizer.spec.added_items_weighing == list(choice.weighing)
+    recommender.tokenizer.save(tmp_path)
+    assert EventTokenizer.load(tmp_path).spec.added_items_weighing == list(choice.weighing)
+    history = [("i1", "interact", 0.0)]
+    scores = recommender.recommend(history, k=recommender.tokenizer.num_items, exclude_seen=False).scores
+    flat = Recommender(recommender.model, with_weighing(recommender.tokenizer, ()))
+    flat_scores = flat.recommend(history, k=flat.tokenizer.num_items, exclude_seen=False).scores
+    assert sorted(scores) != pytest.approx(sorted(flat_scores))  # the stored weighing is what ranks
+    recommender.add_items(pl.DataFrame({"item_id": ["later"], "brand": ["brand1"]}))
+    assert recommender.tokenizer.spec.added_items_weighing == []
 
 
 def test_an_id_only_model_cannot_take_items_by_content(pretrained):
