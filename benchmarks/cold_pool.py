@@ -14,6 +14,8 @@ several rules for weighing the new items against the trained ones (``item_conten
   averaged over the ranked users, equals their catalogue share (a per-user share, fit without labels; the
   slope-1 rule of ``bertrec.added_item_weighing``, whose other slopes and shares ``cold_items.py --weighing
   validated`` chooses from);
+- ``slope S share xF``: each candidate ``cold_items.py --weighing validated`` chose from (its intercept fit on
+  the validation users' histories), where that run exists, beside the validation NDCG@10 it was chosen by;
 - ``not added``: the cold items left out of the ranking (cold targets cannot be hit): what training without
   them costs warm targets on its own.
 
@@ -37,14 +39,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cold_items import ColdBenchmark  # noqa: E402
+from cold_items import WEIGHED_EVALUATION, ColdBenchmark  # noqa: E402
 from quality import RESULTS, Benchmark, shared_arguments  # noqa: E402
-from quality_protocol import KS, _ndcg_at_10, load_saved_run  # noqa: E402
+from quality_protocol import KS, load_saved_run  # noqa: E402
 
 from bertrec import item_content  # noqa: E402
 from bertrec.added_item_weighing import intercept_for_share  # noqa: E402
 from bertrec.atomic import atomic_write_text  # noqa: E402
 from bertrec.evaluation import evaluate_scorer, model_scorer  # noqa: E402
+from bertrec.metrics import per_row_ndcg  # noqa: E402
 from bertrec.tokenization import EventTokenizer  # noqa: E402
 
 
@@ -73,7 +76,7 @@ def rank(score, tokenizer, examples, objective: str, action, cold_users: set[str
         score, tokenizer, examples, objective=objective, ks=KS, exclude_seen=True, details=True, action=action
     )
     details = metrics["details"]
-    return group_ndcg(details["user_id"], _ndcg_at_10(details["rank"]), cold_users)
+    return group_ndcg(details["user_id"], per_row_ndcg(details["rank"], 10), cold_users)
 
 
 def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[str, float]]:
@@ -109,6 +112,16 @@ def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[
         return item_content.pooled_scores(raw(batch), added, (1.0, offset))
 
     rows["offset"] = {**rank(offset_rule, tokenizer, examples, objective, action, cold_users), "offset": offset}
+    weighed = run_dir / WEIGHED_EVALUATION  # cold_items.py --weighing validated: every candidate, fit on validation
+    for candidate in json.loads(weighed.read_text())["weighing"]["candidates"] if weighed.is_file() else []:
+        weighing = (candidate["slope"], candidate["intercept"])
+
+        def candidate_rule(batch, weighing=weighing) -> torch.Tensor:
+            return item_content.pooled_scores(raw(batch), added, weighing)
+
+        name = f"slope {candidate['slope']} share x{candidate['share_factor']}"
+        ranked = rank(candidate_rule, tokenizer, examples, objective, action, cold_users)
+        rows[name] = {**ranked, "valid all (chosen on)": candidate["ndcg@10"]}
     return rows
 
 

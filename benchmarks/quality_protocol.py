@@ -24,6 +24,7 @@ from bertrec.args import DataArguments
 from bertrec.atomic import atomic_write_text
 from bertrec.data.splits import Split
 from bertrec.evaluation import evaluate_scorer
+from bertrec.metrics import per_row_ndcg
 from bertrec.recipes.common import evaluated_parts, prepare_data
 from bertrec.recipes.prepare import load_split, save_split
 from bertrec.tokenization import EventTokenizer
@@ -235,16 +236,10 @@ def evaluate_both(score, tokenizer: EventTokenizer, split: Split, objective: str
             top10 = details["top_items"][:, :10].reshape(-1)
             result[f"details_{setting}"] = {
                 "user_id": details["user_id"],
-                "ndcg@10": _ndcg_at_10(details["rank"]).tolist(),
+                "ndcg@10": per_row_ndcg(details["rank"], 10).tolist(),
                 "top10": [tokenizer.spec.items[i] if i >= 0 else None for i in top10],
             }
     return result
-
-
-def _ndcg_at_10(ranks: np.ndarray) -> np.ndarray:
-    ranks = np.asarray(ranks, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
 
 
 def write_evaluation(run_dir: Path, evaluation: dict) -> None:

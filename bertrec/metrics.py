@@ -51,9 +51,17 @@ def metrics_from_ranks(ranks: np.ndarray | torch.Tensor | Iterable[float], ks: I
             raise ValueError(f"K must be at least 1, got {k}")
         hit = ranks <= k
         result[f"hr@{k}"] = float(hit.mean())
+        result[f"ndcg@{k}"] = float(per_row_ndcg(ranks, k).mean())
         with np.errstate(divide="ignore"):
-            result[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
             result[f"mrr@{k}"] = float(np.where(hit, 1.0 / ranks, 0.0).mean())
         result[f"recall@{k}"] = result[f"hr@{k}"]
     result["users"] = int(ranks.size)
     return result
+
+
+def per_row_ndcg(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@K of each row (one target per row): ``1 / log2(rank + 1)`` for a target ranked in the top K, else 0;
+    for paired comparisons of two rankings of the same rows."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
