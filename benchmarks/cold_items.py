@@ -151,23 +151,27 @@ class ColdBenchmark(Benchmark):
         """The trained model, given every catalogue item it lacks from content alone, on the test split."""
         from bertrec.evaluation import model_scorer
 
-        model, tokenizer, objective, action, added = self._with_added_items(run_dir)
+        model, tokenizer, objective, action = self.load_run(run_dir)
+        tokenizer, added = self.add_missing_items(model, tokenizer)
         evaluation = evaluate_both(model_scorer(model, tokenizer), tokenizer, self.test_only, objective, action=action)
         return {**evaluation, **added}
 
-    def _with_added_items(self, run_dir: Path) -> tuple:
-        """A saved run with every catalogue item it lacks added from content, and the counts of what was added."""
+    def load_run(self, run_dir: Path) -> tuple:
         import torch
 
+        torch.set_num_threads(self.threads)
+        return load_saved_run(run_dir)
+
+    def add_missing_items(self, model, tokenizer) -> tuple:
+        """Every catalogue item the saved model lacks, added from content (``Recommender.add_items``' path):
+        the extended tokenizer and the counts of what was added."""
         from bertrec import item_content
 
-        torch.set_num_threads(self.threads)
-        model, tokenizer, objective, action = load_saved_run(run_dir)
         catalogue = self.split.train["item_id"].explode().unique().sort()
         missing = catalogue.filter(~catalogue.is_in(tokenizer.spec.items))
         tokenizer, added = item_content.add_items_from_content(model, tokenizer, self.features().for_items(missing))
         counts = {"items_added_from_content": len(added), "cold_items_added": len(set(missing.to_list()) & self.cold)}
-        return model, tokenizer, objective, action, counts
+        return tokenizer, counts
 
     def weighed_run(self, model: str, config: dict[str, str], seed: int) -> dict:
         """``bertrec_run``'s trained model, its added items weighed by the rule ``Recommender.calibrate_added_items``
@@ -179,9 +183,11 @@ class ColdBenchmark(Benchmark):
         trained = self.bertrec_run(model, config, seed, [])
         run_dir = self.run_dir(model, config, seed)
         path = run_dir / WEIGHED_EVALUATION
-        if path.is_file() and json.loads(path.read_text()).get("version") == trained.get("version"):
-            return json.loads(path.read_text())
-        model_, tokenizer, objective, action, added = self._with_added_items(run_dir)
+        cached = json.loads(path.read_text()) if path.is_file() else {}
+        if cached.get("version") == trained.get("version"):
+            return cached
+        model_, tokenizer, objective, action = self.load_run(run_dir)
+        tokenizer, added = self.add_missing_items(model_, tokenizer)
         choice = fit_weighing(model_, tokenizer, self.split.valid, objective=objective, action=action)
         tokenizer = with_weighing(tokenizer, choice.weighing)
         evaluation = evaluate_both(model_scorer(model_, tokenizer), tokenizer, self.test_only, objective, action=action)

@@ -46,24 +46,22 @@ from quality_protocol import KS, load_saved_run  # noqa: E402
 from bertrec import item_content  # noqa: E402
 from bertrec.added_item_weighing import intercept_for_share  # noqa: E402
 from bertrec.atomic import atomic_write_text  # noqa: E402
-from bertrec.evaluation import evaluate_scorer, model_scorer  # noqa: E402
+from bertrec.collators import TokenLayout  # noqa: E402
+from bertrec.evaluation import evaluate_scorer, layout_scorer, model_scorer  # noqa: E402
 from bertrec.metrics import per_row_ndcg  # noqa: E402
 from bertrec.tokenization import EventTokenizer  # noqa: E402
 
 
 def raw_scorer(model, tokenizer: EventTokenizer):
-    """The model's scores with no pooling: the tokenizer seen as if every item had been trained."""
-    unpooled = EventTokenizer(replace(tokenizer.spec, items_from_content=0), tokenizer.item_encoder)
-    return model_scorer(model, unpooled)
+    """The model's scores with no pooling: every item scored as if it had been trained."""
+    return layout_scorer(model, replace(TokenLayout.from_tokenizer(tokenizer), items_from_content=0))
 
 
 def pooled(scores: torch.Tensor, added: int, share_factor: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
     """``item_content.pooled_scores`` with the new pool's share scaled and its scores divided by a temperature."""
-    trained = scores.shape[1] - added
     share = share_factor * added / scores.shape[1]
-    known = torch.log_softmax(scores[:, :trained], dim=1) + math.log1p(-share)
-    new = torch.log_softmax(scores[:, trained:] / temperature, dim=1) + math.log(share)
-    return torch.cat([known, new], dim=1)
+    tempered = torch.cat([scores[:, :-added], scores[:, -added:] / temperature], dim=1)
+    return item_content.pooled_scores(tempered, added, (0.0, math.log(share) - math.log1p(-share)))
 
 
 def group_ndcg(users: list[str], ndcg: np.ndarray, cold_users: set[str]) -> dict[str, float]:
@@ -80,15 +78,12 @@ def rank(score, tokenizer, examples, objective: str, action, cold_users: set[str
 
 
 def run_rules(bench: ColdBenchmark, run_dir: Path, part: str) -> dict[str, dict[str, float]]:
-    torch.set_num_threads(bench.threads)
-    model, tokenizer, objective, action = load_saved_run(run_dir)
+    model, tokenizer, objective, action = bench.load_run(run_dir)
     examples = bench.split.valid if part == "valid" else bench.split.test
     cold_users = bench.users_with_cold_target(examples)
     rows = {"not added": rank(model_scorer(model, tokenizer), tokenizer, examples, objective, action, cold_users)}
-    catalogue = bench.split.train["item_id"].explode().unique().sort()
-    missing = catalogue.filter(~catalogue.is_in(tokenizer.spec.items))
-    tokenizer, added_items = item_content.add_items_from_content(model, tokenizer, bench.features().for_items(missing))
-    added = len(added_items)
+    tokenizer, counts = bench.add_missing_items(model, tokenizer)
+    added = counts["items_added_from_content"]
     raw = raw_scorer(model, tokenizer)
     gaps: list[torch.Tensor] = []
 

@@ -31,7 +31,7 @@ import polars as pl
 import torch
 
 from bertrec.collators import TokenLayout
-from bertrec.evaluation import EvalBatch, evaluate_scorer, prompt_scores
+from bertrec.evaluation import EvalBatch, evaluate_scorer, layout_scorer
 from bertrec.item_content import new_pool_gap
 from bertrec.metrics import per_row_ndcg
 from bertrec.tokenization import EventTokenizer
@@ -94,10 +94,11 @@ def fit_weighing(
         )
     layout = TokenLayout.from_tokenizer(tokenizer)
     options = dict(objective=objective, ks=(10,), exclude_seen=exclude_seen, action=action)
+    unweighed = layout_scorer(model, replace(layout, items_from_content=0), device)  # the pools side by side
     gaps: list[torch.Tensor] = []
 
-    def raw_scores(batch: EvalBatch) -> torch.Tensor:  # the pools side by side, unweighed; gathers the gaps
-        scores = _scorer(model, replace(layout, items_from_content=0), device)(batch)
+    def raw_scores(batch: EvalBatch) -> torch.Tensor:
+        scores = unweighed(batch)
         gaps.append(new_pool_gap(scores, added).cpu())
         return scores
 
@@ -110,7 +111,7 @@ def fit_weighing(
             intercept = intercept_for_share(all_gaps, slope, factor * catalogue_share)
             weighed = replace(layout, added_items_weighing=(slope, intercept))
             metrics = evaluate_scorer(
-                _scorer(model, weighed, device),
+                layout_scorer(model, weighed, device),
                 tokenizer,
                 examples,
                 desc=f"slope {slope} share x{factor}",
@@ -145,11 +146,3 @@ def with_weighing(tokenizer: EventTokenizer, weighing: tuple[float, float]) -> E
     """The tokenizer whose added items are weighed by ``weighing`` (saved with it)."""
     spec = replace(tokenizer.spec, added_items_weighing=[float(w) for w in weighing])
     return EventTokenizer(spec, tokenizer.item_encoder)
-
-
-def _scorer(model, layout: TokenLayout, device: torch.device | str):
-    @torch.no_grad()
-    def score(batch: EvalBatch) -> torch.Tensor:
-        return prompt_scores(model, layout, batch.input_ids.to(device), batch.attention_mask.to(device))
-
-    return score

@@ -143,7 +143,12 @@ def prompt_scores(model, layout: TokenLayout, input_ids: torch.Tensor, attention
 
 def model_scorer(model, tokenizer: EventTokenizer, device: torch.device | str = "cpu") -> ScoreFn:
     """Item scores at each prompt's last position, from the model's own head (equal to its stock logits)."""
-    layout = TokenLayout.from_tokenizer(tokenizer)
+    return layout_scorer(model, TokenLayout.from_tokenizer(tokenizer), device)
+
+
+def layout_scorer(model, layout: TokenLayout, device: torch.device | str = "cpu") -> ScoreFn:
+    """``model_scorer`` for a layout given directly (e.g. one whose added items are weighed otherwise), so a
+    variant costs no tokenizer rebuild."""
 
     @torch.no_grad()
     def score(batch: EvalBatch) -> torch.Tensor:
