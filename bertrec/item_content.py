@@ -290,7 +290,8 @@ def composition(tokenizer, device: torch.device | None = None, hidden_size: int 
     )
 
 
-def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+def item_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers holding item rows: the input embedding, and the output layer when it is not tied to it."""
     layers = [model.get_input_embeddings()]
     output = model.get_output_embeddings()
     if output is not None and output is not layers[0]:
@@ -305,7 +306,7 @@ def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
         raise ValueError("this tokenizer has no item attributes (build it with item features)")
     if attached(model):
         raise ValueError("the model's item rows are already composed from attributes")
-    layers = _layers(model)
+    layers = item_layers(model)
     module = composition(tokenizer, device=layers[0].weight.device, hidden_size=layers[0].weight.shape[1])
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", module)
@@ -336,7 +337,7 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
     if not attached(model):
         yield
         return
-    layers = _layers(model)
+    layers = item_layers(model)
     module = _composition_of(model)
     originals, composed = [], []
     with torch.no_grad():
@@ -447,7 +448,7 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
     written: list[torch.Tensor] = []
-    for layer in _layers(model):
+    for layer in item_layers(model):
         _set_new_bias(layer, tokenizer, extended, first)
         weight = layer.weight
         if any(weight is done for done in written):  # tied to the input embedding: already composed

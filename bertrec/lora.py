@@ -5,7 +5,8 @@ What trains, per architecture (defaults; every list is overridable):
 * LoRA on the attention projections of every layer;
 * the ranking head in full (peft ``modules_to_save``): BERT's prediction transform (dense + LayerNorm), the
   final norm of GPT-2 / Llama, which feed the item scores;
-* rows of new item tokens only (peft ``trainable_token_indices``), when a fine-tuning period adds items.
+* rows of new item tokens only (peft ``trainable_token_indices``), when a fine-tuning period adds items: in the
+  input embedding and, for a model whose output rows are its own (``--tie_embeddings false``), the output layer.
 
 The item embedding matrix, which is also the output layer, stays frozen, so the adapter stays a small
 fraction of the model. Two traps are avoided on purpose: ``modules_to_save=["cls"]`` on BERT would copy and
@@ -65,7 +66,8 @@ def apply_lora(
     new_token_ids: Sequence[int] = (),
 ) -> PeftModel:
     """Wrap ``model`` with LoRA adapters; the head trains in full and only ``new_token_ids`` rows of the
-    (tied) token embeddings train. Names that match nothing are an error, not a silently frozen model."""
+    token embeddings (and of an untied output layer) train. Names that match nothing are an error, not a
+    silently frozen model."""
     if not (target_modules and head_modules):
         defaults = lora_defaults(model.config.model_type)
         target_modules = target_modules or defaults.target_modules
@@ -82,14 +84,22 @@ def apply_lora(
         lora_dropout=dropout,
         target_modules=list(target_modules),
         modules_to_save=list(head_modules),
-        trainable_token_indices={_embedding_name(model): list(new_token_ids)} if len(new_token_ids) else None,
+        trainable_token_indices=_new_token_rows(model, new_token_ids) or None,
     )
     return get_peft_model(model, config)
 
 
-def _embedding_name(model: PreTrainedModel) -> str:
-    embeddings = model.get_input_embeddings()
-    return next(name for name, module in model.named_modules() if module is embeddings).rsplit(".", 1)[-1]
+def _new_token_rows(model: PreTrainedModel, new_token_ids: Sequence[int]) -> dict[str, list[int]]:
+    """peft's ``trainable_token_indices``: the new rows of the input embedding and, when the output layer is not
+    tied to it (``--tie_embeddings false``), of the output layer too, whose new rows would otherwise never train."""
+    if not len(new_token_ids):
+        return {}
+    layers = [model.get_input_embeddings()]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is not layers[0].weight:
+        layers.append(output)
+    names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    return {names[layer]: list(new_token_ids) for layer in layers}
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, float]:

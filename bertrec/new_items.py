@@ -4,7 +4,8 @@ Items are the last block of the vocabulary, so new items append after the known 
 stays valid. A new item's row starts as the mean embedding of the known items it co-occurs with (its
 neighbours within a few events in the new period's training sequences): an item bought beside phone cases
 starts near phone cases, instead of at a random point that the frozen model has never scored. Items with
-no known neighbour start at the mean item embedding.
+no known neighbour start at the mean item embedding. On a base trained with item features, a new item whose
+content is known starts from the row its content composes, as a cold-start item's does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import polars as pl
 import torch
 from transformers import PreTrainedModel
 
-from bertrec.item_content import none_attributes
+from bertrec.item_content import add_items_from_content, item_layers, none_attributes
 from bertrec.tokenization import EventTokenizer
 
 logger = logging.getLogger(__name__)
@@ -31,34 +32,78 @@ def new_item_ids(tokenizer: EventTokenizer, train_sequences: pl.DataFrame, min_c
     return fresh.sort(["len", "item_id"], descending=[True, False])["item_id"].to_list()
 
 
+def new_item_features(data_args, tokenizer: EventTokenizer) -> pl.DataFrame | None:
+    """The content of ``--item_features`` (by default the file the base was pretrained with) in the base's
+    columns, for the new items of a base trained with item features; None otherwise."""
+    if not (data_args.item_features and tokenizer.spec.item_attributes):
+        return None
+    from bertrec.data.item_features import read_item_features
+
+    encoder = tokenizer.item_encoder
+    codes = encoder.columns if encoder is not None else []  # semantic-ID codes come from the text, not the file
+    categorical = [column for column in tokenizer.spec.attributes if column not in codes]
+    text = encoder.text_columns if encoder is not None else None
+    return read_item_features(data_args.item_features, categorical=categorical, text=text).table
+
+
 def add_new_items(
-    model: PreTrainedModel, tokenizer: EventTokenizer, train_sequences: pl.DataFrame, items: list[str], window: int = 2
+    model: PreTrainedModel,
+    tokenizer: EventTokenizer,
+    train_sequences: pl.DataFrame,
+    items: list[str],
+    window: int = 2,
+    features: pl.DataFrame | None = None,
 ) -> tuple[EventTokenizer, list[int]]:
     """Extend the tokenizer and the model's (tied) embeddings with ``items``; returns the new tokenizer and
     the token ids of the new rows. New output biases (BERT) are zero, exactly what a plain
-    ``resize_token_embeddings(n, mean_resizing=False)`` gives, so a base resized that way loads the adapter."""
-    spec = tokenizer.spec
+    ``resize_token_embeddings(n, mean_resizing=False)`` gives, so a base resized that way loads the adapter.
+
+    With ``features`` (``item_id`` and the base's attribute and text columns) and a base trained with item
+    features, the new items that have a row there start from their content, composed as a cold-start item's
+    row is (``item_content.add_items_from_content``), since that is the row the base learnt to read; they are
+    then trained from their interactions like the rest, so they join the trained items' pool. The others start
+    from their co-occurring known items, with ``[NONE]`` attributes and no text."""
+    described: list[str] = []
+    if features is not None and tokenizer.spec.item_attributes:
+        wanted = set(items)
+        described = [i for i in features["item_id"].unique(maintain_order=True).to_list() if i in wanted]
+    first = tokenizer.item_offset + tokenizer.num_items
+    if described:
+        tokenizer, _ = add_items_from_content(model, tokenizer, features.filter(pl.col("item_id").is_in(described)))
+        tokenizer = EventTokenizer(replace(tokenizer.spec, items_from_content=0), tokenizer.item_encoder)
+    rest = [item for item in items if item not in set(described)]
+    if rest:
+        tokenizer = _add_from_neighbours(model, tokenizer, train_sequences, rest, window)
+    logger.info("added %d new items: %d start from their content", len(items), len(described))
+    return tokenizer, list(range(first, tokenizer.item_offset + tokenizer.num_items))
+
+
+def _add_from_neighbours(
+    model: PreTrainedModel, tokenizer: EventTokenizer, train_sequences: pl.DataFrame, items: list[str], window: int
+) -> EventTokenizer:
+    """``items`` appended with rows averaged from the known items they co-occur with (the mean item for those
+    with none); with item features they hold ``[NONE]`` attributes and a zero text vector."""
+    spec, encoder = tokenizer.spec, tokenizer.item_encoder
     attributes = [*spec.item_attributes, *[none_attributes(tokenizer)] * len(items)] if spec.item_attributes else []
-    extended = EventTokenizer(
-        replace(spec, items=[*spec.items, *items], item_attributes=attributes), tokenizer.item_encoder
-    )
+    if encoder is not None and encoder.item_vectors is not None:  # one text vector per item, zero without text
+        blank = np.zeros((len(items), encoder.item_vectors.shape[1]), dtype=encoder.item_vectors.dtype)
+        encoder = replace(encoder, item_vectors=np.concatenate([encoder.item_vectors, blank]))
+    extended = EventTokenizer(replace(spec, items=[*spec.items, *items], item_attributes=attributes), encoder)
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
-    new_ids = list(range(first, first + len(items)))
-    embeddings = model.get_input_embeddings().weight
     with torch.no_grad():
-        known = embeddings[tokenizer.item_offset : first]
-        sums, counts = _neighbour_sums(extended, train_sequences, known, num_old=tokenizer.num_items, window=window)
-        fallback = known.mean(dim=0)
-        rows = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], fallback)
-        embeddings[first:] = rows.to(embeddings.dtype)
+        layers = item_layers(model)  # an untied output layer's new rows start from its own known rows
+        for layer in [layer for n, layer in enumerate(layers) if all(layer.weight is not o.weight for o in layers[:n])]:
+            known = layer.weight[tokenizer.item_offset : first]
+            sums, counts = _neighbour_sums(extended, train_sequences, known, num_old=tokenizer.num_items, window=window)
+            rows = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], known.mean(dim=0))
+            layer.weight[first:] = rows.to(layer.weight.dtype)
     logger.info(
-        "added %d new items; %d start from co-occurring known items, %d from the mean item",
-        len(items),
+        "%d new items start from co-occurring known items, %d from the mean item",
         int((counts > 0).sum()),
         int((counts == 0).sum()),
     )
-    return extended, new_ids
+    return extended
 
 
 def _neighbour_sums(

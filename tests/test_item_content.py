@@ -522,6 +522,57 @@ def test_a_fine_tune_can_add_items_to_a_content_model(small_sequences):
     assert len(new_ids) == 1 and extended.num_items == tokenizer.num_items + 1
 
 
+def test_a_new_period_s_items_start_from_their_content_and_train_in_both_untied_layers(content_run, tmp_path):
+    """finetune --new_items on a base with attributes, text vectors and output rows of its own: new items with a
+    row in the item features start from their content (attributes kept, not [NONE]); the others keep the
+    co-occurrence start; both join the trained pool, their text vectors stay one per item (so items can be added
+    to the fine-tuned model later), and LoRA trains their input and output rows while the old rows stay."""
+    from bertrec.data.item_features import read_item_features
+    from bertrec.modeling import load_model
+    from bertrec.new_items import add_new_items
+    from bertrec.recipes.finetune import main as finetune
+    from bertrec.recipes.pretrain import main as pretrain
+    from bertrec.recommend import Recommender
+
+    features = tmp_path / "items.jsonl"
+    rows = [{"item_id": f"i{i}", "brand": f"brand{i % 4}", "title": f"shelf {i % 3} item"} for i in range(30)]
+    rows += [{"item_id": "n3", "brand": "brand3", "title": "shelf 0 item"}]  # "n5" has no row
+    features.write_text("\n".join(json.dumps(row) for row in rows))
+    base, out = tmp_path / "base", tmp_path / "out"
+    pretrain([
+        "--dataset", str(content_run["events"]), "--item_features", str(features), "--item_feature_columns", "brand",
+        "--item_text_columns", "title", "--item_text_vectors", "true", "--layout", "item", "--hidden_size", "16",
+        "--num_layers", "1", "--num_heads", "2", "--max_events", "10", "--num_epochs", "1", "--batch_size", "16",
+        "--repeat_scores", "false", "--transition_scores", "false", "--tie_embeddings", "false",
+        "--early_stopping_patience", "0", "--output_dir", str(base),
+    ])  # fmt: skip
+    period = pl.read_csv(content_run["events"]).with_columns(pl.col("item_id").replace({"i3": "n3", "i5": "n5"}))
+    period.write_csv(tmp_path / "period.csv")
+    metrics = finetune(["--base_model", str(base), "--dataset", str(tmp_path / "period.csv"), "--new_items", "true",
+                        "--num_epochs", "1", "--batch_size", "16", "--output_dir", str(out)])  # fmt: skip
+    assert metrics["finetuning"]["new_items"] == 2
+    old, tokenizer = EventTokenizer.load(base), EventTokenizer.load(out)
+    spec, index = tokenizer.spec, {item: i for i, item in enumerate(tokenizer.spec.items)}
+    assert spec.items[old.num_items :] == ["n3", "n5"] and spec.items_from_content == 0
+    brand3 = spec.attributes["brand"].index("brand3")
+    assert spec.item_attributes[index["n3"]] == [brand3]  # from its row in the features
+    assert spec.item_attributes[index["n5"]] == item_content.none_attributes(tokenizer)
+    assert tokenizer.item_encoder.item_vectors.shape[0] == len(spec.items)
+    assert not tokenizer.item_encoder.item_vectors[index["n5"]].any()  # no text: a zero vector
+    before, after = load_model(str(base)), load_model(str(out))
+    for layer in ("get_input_embeddings", "get_output_embeddings"):
+        trained, start = getattr(after, layer)().weight, getattr(before, layer)().weight
+        assert torch.equal(trained[: old.vocab_size], start)  # old rows frozen
+    fresh, table = load_model(str(base)), read_item_features(features, categorical=["brand"], text=["title"]).table
+    add_new_items(fresh, old, period.group_by("user_id", maintain_order=True).agg("item_id"), ["n3", "n5"], 2, table)
+    new = slice(old.vocab_size, tokenizer.vocab_size)
+    for layer in ("get_input_embeddings", "get_output_embeddings"):  # both trained from their start
+        assert (getattr(after, layer)().weight[new] - getattr(fresh, layer)().weight[new]).abs().amax(dim=1).gt(0).all()
+    recommender = Recommender.from_pretrained(str(out))
+    assert recommender.add_items(pl.DataFrame({"item_id": ["later"], "brand": ["brand1"], "title": ["shelf 1 item"]}))
+    assert "later" in recommender.recommend([("i1", "interact", 0.0)], k=len(spec.items) + 1).items
+
+
 def test_text_vectors_join_item_rows_through_a_learned_map_that_places_new_items(small_sequences, tmp_path):
     """--item_text_vectors: each item row is id + attribute mean + its text vector times a learned map that
     starts at zero and trains from every item; the map is saved with the tokenizer's item encoder (the folded

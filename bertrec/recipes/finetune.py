@@ -33,7 +33,7 @@ from bertrec.integrity import mark_incomplete
 from bertrec.lora import apply_lora, merge, parameter_counts, save_adapter
 from bertrec.losses import ItemLoss
 from bertrec.modeling import model_objective
-from bertrec.new_items import add_new_items, new_item_ids
+from bertrec.new_items import add_new_items, new_item_features, new_item_ids
 from bertrec.recipes.common import (
     check_choices,
     evaluate_baselines,
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer = base.model, base.tokenizer
     new_ids: list[int] = []
     if ft_args.new_items and (items := new_item_ids(tokenizer, data.split.train, ft_args.new_item_min_count)):
-        tokenizer, new_ids = add_new_items(model, tokenizer, data.split.train, items)
+        features = new_item_features(data_args, tokenizer)
+        tokenizer, new_ids = add_new_items(model, tokenizer, data.split.train, items, features=features)
     split = with_candidates(data.split, ft_args, tokenizer, seed=train_args.seed)
     objective_name, action = model_objective(model), data_args.target_action
     base_action = action if reads_action_prompt(base.config, objective_name) else None
