@@ -398,6 +398,28 @@ def known_codes(tokenizer) -> np.ndarray:
     return codes
 
 
+def read_features_for(tokenizer, path) -> pl.DataFrame:
+    """``path``'s item features (CSV, Parquet, JSONL, item.json; ``read_item_features``) in the columns the model
+    was trained with: its attribute columns as categorical ones and its encoder's text columns as whole strings.
+    A JSONL or CSV file's string columns would otherwise all read as categorical, and a title would then reach the
+    text encoder as a list of one value. Columns the file lacks count as ``[NONE]`` (text: empty)."""
+    from bertrec.data.item_features import read_item_features
+
+    encoder = tokenizer.item_encoder
+    codes = encoder.columns if encoder is not None else []  # semantic-ID codes come from the text, not the file
+    wanted = {
+        "categorical": [column for column in tokenizer.spec.attributes if column not in codes],
+        "text": list(encoder.text_columns) if encoder is not None else [],
+    }
+    found = read_item_features(path)  # every column the file has, in one role or the other
+    columns = set(found.categorical) | set(found.text)
+    missing = [column for names in wanted.values() for column in names if column not in columns]
+    if missing:
+        logger.warning("%s has no column(s) %s: its items count as [NONE] (no text) there", path, missing)
+    chosen = {role: [column for column in names if column in columns] for role, names in wanted.items()}
+    return read_item_features(path, **chosen).table
+
+
 @torch.no_grad()
 def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataFrame):
     """Cold start: give items that have content but no interactions a token and an embedding row, without

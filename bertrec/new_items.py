@@ -18,7 +18,7 @@ import polars as pl
 import torch
 from transformers import PreTrainedModel
 
-from bertrec.item_content import add_items_from_content, item_layers, none_attributes
+from bertrec.item_content import add_items_from_content, item_layers, none_attributes, read_features_for
 from bertrec.tokenization import EventTokenizer
 
 logger = logging.getLogger(__name__)
@@ -37,13 +37,7 @@ def new_item_features(data_args, tokenizer: EventTokenizer) -> pl.DataFrame | No
     columns, for the new items of a base trained with item features; None otherwise."""
     if not (data_args.item_features and tokenizer.spec.item_attributes):
         return None
-    from bertrec.data.item_features import read_item_features
-
-    encoder = tokenizer.item_encoder
-    codes = encoder.columns if encoder is not None else []  # semantic-ID codes come from the text, not the file
-    categorical = [column for column in tokenizer.spec.attributes if column not in codes]
-    text = encoder.text_columns if encoder is not None else None
-    return read_item_features(data_args.item_features, categorical=categorical, text=text).table
+    return read_features_for(tokenizer, data_args.item_features)
 
 
 def add_new_items(

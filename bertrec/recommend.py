@@ -15,6 +15,7 @@ import math
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -76,15 +77,18 @@ class Recommender:
     def from_pretrained(cls, directory: str, device: str | torch.device = "cpu") -> Recommender:
         return cls(load_model(directory), EventTokenizer.load(directory), device)
 
-    def add_items(self, features: pl.DataFrame) -> list[str]:
+    def add_items(self, features: pl.DataFrame | str | Path) -> list[str]:
         """Rank items that have content but no interactions yet, without retraining (a model trained with
-        ``--item_features``): ``features`` holds ``item_id`` and the model's attribute columns (``List[String]``
-        or ``String``; e.g. ``read_item_features(path).table``). Each new item's row is composed from its
+        ``--item_features``): ``features`` is an item feature file (read in the model's columns,
+        ``item_content.read_features_for``) or a frame of ``item_id``, the model's attribute columns
+        (``List[String]`` or ``String``) and its text columns (``String``). Each new item's row is composed from its
         attributes as trained rows are (``item_content.add_items_from_content``); values the model never saw
         count as ``[NONE]``. Returns the ids added (items already known are left as they are); they rank
         below every known item when scores tie, and can be recommended at once."""
         from bertrec import item_content
 
+        if not isinstance(features, pl.DataFrame):
+            features = item_content.read_features_for(self.tokenizer, features)
         before = self.tokenizer.num_items
         self.tokenizer, _ = item_content.add_items_from_content(self.model, self.tokenizer, features)
         self.model.to(self.device)

@@ -221,6 +221,23 @@ def test_recommender_ranks_a_new_item_from_its_content_alone(content_run):
         recommender.recommend([("i1", "interact", 0.0)], action="purchase")  # refused, not silently ignored
 
 
+def test_recommend_recipe_ranks_new_items_from_a_feature_file(content_run, tmp_path):
+    """recipes/recommend.py --new_items: items published since training are read in the model's columns, added
+    from their content and recommended; a column the file lacks counts as [NONE]."""
+    from bertrec.recipes.recommend import main
+
+    (tmp_path / "new.csv").write_text("item_id,shelf\nfresh,shelf1\n")  # no brand column
+    (tmp_path / "histories.csv").write_text("user_id,item_id,timestamp\nana,i1,1\nbo,i2,1\n")
+    output = tmp_path / "recs.jsonl"
+    folder, n = str(content_run["dir"]), EventTokenizer.load(content_run["dir"]).num_items
+    common = ["--model_dir", folder, "--histories", str(tmp_path / "histories.csv"), "--k", str(n + 1)]
+    assert main([*common, "--new_items", str(tmp_path / "new.csv"), "--output_file", str(output)]) == 2
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert all("fresh" in row["items"] and len(row["items"]) == n for row in rows)  # every item but the seen one
+    main([*common, "--output_file", str(output)])
+    assert not any("fresh" in json.loads(line)["items"] for line in output.read_text().splitlines())
+
+
 def test_items_added_from_content_rank_by_their_pools_share_not_by_their_raw_scale():
     scores = torch.tensor([[5.0, 4.0, 3.0, 0.1, -0.5], [1.0, 1.0, 1.0, -3.0, -9.0]])  # 3 trained, 2 added
     pooled = item_content.pooled_scores(scores, items_from_content=2)
@@ -569,7 +586,11 @@ def test_a_new_period_s_items_start_from_their_content_and_train_in_both_untied_
     for layer in ("get_input_embeddings", "get_output_embeddings"):  # both trained from their start
         assert (getattr(after, layer)().weight[new] - getattr(fresh, layer)().weight[new]).abs().amax(dim=1).gt(0).all()
     recommender = Recommender.from_pretrained(str(out))
-    assert recommender.add_items(pl.DataFrame({"item_id": ["later"], "brand": ["brand1"], "title": ["shelf 1 item"]}))
+    later = tmp_path / "later.jsonl"  # read in the model's columns: the title as text, not a one-value category
+    later.write_text(json.dumps({"item_id": "later", "brand": "brand1", "title": "shelf 1 item", "extra": "x"}))
+    assert recommender.add_items(later) == ["later"]
+    later_vector = recommender.tokenizer.item_encoder.item_vectors[-1].astype(np.float32)
+    assert np.allclose(later_vector, recommender.tokenizer.item_encoder.item_vectors[index["i1"]], atol=1e-3)
     assert "later" in recommender.recommend([("i1", "interact", 0.0)], k=len(spec.items) + 1).items
 
 

@@ -1,6 +1,10 @@
 """Top-k recommendations for every user of a history file, as JSONL or CSV.
 
 python recipes/recommend.py --model_dir outputs/pretrain --histories events.csv --output_file recs.jsonl --k 10
+python recipes/recommend.py --model_dir outputs/office --histories events.csv --new_items new_items.jsonl
+
+``--new_items``: items published since training, ranked from their content alone (a model trained with
+``--item_features``; ``Recommender.add_items``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ class RecommendArguments:
     user_column: str = field(default="user_id", metadata={"help": "Column holding user ids."})
     item_column: str = field(default="item_id", metadata={"help": "Column holding item ids."})
     batch_size: int = field(default=256, metadata={"help": "Users scored together."})
+    new_items: str | None = field(
+        default=None,
+        metadata={
+            "help": "Item feature file (csv/parquet/jsonl/item.json) of items without interactions yet, ranked "
+            "from their content (a model trained with --item_features); known items in it are left as they are."
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(True)
     check_choices(output_format=(args.output_file.rsplit(".", 1)[-1], ("jsonl", "csv")))
     recommender = Recommender.from_pretrained(args.model_dir)
+    if args.new_items:
+        added = recommender.add_items(args.new_items)
+        print(f"{len(added)} new items from {args.new_items} ranked from their content")
     events = read_events(args.histories, columns=ColumnMapping(user=args.user_column, item=args.item_column))
     sequences = build_sequences(events)
     users = sequences["user_id"].to_list()
