@@ -291,7 +291,8 @@ def composition(tokenizer, device: torch.device | None = None, hidden_size: int 
 
 
 def item_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The layers holding item rows: the input embedding, and the output layer when it is not tied to it."""
+    """The layers holding item rows: the input embedding and the output layer when that is another module (which
+    may still share the input's weight when tied: callers writing rows write a shared weight once)."""
     layers = [model.get_input_embeddings()]
     output = model.get_output_embeddings()
     if output is not None and output is not layers[0]:

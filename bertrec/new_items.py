@@ -48,8 +48,8 @@ def add_new_items(
     window: int = 2,
     features: pl.DataFrame | None = None,
 ) -> tuple[EventTokenizer, list[int]]:
-    """Extend the tokenizer and the model's (tied) embeddings with ``items``; returns the new tokenizer and
-    the token ids of the new rows. New output biases (BERT) are zero, exactly what a plain
+    """Extend the tokenizer and the model's item rows (input, and output when untied) with ``items``; returns
+    the new tokenizer and the token ids of the new rows. New output biases (BERT) are zero, exactly what a plain
     ``resize_token_embeddings(n, mean_resizing=False)`` gives, so a base resized that way loads the adapter.
 
     With ``features`` (``item_id`` and the base's attribute and text columns) and a base trained with item
@@ -87,7 +87,8 @@ def _add_from_neighbours(
     first = tokenizer.item_offset + tokenizer.num_items
     with torch.no_grad():
         layers = item_layers(model)  # an untied output layer's new rows start from its own known rows
-        for layer in [layer for n, layer in enumerate(layers) if all(layer.weight is not o.weight for o in layers[:n])]:
+        distinct = [layer for n, layer in enumerate(layers) if all(layer.weight is not o.weight for o in layers[:n])]
+        for layer in distinct:
             known = layer.weight[tokenizer.item_offset : first]
             sums, counts = _neighbour_sums(extended, train_sequences, known, num_old=tokenizer.num_items, window=window)
             rows = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], known.mean(dim=0))
