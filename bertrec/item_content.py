@@ -300,6 +300,16 @@ def item_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
+def distinct_item_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """``item_layers`` less a layer whose weight is tied to an earlier one's: the input embedding alone when the
+    output is tied to it, both when the output rows are their own. Writers of new item rows write each once."""
+    layers: list[torch.nn.Module] = []
+    for layer in item_layers(model):
+        if all(layer.weight is not kept.weight for kept in layers):
+            layers.append(layer)
+    return layers
+
+
 def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
     """Compose ``model``'s item rows from their attributes from now on (input and output layers; a tied
     weight stays one parameter). Call after any direct write to the embedding (``item_init``)."""
@@ -412,8 +422,7 @@ def read_features_for(tokenizer, path) -> pl.DataFrame:
         "categorical": [column for column in tokenizer.spec.attributes if column not in codes],
         "text": list(encoder.text_columns) if encoder is not None else [],
     }
-    found = read_item_features(path)  # every column the file has, in one role or the other
-    columns = set(found.categorical) | set(found.text)
+    columns = read_item_features(path, categorical=[], text=[]).columns  # numeric ones too
     missing = [column for names in wanted.values() for column in names if column not in columns]
     if missing:
         logger.warning("%s has no column(s) %s: its items count as [NONE] (no text) there", path, missing)
@@ -470,13 +479,9 @@ def add_items_from_content(model: torch.nn.Module, tokenizer, features: pl.DataF
     composed = composition(extended, hidden_size=hidden_size)  # known and new items alike
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
-    written: list[torch.Tensor] = []
     for layer in item_layers(model):
         _set_new_bias(layer, tokenizer, extended, first)
-        weight = layer.weight
-        if any(weight is done for done in written):  # tied to the input embedding: already composed
-            continue
-        written.append(weight)
+    for weight in (layer.weight for layer in distinct_item_layers(model)):
         content = composed.content(weight)
         known_content, new_content = content[: tokenizer.num_items], content[tokenizer.num_items :]
         rows = new_content

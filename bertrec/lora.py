@@ -24,6 +24,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
+from bertrec.item_content import distinct_item_layers
+
 
 @dataclass(frozen=True)
 class LoraDefaults:
@@ -94,12 +96,8 @@ def _new_token_rows(model: PreTrainedModel, new_token_ids: Sequence[int]) -> dic
     tied to it (``--tie_embeddings false``), of the output layer too, whose new rows would otherwise never train."""
     if not len(new_token_ids):
         return {}
-    layers = [model.get_input_embeddings()]
-    output = model.get_output_embeddings()
-    if output is not None and output.weight is not layers[0].weight:
-        layers.append(output)
     names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
-    return {names[layer]: list(new_token_ids) for layer in layers}
+    return {names[layer]: list(new_token_ids) for layer in distinct_item_layers(model)}
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, float]:

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 from transformers import PreTrainedModel
 
-from bertrec.item_content import add_items_from_content, item_layers, none_attributes, read_features_for
+from bertrec.item_content import add_items_from_content, distinct_item_layers, none_attributes, read_features_for
 from bertrec.tokenization import EventTokenizer
 
 logger = logging.getLogger(__name__)
@@ -86,13 +86,13 @@ def _add_from_neighbours(
     model.resize_token_embeddings(extended.vocab_size, mean_resizing=False)
     first = tokenizer.item_offset + tokenizer.num_items
     with torch.no_grad():
-        layers = item_layers(model)  # an untied output layer's new rows start from its own known rows
-        distinct = [layer for n, layer in enumerate(layers) if all(layer.weight is not o.weight for o in layers[:n])]
-        for layer in distinct:
-            known = layer.weight[tokenizer.item_offset : first]
-            sums, counts = _neighbour_sums(extended, train_sequences, known, num_old=tokenizer.num_items, window=window)
-            rows = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], known.mean(dim=0))
-            layer.weight[first:] = rows.to(layer.weight.dtype)
+        # an untied output layer's new rows start from its own known rows: its columns ride beside the input's
+        weights = [layer.weight for layer in distinct_item_layers(model)]
+        known = torch.cat([weight[tokenizer.item_offset : first] for weight in weights], dim=1)
+        sums, counts = _neighbour_sums(extended, train_sequences, known, num_old=tokenizer.num_items, window=window)
+        rows = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], known.mean(dim=0))
+        for weight, part in zip(weights, rows.split([weight.shape[1] for weight in weights], dim=1)):
+            weight[first:] = part.to(weight.dtype)
     logger.info(
         "%d new items start from co-occurring known items, %d from the mean item",
         int((counts > 0).sum()),

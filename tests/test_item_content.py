@@ -238,6 +238,17 @@ def test_recommend_recipe_ranks_new_items_from_a_feature_file(content_run, tmp_p
     assert not any("fresh" in json.loads(line)["items"] for line in output.read_text().splitlines())
 
 
+def test_new_item_files_are_read_in_the_model_s_columns_numeric_ones_included(content_run, tmp_path):
+    """read_features_for: a model attribute column holding numbers is read as that attribute (a default read
+    leaves numeric columns out), columns the model does not use are dropped, and one the file lacks is reported."""
+    tokenizer = EventTokenizer.load(content_run["dir"])
+    (tmp_path / "numeric.csv").write_text("item_id,brand,shelf\nfresh,7,3\n")
+    table = item_content.read_features_for(tokenizer, tmp_path / "numeric.csv")
+    assert table.columns == ["item_id", "brand"] and table["brand"].to_list() == [["7"]]
+    (tmp_path / "lacking.csv").write_text("item_id,shelf\nfresh,a\n")
+    assert item_content.read_features_for(tokenizer, tmp_path / "lacking.csv").columns == ["item_id"]
+
+
 def test_items_added_from_content_rank_by_their_pools_share_not_by_their_raw_scale():
     scores = torch.tensor([[5.0, 4.0, 3.0, 0.1, -0.5], [1.0, 1.0, 1.0, -3.0, -9.0]])  # 3 trained, 2 added
     pooled = item_content.pooled_scores(scores, items_from_content=2)

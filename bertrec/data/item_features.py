@@ -20,7 +20,7 @@ import difflib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ class ItemFeatures:
     (stripped values, empty ones dropped; an item without a value has an empty list), then each ``text`` column
     as String ("" when missing). ``source`` is the file read. ``report`` counts what was read:
     ``rows_read``, ``missing`` (per column, the items with no value), ``distinct_values`` (per categorical column)
-    and ``items_without_features`` (set by the last ``for_items`` call; None before).
+    and ``items_without_features`` (set by the last ``for_items`` call; None before). ``columns``: every column of
+    the file besides the ids, read or not (numeric ones are left out of a default read).
     """
 
     table: pl.DataFrame
@@ -70,6 +71,7 @@ class ItemFeatures:
     text: list[str]
     source: str
     report: dict[str, Any]
+    columns: list[str] = field(default_factory=list)
 
     def for_items(self, item_ids: Sequence[str] | pl.Series) -> pl.DataFrame:
         """The rows of ``item_ids``, in that order (repeats repeated), with the table's columns.
@@ -188,8 +190,11 @@ def read_item_features(
         if format != "recbole_item":
             defaults = _frame_defaults(frame, item_column)
         selection = _select(path, format, frame.columns, item_column, categorical, text, separators, defaults)
+        found = frame.columns
         frame = _typed_frame(path, frame, item_column, where, *selection[:2])
-    return _finish(path, frame, where, item_column if format != "item_json" else None, *selection)
+    features = _finish(path, frame, where, item_column if format != "item_json" else None, *selection)
+    features.columns = [name for name in found if name != item_column]
+    return features
 
 
 def _detect_format(path: Path, format: str | None) -> str:
