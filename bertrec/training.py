@@ -80,6 +80,16 @@ class TrainingArguments:
         default=10,
         metadata={"help": "Stop after N evaluations without a better validation NDCG@10; 0 disables."},
     )
+    anneal_on_plateau: float = field(
+        default=0.0,
+        metadata={
+            "help": "When early stopping fires, go back to the best weights and decay the learning rate linearly "
+            "to zero over this fraction of the steps it took to reach them (whole validation periods), validating "
+            "as before, then stop. The decay then starts where validation stopped improving, not where "
+            "--num_epochs put it: pair it with --lr_scheduler constant_with_warmup and a short patience. "
+            "0: stop at once."
+        },
+    )
     max_train_seconds: float = field(
         default=0.0,
         metadata={
@@ -344,6 +354,8 @@ def train(
             state = _load_checkpoint(accelerator, path)
             for _ in range(state["global_step"]):
                 scheduler.step()
+            if "anneal" in state:
+                _set_annealed_lr(optimizer, scheduler, state)
             logger.info("resumed from %s at step %d", path, state["global_step"])
     progress = tqdm(
         total=total_steps,
@@ -353,7 +365,7 @@ def train(
     )
     stop = False
     clock = _Clock(state.get("elapsed_seconds", 0.0))
-    while state["epoch"] < args.num_epochs and state["global_step"] < total_steps and not stop:
+    while _steps_left(state, args, total_steps) and not stop:
         batches = batches_of(state["epoch"])
         for micro, indices in enumerate(batches):
             if micro < state["micro_step_in_epoch"]:
@@ -378,28 +390,36 @@ def train(
                 accelerator.clip_grad_norm_(loss_module.parameters(), args.max_grad_norm)
             optimizer.step()
             item_loss.after_optimizer_step()
-            scheduler.step()
-            optimizer.zero_grad()
             state["global_step"] += 1
+            if "anneal" in state:
+                _set_annealed_lr(optimizer, scheduler, state)
+            else:
+                scheduler.step()
+            optimizer.zero_grad()
             progress.update(1)
             if state["global_step"] % args.logging_steps == 0:
                 accelerator.log(
-                    {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]},
+                    {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]},
                     step=state["global_step"],
                 )
                 progress.set_postfix(loss=f"{loss.item():.3f}")
             if args.checkpoint_every_steps and state["global_step"] % args.checkpoint_every_steps == 0:
                 _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
-            if state["global_step"] >= total_steps:  # --max_steps ends the schedule inside this epoch
+            if state["global_step"] >= _end_step(state, total_steps):  # --max_steps ends it inside this epoch
                 break
-        last_step = state["global_step"] >= total_steps
+        last_step = state["global_step"] >= _end_step(state, total_steps)
         if not (last_step and state["micro_step_in_epoch"] < len(batches)):  # else: stopped inside the epoch
             state["epoch"] += 1
             state["micro_step_in_epoch"] = 0
         if state["epoch"] % args.eval_every_epochs == 0 or state["epoch"] == args.num_epochs or last_step:
             stop = _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock)
-            if last_step and args.max_steps and "stopped_by" not in state:
+            if last_step and args.max_steps and "stopped_by" not in state and "anneal" not in state:
                 state["stopped_by"] = "max steps"
+            if state.get("stopped_by") == "early stopping" and args.anneal_on_plateau and "anneal" not in state:
+                _start_anneal(item_loss.model, optimizer, scheduler, state, args, steps_per_epoch, checkpoint_root)
+                stop = False
+                progress.total = _end_step(state, total_steps)
+                progress.refresh()
             _save_checkpoint(accelerator, checkpoint_root, state, args.save_total_limit)
     progress.close()
     best = checkpoint_root / BEST_DIR / "model.safetensors"
@@ -407,6 +427,49 @@ def train(
         _load_best(item_loss.model, best)
     accelerator.wait_for_everyone()
     return state
+
+
+def _end_step(state: dict, total_steps: int) -> int:
+    """The step the run ends at: the schedule's last, or the anneal's once one started."""
+    anneal = state.get("anneal")
+    return anneal["start_step"] + anneal["steps"] if anneal else total_steps
+
+
+def _steps_left(state: dict, args: TrainingArguments, total_steps: int) -> bool:
+    """An anneal runs to its end even past --num_epochs: it started where early stopping would have ended it."""
+    if "anneal" in state:
+        return state["global_step"] < _end_step(state, total_steps)
+    return state["epoch"] < args.num_epochs and state["global_step"] < total_steps
+
+
+def _start_anneal(model, optimizer, scheduler, state: dict, args: TrainingArguments, steps_per_epoch: int, root):
+    """Early stopping fired: reload the best weights and decay from the learning rate they were trained at.
+
+    Why: a schedule fitted to --num_epochs (a cosine) decays at a pace set before the run knew where
+    validation would peak; a constant rate never decays at all. Annealing from the best weights once validation
+    stalls is the warmup-stable-decay idea with the decay placed by the data. The decay covers whole validation
+    periods, so its last step is validated. The optimizer's moments are kept: they are a few epochs newer than
+    the weights, which their slow averages barely notice.
+    """
+    period = steps_per_epoch * args.eval_every_epochs
+    wanted = args.anneal_on_plateau * max(state["best_step"], 1)
+    steps = max(1, math.ceil(wanted / period)) * period
+    factor = scheduler.lr_lambdas[0](state["best_step"])  # transformers' schedules: one LambdaLR factor per group
+    _load_best(model, root / BEST_DIR / "model.safetensors")
+    state.pop("stopped_by")
+    state.update(bad_evaluations=0, anneal={"start_step": state["global_step"], "steps": steps, "factor": factor})
+    _set_annealed_lr(optimizer, scheduler, state)
+    logger.info(
+        "validation stalled: annealing from the best weights (step %d) over %d steps", state["best_step"], steps
+    )
+
+
+def _set_annealed_lr(optimizer, scheduler, state: dict) -> None:
+    """The next step's learning rate in an anneal: the best step's rate, falling linearly towards zero."""
+    anneal = state["anneal"]
+    left = 1.0 - (state["global_step"] - anneal["start_step"]) / anneal["steps"]
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * anneal["factor"] * max(left, 0.0)
 
 
 def _load_best(model: torch.nn.Module, path: Path) -> None:
@@ -452,6 +515,8 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
         _keep_if_best(accelerator, loss_module, metrics, state, checkpoint_root, selection_metric)
     if args.max_train_seconds and state["elapsed_seconds"] >= args.max_train_seconds:
         state["stopped_by"] = "time budget"
+    elif "anneal" in state and state["global_step"] >= _end_step(state, 0):
+        state["stopped_by"] = "annealed"
     elif args.early_stopping_patience and state["bad_evaluations"] >= args.early_stopping_patience:
         state["stopped_by"] = "early stopping"
     return "stopped_by" in state

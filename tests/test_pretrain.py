@@ -1,6 +1,7 @@
 """The pretraining recipe end to end, and what its output folder promises to downstream code."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -329,3 +330,78 @@ def test_the_first_names_import_from_the_package_root():
         bertrec.Recomender  # noqa: B018
     light = "import sys, bertrec; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", light], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def _scripted_validation(monkeypatch, values: list[float]) -> None:
+    """Each validation reports the next of ``values`` as NDCG@10 (the other metrics are real), so a test
+    decides where validation stalls."""
+    from bertrec import training
+    from bertrec.recipes import pretrain
+
+    scripted = iter(values)
+
+    def train(accelerator, loss_module, windows, objective, validate, args):
+        def scripted_validate() -> dict:
+            return {**validate(), "ndcg@10": next(scripted)}
+
+        return training.train(accelerator, loss_module, windows, objective, scripted_validate, args)
+
+    monkeypatch.setattr(pretrain, "train", train)
+
+
+def test_a_stalled_validation_anneals_from_the_best_weights_and_a_killed_anneal_resumes(monkeypatch, tmp_path):
+    """--anneal_on_plateau: early stopping reloads the best epoch's weights and decays the learning rate over
+    whole epochs past --num_epochs, then stops as "annealed"; a run resumed inside the anneal ends where the
+    uninterrupted one does."""
+    from safetensors.torch import load_file
+
+    from bertrec.recipes.pretrain import main
+
+    folder = tmp_path / "anneal"
+    args = [*TINY_PRETRAIN, "--model_type", "gpt2", "--num_epochs", "3", "--early_stopping_patience", "1",
+            "--lr_scheduler", "constant_with_warmup", "--anneal_on_plateau", "1.0",
+            "--save_total_limit", "10"]  # fmt: skip
+    _scripted_validation(monkeypatch, [0.1, 0.2, 0.1, 0.25, 0.3])
+    run = main([*args, "--output_dir", str(folder)])["training"]
+    per_epoch = run["history"][0]["step"]
+    assert run["stopped_by"] == "annealed" and run["epochs_run"] == 5  # two epochs past --num_epochs
+    assert [h["ndcg@10"] for h in run["history"]] == [0.1, 0.2, 0.1, 0.25, 0.3]
+    assert run["best_step"] == 5 * per_epoch
+    checkpoints = folder / "checkpoints"
+    best, annealing = (load_file(checkpoints / f"checkpoint-{n * per_epoch}" / "model.safetensors") for n in (2, 3))
+    assert all(torch.equal(best[name], annealing[name]) for name in best)  # epoch 3's weights were dropped
+    third = load_file(checkpoints / f"checkpoint-{3 * per_epoch}" / "model.safetensors")
+    fourth = load_file(checkpoints / f"checkpoint-{4 * per_epoch}" / "model.safetensors")
+    assert not all(torch.equal(third[name], fourth[name]) for name in third)  # the anneal trains
+    final = load_file(folder / "model.safetensors")
+
+    resumed_folder = tmp_path / "resumed"
+    resumed_folder.mkdir()
+    for n in (1, 2, 3, 4):  # a run killed after the anneal's first epoch
+        name = f"checkpoint-{n * per_epoch}"
+        shutil.copytree(checkpoints / name, resumed_folder / "checkpoints" / name)
+    shutil.copytree(checkpoints / "best", resumed_folder / "checkpoints" / "best")
+    _scripted_validation(monkeypatch, [0.3])
+    resumed = main([*args, "--output_dir", str(resumed_folder), "--resume_from_checkpoint", "latest"])["training"]
+    assert resumed["stopped_by"] == "annealed" and resumed["epochs_run"] == 5
+    again = load_file(resumed_folder / "model.safetensors")
+    assert all(torch.equal(final[name], again[name]) for name in final)
+
+
+def test_an_anneal_decays_linearly_from_the_best_step_s_rate_in_every_group():
+    """The anneal's learning rate: each group's base rate times the schedule's factor at the best step, falling
+    linearly to one step's share at the anneal's last step."""
+    from transformers import get_scheduler
+
+    from bertrec.training import _set_annealed_lr
+
+    weights = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.AdamW([{"params": weights[:1]}, {"params": weights[1:], "lr": 0.5}], lr=0.1)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=100)
+    state = {"global_step": 40, "anneal": {"start_step": 40, "steps": 4, "factor": 0.8}}
+    rates = []
+    for step in range(40, 44):
+        state["global_step"] = step
+        _set_annealed_lr(optimizer, scheduler, state)
+        rates += [group["lr"] for group in optimizer.param_groups]
+    assert rates == pytest.approx([rate * f for f in (1.0, 0.75, 0.5, 0.25) for rate in (0.08, 0.4)])
