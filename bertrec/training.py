@@ -515,8 +515,9 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
         _keep_if_best(accelerator, loss_module, metrics, state, checkpoint_root, selection_metric)
     if args.max_train_seconds and state["elapsed_seconds"] >= args.max_train_seconds:
         state["stopped_by"] = "time budget"
-    elif "anneal" in state and state["global_step"] >= _end_step(state, 0):
-        state["stopped_by"] = "annealed"
+    elif "anneal" in state:  # the decay runs to its end (it is bounded): its best epochs are often its last
+        if state["global_step"] >= _end_step(state, 0):
+            state["stopped_by"] = "annealed"
     elif args.early_stopping_patience and state["bad_evaluations"] >= args.early_stopping_patience:
         state["stopped_by"] = "early stopping"
     return "stopped_by" in state
