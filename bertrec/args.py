@@ -190,6 +190,13 @@ class ModelArguments:
     attention_dropout: float = field(
         default=0.0, metadata={"help": "Dropout on attention weights (0 keeps the fused SDPA kernels)."}
     )
+    item_id_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "With --item_features: in training, the share of items read by their content alone, their id "
+            "row left out (DropoutNet), so attributes and text learn to rank items without ids."
+        },
+    )
     mask_prob: float = field(default=0.4, metadata={"help": "Masked events: share of events masked."})
     mask_action_prob: float = field(
         default=0.5,

@@ -53,9 +53,10 @@ class ComposedItems(torch.nn.Module):
         id_rows: bool = True,
         text_vectors: torch.Tensor | None = None,
         text_projection: torch.Tensor | None = None,
+        id_dropout: float = 0.0,
     ):
         super().__init__()
-        self.item_offset, self.id_rows = item_offset, id_rows
+        self.item_offset, self.id_rows, self.id_dropout = item_offset, id_rows, id_dropout
         # not persistent: checkpoints and best-weight files hold parameters only; the table is rebuilt from
         # the tokenizer, which is saved beside every model
         self.register_buffer("attribute_ids", attribute_ids, persistent=False)
@@ -78,8 +79,24 @@ class ComposedItems(torch.nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         end = self.item_offset + self.num_items
         content = self.content(weight)
-        items = weight[self.item_offset : end] + content if self.id_rows else content
+        if not self.id_rows:
+            items = content
+        elif self.training and self.id_dropout:
+            items = weight[self.item_offset : end] * self._kept_ids(weight) + content
+        else:
+            items = weight[self.item_offset : end] + content
         return torch.cat([weight[: self.item_offset], items, weight[end:]])
+
+    def _kept_ids(self, weight: torch.Tensor) -> torch.Tensor:
+        """``[items, 1]``: 0 for the items that are their content alone in this read, 1 for the others.
+
+        Why: an item read without its id, as DropoutNet trains, must be told apart from its neighbours by its
+        attributes and text, so the content part learns to rank items on its own, and a rarely seen item's
+        id row carries only what its content cannot say. Not rescaled: a dropped item looks exactly like an item
+        added from content after training. Drawn from torch's global generator, which the training loop seeds
+        per step, so a resumed run draws the same."""
+        keep = torch.rand(self.num_items, 1, device=weight.device) >= self.id_dropout
+        return keep.to(weight.dtype)
 
 
 def column_offsets(attributes: dict[str, list[str]]) -> list[int]:
@@ -310,15 +327,19 @@ def distinct_item_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-def attach(model: torch.nn.Module, tokenizer) -> ComposedItems:
+def attach(model: torch.nn.Module, tokenizer, id_dropout: float = 0.0) -> ComposedItems:
     """Compose ``model``'s item rows from their attributes from now on (input and output layers; a tied
-    weight stays one parameter). Call after any direct write to the embedding (``item_init``)."""
+    weight stays one parameter). Call after any direct write to the embedding (``item_init``).
+    ``id_dropout``: in training, the share of items read as their content alone (``ComposedItems._kept_ids``)."""
     if not tokenizer.spec.item_attributes:
         raise ValueError("this tokenizer has no item attributes (build it with item features)")
     if attached(model):
         raise ValueError("the model's item rows are already composed from attributes")
+    if id_dropout and not tokenizer.spec.item_id_rows:
+        raise ValueError("--item_id_dropout needs id rows to drop: use --item_tokens id or id+semantic")
     layers = item_layers(model)
     module = composition(tokenizer, device=layers[0].weight.device, hidden_size=layers[0].weight.shape[1])
+    module.id_dropout = id_dropout
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", module)
     return module
@@ -351,12 +372,14 @@ def folded(model: torch.nn.Module) -> Iterator[None]:
     layers = item_layers(model)
     module = _composition_of(model)
     originals, composed = [], []
+    training, module.training = module.training, False  # every id row is part of the saved vectors
     with torch.no_grad():
         for layer in layers:
             original = layer.parametrizations.weight.original
             if all(original is not seen for seen in originals):
                 originals.append(original)
                 composed.append(module(original).clone())
+    module.training = training
     for layer in layers:
         parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
     raw = [original.detach().clone() for original in originals]

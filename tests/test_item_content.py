@@ -118,6 +118,37 @@ def test_item_rows_are_id_plus_mean_of_attributes_and_train_them(small_sequences
     assert grad[acme].abs().sum() > 0  # the attribute row learns from the items that hold it
 
 
+def test_id_dropout_reads_a_share_of_items_by_content_alone_in_training_only(small_sequences, tmp_path):
+    """--item_id_dropout: in training each read of the item rows leaves a seeded share of ids out (those rows are
+    their content alone, as an item added from content is); evaluation and the saved model keep every id."""
+    tokenizer, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand", "categories"])
+    model = _model(tokenizer, "gpt2")
+    module = item_content.attach(model, tokenizer, id_dropout=0.5)
+    raw = model.get_input_embeddings().parametrizations.weight.original.detach().clone()
+    items = slice(tokenizer.item_offset, tokenizer.item_offset + tokenizer.num_items)
+    with torch.no_grad():
+        content, full = module.content(raw), raw[items] + module.content(raw)
+    model.train()
+    dropped = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        rows = model.get_input_embeddings().weight[items].detach()
+        is_content = torch.isclose(rows, content, atol=1e-6).all(dim=1)
+        assert (is_content | torch.isclose(rows, full, atol=1e-6).all(dim=1)).all()  # each row: one or the other
+        dropped.append(is_content.float().mean().item())
+        torch.manual_seed(seed)
+        assert torch.equal(model.get_input_embeddings().weight[items].detach(), rows)  # seeded: replayable
+    assert 0.3 < sum(dropped) / len(dropped) < 0.7
+    with item_content.folded(model):  # saved in training mode: every id is in the saved rows
+        saved = model.get_input_embeddings().weight.detach()[items].clone()
+    assert torch.allclose(saved, full, atol=1e-6) and module.training
+    model.eval()
+    assert torch.allclose(model.get_input_embeddings().weight[items].detach(), full, atol=1e-6)
+    semantic, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand"], id_rows=False)
+    with pytest.raises(ValueError, match="id rows"):
+        item_content.attach(_model(semantic, "gpt2"), semantic, id_dropout=0.1)
+
+
 @pytest.mark.parametrize(("model_type", "auto"), [("gpt2", AutoModelForCausalLM), ("bert", AutoModelForMaskedLM)])
 def test_saved_model_is_a_stock_model_scoring_items_as_trained(small_sequences, tmp_path, model_type, auto):
     tokenizer, _ = item_content.with_attributes(_tokenizer(small_sequences), FEATURES, ["brand", "categories"])

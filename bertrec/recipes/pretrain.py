@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.item_init == "transitions":
         init_from_transitions(model, windows, layout, seed=train_args.seed)
     if tokenizer.spec.item_attributes:
-        item_content.attach(model, tokenizer)
+        item_content.attach(model, tokenizer, id_dropout=model_args.item_id_dropout)
+    elif model_args.item_id_dropout:
+        raise ValueError("--item_id_dropout drops id rows in favour of content: it needs --item_features")
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows, gated=model_args.repeat_gate)
     if model_args.transition_scores:
