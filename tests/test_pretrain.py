@@ -367,6 +367,7 @@ def test_a_stalled_validation_anneals_from_the_best_weights_and_a_killed_anneal_
     assert run["stopped_by"] == "annealed" and run["epochs_run"] == 5  # two epochs past --num_epochs
     assert [h["ndcg@10"] for h in run["history"]] == [0.1, 0.2, 0.1, 0.1, 0.3]  # patience waits
     assert run["best_step"] == 5 * per_epoch
+    assert run["anneal"]["start_step"] == 3 * per_epoch and run["anneal"]["steps"] == 2 * per_epoch
     checkpoints = folder / "checkpoints"
     best, annealing = (load_file(checkpoints / f"checkpoint-{n * per_epoch}" / "model.safetensors") for n in (2, 3))
     assert all(torch.equal(best[name], annealing[name]) for name in best)  # epoch 3's weights were dropped

@@ -295,6 +295,7 @@ def training_summary(state: dict, wall_seconds: float, processes: int) -> dict:
         ),
         "epochs_run": state["epoch"],
         "stopped_by": state.get("stopped_by", "epochs"),
+        "anneal": state.get("anneal"),  # {start_step, steps, factor} once validation stalled (--anneal_on_plateau)
         "steps": state["global_step"],
         "history": state["history"],
     }
