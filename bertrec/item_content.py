@@ -53,10 +53,10 @@ class ComposedItems(torch.nn.Module):
         id_rows: bool = True,
         text_vectors: torch.Tensor | None = None,
         text_projection: torch.Tensor | None = None,
-        id_dropout: float = 0.0,
     ):
         super().__init__()
-        self.item_offset, self.id_rows, self.id_dropout = item_offset, id_rows, id_dropout
+        self.item_offset, self.id_rows = item_offset, id_rows
+        self.id_dropout = 0.0  # a training setting, not part of the model: ``attach`` sets it
         # not persistent: checkpoints and best-weight files hold parameters only; the table is rebuilt from
         # the tokenizer, which is saved beside every model
         self.register_buffer("attribute_ids", attribute_ids, persistent=False)

@@ -413,7 +413,7 @@ def train(
             state["micro_step_in_epoch"] = 0
         if state["epoch"] % args.eval_every_epochs == 0 or state["epoch"] == args.num_epochs or last_step:
             stop = _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, selection_metric, clock)
-            if last_step and args.max_steps and "stopped_by" not in state and "anneal" not in state:
+            if last_step and args.max_steps and "stopped_by" not in state:
                 state["stopped_by"] = "max steps"
             if state.get("stopped_by") == "early stopping" and args.anneal_on_plateau and "anneal" not in state:
                 _start_anneal(item_loss.model, optimizer, scheduler, state, args, steps_per_epoch, checkpoint_root)
@@ -429,16 +429,19 @@ def train(
     return state
 
 
+def _anneal_end(state: dict) -> int:
+    return state["anneal"]["start_step"] + state["anneal"]["steps"]
+
+
 def _end_step(state: dict, total_steps: int) -> int:
     """The step the run ends at: the schedule's last, or the anneal's once one started."""
-    anneal = state.get("anneal")
-    return anneal["start_step"] + anneal["steps"] if anneal else total_steps
+    return _anneal_end(state) if "anneal" in state else total_steps
 
 
 def _steps_left(state: dict, args: TrainingArguments, total_steps: int) -> bool:
     """An anneal runs to its end even past --num_epochs: it started where early stopping would have ended it."""
     if "anneal" in state:
-        return state["global_step"] < _end_step(state, total_steps)
+        return state["global_step"] < _anneal_end(state)
     return state["epoch"] < args.num_epochs and state["global_step"] < total_steps
 
 
@@ -516,7 +519,7 @@ def _validate(accelerator, loss_module, evaluate, state, args, checkpoint_root, 
     if args.max_train_seconds and state["elapsed_seconds"] >= args.max_train_seconds:
         state["stopped_by"] = "time budget"
     elif "anneal" in state:  # the decay runs to its end (it is bounded): its best epochs are often its last
-        if state["global_step"] >= _end_step(state, 0):
+        if state["global_step"] >= _anneal_end(state):
             state["stopped_by"] = "annealed"
     elif args.early_stopping_patience and state["bad_evaluations"] >= args.early_stopping_patience:
         state["stopped_by"] = "early stopping"

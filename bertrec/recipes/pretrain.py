@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     if tokenizer.spec.item_attributes:
         item_content.attach(model, tokenizer, id_dropout=model_args.item_id_dropout)
     elif model_args.item_id_dropout:
-        raise ValueError("--item_id_dropout drops id rows in favour of content: it needs --item_features")
+        raise ConfigError("--item_id_dropout drops id rows in favour of content: it needs --item_features")
     if model_args.repeat_scores:
         repeats.attach(model, layout, windows, gated=model_args.repeat_gate)
     if model_args.transition_scores:
