@@ -161,6 +161,13 @@ class TokenizerArguments:
             "sentence-transformers model's name or path (needs the sentence-transformers package)."
         },
     )
+    item_text_dim: int = field(
+        default=64,
+        metadata={
+            "help": "The built-in tfidf encoder's dimensions (its SVD rank): more keep more of what the words "
+            "tell apart. A sentence-transformers model has its own."
+        },
+    )
     item_text_vectors: bool = field(
         default=False,
         metadata={

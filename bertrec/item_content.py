@@ -204,6 +204,7 @@ def tokenizer_with_features(
     codebook_size: int = 64,
     seed: int = 0,
     text_encoder: str = "tfidf",
+    text_dim: int = 64,
     text_vectors: bool = False,
 ):
     """``tokenizer`` with the attributes of ``path``'s categorical columns (``columns``, or the reader's
@@ -233,7 +234,7 @@ def tokenizer_with_features(
         catalogue = features.for_items(tokenizer.spec.items)
         levels = semantic_levels if semantic else 0
         encoder, codes, code_report = SemanticIdEncoder.fit(
-            catalogue, features.text, levels, codebook_size, seed, text_encoder
+            catalogue, features.text, levels, codebook_size, seed, text_encoder, text_dim
         )
         if semantic:
             table = table.join(codes, on="item_id", how="left")

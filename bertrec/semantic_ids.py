@@ -153,11 +153,15 @@ class SemanticIdEncoder:
         codebook_size: int = 64,
         seed: int = 0,
         text_encoder: str = "tfidf",
+        text_dim: int = 64,
     ) -> tuple[SemanticIdEncoder, pl.DataFrame, dict]:
         """The encoder of ``table``'s items (``item_id`` and the text columns), their code table and report.
         ``text_encoder``: "tfidf" (built in, fit here) or a sentence-transformers model's name or path."""
         texts = _texts(table, text_columns)
-        text = TfidfSvd.fit(texts, seed=seed) if text_encoder == "tfidf" else SentenceEncoder(text_encoder)
+        if text_encoder == "tfidf":
+            text = TfidfSvd.fit(texts, dim=text_dim, seed=seed)
+        else:
+            text = SentenceEncoder(text_encoder)
         vectors = text.encode(texts)
         if levels:
             codes, centroids = residual_codebooks(vectors, levels, codebook_size, seed)

@@ -649,9 +649,10 @@ def test_text_vectors_join_item_rows_through_a_learned_map_that_places_new_items
     titles = [("a", "red pen"), ("b", "red pen ink refill"), ("c", "paper ream"), ("d", "paper ream white")]
     features.write_text("\n".join(json.dumps({"item_id": i, "title": t}) for i, t in titles))
     tokenizer = item_content.tokenizer_with_features(
-        _tokenizer(small_sequences), str(features), ["none"], text_columns=["title"], text_vectors=True
+        _tokenizer(small_sequences), str(features), ["none"], text_columns=["title"], text_dim=2, text_vectors=True
     )
     assert tokenizer.item_encoder.columns == [] and not tokenizer.spec.attributes  # a text encoder, no codes
+    assert tokenizer.item_encoder.item_vectors.shape[1] == 2  # --item_text_dim (4 kept words would allow 4)
     from bertrec.hub import _item_tokens
 
     card = " ".join(_item_tokens(item_content.summary(tokenizer)))  # the model card names the encoder
@@ -680,7 +681,7 @@ def test_text_vectors_join_item_rows_through_a_learned_map_that_places_new_items
     assert recommender.add_items(pl.DataFrame({"item_id": ["twin", "d"], "title": ["red pen", "paper ream white"]}))
     extended = recommender.tokenizer
     index = {item: i for i, item in enumerate(extended.spec.items)}
-    assert extended.item_encoder.item_vectors.shape[0] == len(extended.spec.items)  # the new items' vectors kept
+    assert extended.item_encoder.item_vectors.shape == (len(extended.spec.items), 2)  # new items' vectors kept
     rows = torch.as_tensor(recommender.item_embeddings())
     similarity = torch.nn.functional.cosine_similarity(rows[index["twin"]], rows, dim=1)
     assert similarity[index["a"]] > similarity[index["c"]]  # placed beside the item with its title

@@ -26,7 +26,8 @@ TRAINING_TIME_DATA = (
     "prepared_dir", "item_features", "item_feature_columns", "item_text_columns", "train_on_validation"
 )  # fmt: skip
 TRAINING_TIME_TOKENS = (
-    "min_attribute_items", "item_tokens", "item_text_encoder", "semantic_id_levels", "semantic_id_codebook"
+    "min_attribute_items", "item_tokens", "item_text_encoder", "item_text_dim",
+    "semantic_id_levels", "semantic_id_codebook"
 )  # fmt: skip
 
 

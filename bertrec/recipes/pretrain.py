@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
             tok_args.semantic_id_codebook,
             train_args.seed,
             tok_args.item_text_encoder,
+            tok_args.item_text_dim,
             tok_args.item_text_vectors,
         )
     elif tok_args.item_tokens != "id" or tok_args.item_text_vectors:
