@@ -173,22 +173,25 @@ class ColdBenchmark(Benchmark):
         counts = {"items_added_from_content": len(added), "cold_items_added": len(set(missing.to_list()) & self.cold)}
         return tokenizer, counts
 
-    def weighed_run(self, model: str, config: dict[str, str], seed: int) -> dict:
+    def weighed_run(self, model: str, config: dict[str, str], seed: int, max_known_loss: float | None = None) -> dict:
         """``bertrec_run``'s trained model, its added items weighed by the rule ``Recommender.calibrate_added_items``
         chooses on the validation users, those with a cold target included (training never validated on them:
-        ``without_cold_items``). Cached beside the run's own evaluation."""
+        ``without_cold_items``), within ``max_known_loss`` when given. Cached beside the run's own evaluation."""
         from bertrec.added_item_weighing import fit_weighing, with_weighing
         from bertrec.evaluation import model_scorer
 
         trained = self.bertrec_run(model, config, seed, [])
         run_dir = self.run_dir(model, config, seed)
-        path = run_dir / WEIGHED_EVALUATION
+        budget = "" if max_known_loss is None else f"_max_known_loss{max_known_loss:g}"
+        path = run_dir / WEIGHED_EVALUATION.replace(".json", f"{budget}.json")
         cached = json.loads(path.read_text()) if path.is_file() else {}
         if cached.get("version") == trained.get("version"):
             return cached
         model_, tokenizer, objective, action = self.load_run(run_dir)
         tokenizer, added = self.add_missing_items(model_, tokenizer)
-        choice = fit_weighing(model_, tokenizer, self.split.valid, objective=objective, action=action)
+        choice = fit_weighing(
+            model_, tokenizer, self.split.valid, objective=objective, action=action, max_known_loss=max_known_loss
+        )
         tokenizer = with_weighing(tokenizer, choice.weighing)
         evaluation = evaluate_both(model_scorer(model_, tokenizer), tokenizer, self.test_only, objective, action=action)
         evaluation.update(added, training=trained.get("training", {}))
@@ -249,11 +252,17 @@ class ColdBenchmark(Benchmark):
         return group == "all" or (user in self.cold_users) == (group == "cold")
 
     def row(
-        self, model: str, seeds: list[int], overrides: dict[str, str], weighing: str = "share"
+        self,
+        model: str,
+        seeds: list[int],
+        overrides: dict[str, str],
+        weighing: str = "share",
+        max_known_loss: float | None = None,
     ) -> tuple[dict, dict]:
         """``overrides``: flags set on top of the leave-one-out choice (e.g. ``dropout``), so a
         cold-start mechanism is measured on the configuration chosen without it. ``weighing``: ``share``
-        ranks added items by their catalogue share, ``validated`` by the rule chosen on validation."""
+        ranks added items by their catalogue share, ``validated`` by the rule chosen on validation (within
+        ``max_known_loss`` of the known targets' NDCG@10 when given)."""
         if model in BASELINES:
             runs, config = [self.baseline_run(model)], {}
             encoded = model == "content-knn" and self.text_encoder  # named by its encoder; others take no flags
@@ -261,13 +270,15 @@ class ColdBenchmark(Benchmark):
         elif model in BERTREC_MODELS:
             config = {**self.loo_choice(model), **overrides}
             if weighing == "validated":
-                runs = [self.weighed_run(model, config, seed) for seed in seeds]
+                runs = [self.weighed_run(model, config, seed, max_known_loss) for seed in seeds]
             else:
                 runs = [self.bertrec_run(model, config, seed, []) for seed in seeds]
         else:
             raise SystemExit(f"{model}: the cold protocol runs {list(BASELINES)} and bertrec's rows")
         details = [r["details_excluded"] for r in runs]
         weighing_name = WEIGHING_NAMES[weighing] if model in BERTREC_MODELS else []
+        if weighing_name and max_known_loss is not None:
+            weighing_name = [*weighing_name, f"max_known_loss={max_known_loss:g}"]
         row = {
             "model": model,
             "name": " ".join([model, *(f"{k}={v}" for k, v in overrides.items()), *weighing_name]),
@@ -416,6 +427,11 @@ def main() -> None:
         help="how added items are weighed against trained ones: their catalogue share, or the rule "
         "Recommender.calibrate_added_items chooses on validation (bertrec rows only)",
     )
+    parser.add_argument(
+        "--max_known_loss",
+        type=float,
+        help="with --weighing validated: the share of known-target NDCG@10 on validation that added items may cost",
+    )
     parser.add_argument("--text_encoder", help="content-knn: a sentence-transformers model folder (benchmark-only)")
     shared_arguments(parser)
     args = parser.parse_args()
@@ -426,7 +442,7 @@ def main() -> None:
         command = " ".join(["python", "benchmarks/cold_items.py", *sys.argv[1:]])
         overrides = dict(pair.split("=", 1) for pair in args.set)
         for model in args.models:
-            save(bench, *bench.row(model, args.seeds, overrides, args.weighing), command)
+            save(bench, *bench.row(model, args.seeds, overrides, args.weighing, args.max_known_loss), command)
     print(write_report())
 
 

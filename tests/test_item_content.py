@@ -18,6 +18,7 @@ from bertrec.added_item_weighing import (
     intercept_for_share,
     one_standard_error_choice,
     with_weighing,
+    within_known_loss,
 )
 from bertrec.modeling import build_model, item_logits
 from bertrec.tokenization import EventTokenizer
@@ -324,6 +325,25 @@ def test_the_weighing_takes_the_largest_share_within_one_standard_error_of_the_b
     assert one_standard_error_choice(per_example[[0, 2]], [candidates[0], candidates[2]]) == 0
 
 
+def test_a_known_loss_budget_keeps_the_candidates_that_cost_known_targets_little():
+    """Candidates are judged on the known-target examples against the ranking without new items; the budget
+    admits those within it, and the one losing least when none is."""
+    without_new = np.array([1.0, 0.5, 0.2, 0.0])
+    known = np.array([True, True, False, True])  # the third example's target is a new item
+    per_example = np.array([
+        [1.0, 0.5, 0.0, 0.0],  # loses nothing on known targets
+        [0.9, 0.45, 0.1, 0.0],  # loses 10%
+        [0.5, 0.25, 1.0, 0.0],  # loses 50%, and wins the new-item example
+    ])  # fmt: skip
+    candidates = [{"share_factor": f} for f in (0.35, 0.7, 1.4)]
+    assert within_known_loss(per_example, without_new, known, candidates, 0.2) == [0, 1]
+    assert [c["known_target_loss"] for c in candidates] == pytest.approx([0.0, 0.1, 0.5])
+    assert within_known_loss(per_example, without_new, known, candidates, 1.0) == [0, 1, 2]
+    assert within_known_loss(per_example[1:], without_new, known, candidates[1:], 0.05) == [0]  # least loss
+    with pytest.raises(ValueError, match="trained item"):
+        within_known_loss(per_example, without_new, np.zeros(4, dtype=bool), candidates, 0.1)
+
+
 def test_recommender_chooses_the_added_items_weighing_on_held_out_examples(content_run, tmp_path):
     """Examples whose targets are added items reward a larger share for them and examples whose targets are
     trained items a smaller one, for every slope; the best candidate is kept, saved with the tokenizer and
@@ -358,6 +378,14 @@ def test_recommender_chooses_the_added_items_weighing_on_held_out_examples(conte
             by_share = sorted((c for c in choice.candidates if c["slope"] == slope), key=lambda c: c["share_factor"])
             ndcg = [c["ndcg@10"] * direction for c in by_share]
             assert ndcg == sorted(ndcg)  # a larger share only lifts added items past trained ones
+    # a budget of 0 keeps the candidate costing known targets least (trained targets, one added: the fit runs)
+    budgeted = added_item_weighing.fit_weighing(
+        recommender.model, recommender.tokenizer, relabelled, objective=recommender.objective, max_known_loss=0.0
+    )
+    least = min(c["known_target_loss"] for c in budgeted.candidates)
+    chosen = next(c for c in budgeted.candidates if (c["slope"], c["intercept"]) == budgeted.weighing)
+    assert chosen["known_target_loss"] == least and budgeted.max_known_loss == 0.0
+    assert max(c["known_target_loss"] for c in budgeted.candidates) > least  # the budget had a choice to make
     choice = recommender.calibrate_added_items(
         examples.with_columns(target_item_id=pl.Series([fresh[row % 6] for row in range(examples.height)]))
     )
