@@ -21,9 +21,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cold_items import ColdBenchmark  # noqa: E402
-from quality_protocol import evaluate_both  # noqa: E402
-
-SMALL_SHARE_FACTOR = 0.35  # the smallest candidate share of fit_weighing, times the catalogue share
 
 
 def main() -> None:
@@ -35,8 +32,9 @@ def main() -> None:
     parser.add_argument("--cold_share", type=float, default=0.1)
     args = parser.parse_args()
 
-    from bertrec.added_item_weighing import NO_NEW_ITEMS, with_weighing
-    from bertrec.evaluation import model_scorer
+    from bertrec.added_item_weighing import NO_NEW_ITEMS, SHARE_FACTORS, with_weighing
+    from bertrec.evaluation import evaluate_scorer, model_scorer
+    from bertrec.metrics import per_row_ndcg
 
     bench = ColdBenchmark(args.dataset, Path(args.work_dir), 1, args.cold_share)
     model, tokenizer, objective, action = bench.load_run(args.run_dir)
@@ -46,14 +44,22 @@ def main() -> None:
         raise SystemExit(f"no per-user leave-one-out figures for {args.model}: run quality.py for it first")
     warm_users = [u for u in reference if u not in bench.cold_users]
     warm_reference = float(np.mean([reference[u] for u in warm_users]))
-    share = SMALL_SHARE_FACTOR * tokenizer.spec.items_from_content / tokenizer.num_items
-    weighings = {"no new item ranked": (0.0, NO_NEW_ITEMS), "flat 0.35x share": (0.0, math.log(share / (1 - share)))}
+    smallest = min(SHARE_FACTORS)  # the smallest share fit_weighing tries, times the catalogue share
+    share = smallest * tokenizer.spec.items_from_content / tokenizer.num_items
+    weighings = {
+        "no new item ranked": (0.0, NO_NEW_ITEMS),
+        f"flat {smallest}x share": (0.0, math.log(share / (1 - share))),
+    }
     for chosen in sorted(args.run_dir.glob("evaluation_weighing_validated*.json")):
         weighings[f"chosen ({chosen.stem})"] = tuple(json.loads(chosen.read_text())["weighing"]["slope_intercept"])
+    test = bench.test_only.test
     for name, weighing in weighings.items():
         weighed = with_weighing(tokenizer, weighing)
-        evaluation = evaluate_both(model_scorer(model, weighed), weighed, bench.test_only, objective, action=action)
-        per_user = dict(zip(evaluation["details_excluded"]["user_id"], evaluation["details_excluded"]["ndcg@10"]))
+        metrics = evaluate_scorer(  # the headline setting only (seen items excluded), as cold_items.py reports
+            model_scorer(model, weighed), weighed, test, objective=objective, exclude_seen=True, details=True,
+            action=action, desc=name,
+        )  # fmt: skip
+        per_user = dict(zip(metrics["details"]["user_id"], per_row_ndcg(metrics["details"]["rank"], 10)))
         warm = float(np.mean([per_user[u] for u in warm_users]))
         cold = float(np.mean([per_user[u] for u in bench.cold_users]))
         print(

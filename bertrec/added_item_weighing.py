@@ -96,8 +96,8 @@ def fit_weighing(
     added = tokenizer.spec.items_from_content
     if added <= 0:
         raise ValueError("this tokenizer has no items added from content: there is nothing to weigh")
-    added_ids = set(tokenizer.spec.items[-added:])
-    added_targets = int(examples["target_item_id"].is_in(list(added_ids)).sum())
+    added_target = examples["target_item_id"].is_in(tokenizer.spec.items[-added:]).to_numpy()  # per example
+    added_targets = int(added_target.sum())
     if added_targets == 0:
         raise ValueError(
             "none of the examples' targets is an item added from content, so every candidate would only be "
@@ -136,8 +136,7 @@ def fit_weighing(
     considered = list(range(len(candidates)))
     if max_known_loss is not None:
         without_new, _ = per_example_ndcg((0.0, NO_NEW_ITEMS), "without added items")
-        known = ~examples["target_item_id"].is_in(list(added_ids)).to_numpy()
-        considered = within_known_loss(per_example, without_new, known, candidates, max_known_loss)
+        considered = within_known_loss(per_example, without_new, ~added_target, candidates, max_known_loss)
     index = considered[one_standard_error_choice(per_example[considered], [candidates[i] for i in considered])]
     chosen = candidates[index]
     return WeighingChoice(

@@ -78,13 +78,10 @@ class ComposedItems(torch.nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         end = self.item_offset + self.num_items
-        content = self.content(weight)
-        if not self.id_rows:
-            items = content
-        elif self.training and self.id_dropout:
-            items = weight[self.item_offset : end] * self._kept_ids(weight) + content
-        else:
-            items = weight[self.item_offset : end] + content
+        items = self.content(weight)
+        if self.id_rows:
+            ids = weight[self.item_offset : end]
+            items = items + (ids * self._kept_ids(weight) if self.training and self.id_dropout else ids)
         return torch.cat([weight[: self.item_offset], items, weight[end:]])
 
     def _kept_ids(self, weight: torch.Tensor) -> torch.Tensor:
